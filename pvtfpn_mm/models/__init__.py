@@ -1,0 +1,1 @@
+from . import backbones, heads, necks  # noqa: F401

@@ -1,0 +1,48 @@
+"""The plugin's registry scope and its link to mmdet's and mmseg's registries.
+
+``MODELS`` is a child of mmengine's root model registry with the scope ``pvtfpn_mm``,
+so ``type='pvtfpn_mm.PVTv2'`` resolves from any scope. :func:`register_model` also
+registers each class in mmdet's and mmseg's ``MODELS`` (when they are installed), so an
+ordinary mmdet or mmseg config builds our types by their bare names once
+``custom_imports=dict(imports=['pvtfpn_mm'])`` has run. None of our names is also a
+name in mmdet or mmseg; registering one that is raises ``KeyError``.
+"""
+import importlib
+from typing import Callable, Optional, Sequence, Type
+
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import Registry
+
+MODELS = Registry(
+    'model', parent=MMENGINE_MODELS, scope='pvtfpn_mm', locations=['pvtfpn_mm.models'])
+
+#: The downstream scopes our models are also registered in.
+DOWNSTREAM_SCOPES = ('mmdet', 'mmseg')
+
+
+def downstream_registry(scope: str) -> Optional[Registry]:
+    """Returns ``<scope>.registry.MODELS``, or None when that package is not installed."""
+    try:
+        return importlib.import_module(f'{scope}.registry').MODELS
+    except ImportError:
+        return None
+
+
+def register_model(scopes: Sequence[str] = DOWNSTREAM_SCOPES) -> Callable[[Type], Type]:
+    """Class decorator: register in ``pvtfpn_mm`` and in each installed scope of ``scopes``.
+
+    Args:
+        scopes (Sequence[str]): Downstream scopes to register in besides ``pvtfpn_mm``.
+            Defaults to ``('mmdet', 'mmseg')``.
+    """
+
+    def wrap(cls: Type) -> Type:
+        MODELS.register_module(module=cls)
+        for scope in scopes:
+            registry = downstream_registry(scope)
+            if registry is not None:
+                # force=False: a clash with one of mmdet's/mmseg's names raises KeyError.
+                registry.register_module(module=cls)
+        return cls
+
+    return wrap
