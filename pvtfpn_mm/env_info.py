@@ -1,0 +1,41 @@
+"""Versions of the stack and the model types pvtfpn_mm registers."""
+import importlib
+from importlib import metadata
+from typing import Dict, List
+
+from .registry import DOWNSTREAM_SCOPES, MODELS, downstream_registry
+
+STACK = ('torch', 'torchvision', 'mmengine', 'mmcv', 'mmdet', 'mmsegmentation', 'timm',
+         'pycocotools', 'openmim')
+
+
+def stack_versions() -> Dict[str, str]:
+    """Maps each distribution of the stack to its version ('missing' when not installed)."""
+    versions = {}
+    for name in STACK:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = 'missing'
+    return versions
+
+
+def registered_types() -> Dict[str, List[str]]:
+    """Maps each scope to the pvtfpn_mm types registered in it."""
+    import pvtfpn_mm  # noqa: F401  (registers the models)
+    ours = sorted(MODELS.module_dict)
+    result = {'pvtfpn_mm': ours}
+    for scope in DOWNSTREAM_SCOPES:
+        registry = downstream_registry(scope)
+        if registry is not None:
+            result[scope] = [n for n in ours if registry.module_dict.get(n) is MODELS.get(n)]
+    return result
+
+
+def mmcv_ops_compiled() -> bool:
+    """True when mmcv's compiled extension (``mmcv._ext``) imports."""
+    try:
+        importlib.import_module('mmcv._ext')
+    except ImportError:
+        return False
+    return True

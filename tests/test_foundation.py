@@ -1,0 +1,91 @@
+"""The stack is real (compiled mmcv ops, mmdet and mmseg models) and our scope works."""
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+
+import pvtfpn_mm
+from pvtfpn_mm.registry import DOWNSTREAM_SCOPES, MODELS, downstream_registry
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_version_lives_in_one_place():
+    text = (ROOT / 'pvtfpn_mm' / 'version.py').read_text()
+    assert re.fullmatch(r"__version__ = '\d+\.\d+\.\d+'\n", text)
+    from importlib.metadata import version
+    assert version('pvtfpn_mm') == pvtfpn_mm.__version__
+
+
+def test_batched_nms_on_cpu_hand_checked():
+    from mmcv.ops import batched_nms
+    boxes = torch.tensor([[0., 0., 10., 10.],    # kept (best of class 0)
+                          [1., 1., 11., 11.],    # IoU 81/119 = 0.68 with box 0 -> dropped
+                          [20., 20., 30., 30.],  # no overlap -> kept
+                          [0., 0., 10., 10.]])   # same box as 0 but class 1 -> kept
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    idxs = torch.tensor([0, 0, 0, 1])
+    dets, keep = batched_nms(boxes, scores, idxs, dict(type='nms', iou_threshold=0.5))
+    assert keep.tolist() == [0, 2, 3]
+    assert torch.equal(dets[:, 4], torch.tensor([0.9, 0.7, 0.6]))
+    # above the 0.68 IoU the second box survives
+    _, keep = batched_nms(boxes, scores, idxs, dict(type='nms', iou_threshold=0.7))
+    assert keep.tolist() == [0, 1, 2, 3]
+
+
+def test_roi_align_on_cpu_hand_checked():
+    from mmcv.ops import RoIAlign
+    # feature value = x coordinate (column index); a 2x2 RoIAlign over columns 0..4
+    # (aligned=True: pixel centres at integer+0.5) samples bin centres at x = 1 and 3
+    # -> values 0.5 and 2.5 (the bilinear value at x is x - 0.5).
+    feat = torch.arange(8, dtype=torch.float32).repeat(8, 1)[None, None]
+    rois = torch.tensor([[0., 0., 0., 4., 4.]])
+    out = RoIAlign((2, 2), spatial_scale=1.0, sampling_ratio=1, aligned=True)(feat, rois)
+    expected = torch.tensor([[[[0.5, 2.5], [0.5, 2.5]]]])
+    assert out.shape == (1, 1, 2, 2)
+    assert torch.allclose(out, expected)
+
+
+def test_mmdet_and_mmseg_models_import():
+    import mmdet.models
+    import mmseg.models
+    assert mmdet.models.RetinaNet is not None and mmseg.models.EncoderDecoder is not None
+    from mmcv.ops import point_sample  # mmseg imports it; needs the compiled ops
+    assert callable(point_sample)
+
+
+def test_registered_in_all_scopes_without_collisions():
+    ours = dict(MODELS.module_dict)
+    assert {'PVTv2', 'TopDownFPN'} <= set(ours)
+    assert 'FPN' not in ours
+    for scope in DOWNSTREAM_SCOPES:
+        registry = downstream_registry(scope)
+        for name, cls in ours.items():
+            # the name in mmdet's/mmseg's registry is ours, not theirs
+            assert registry.get(name) is cls, (scope, name)
+            assert cls.__module__.startswith('pvtfpn_mm.')
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+def test_custom_imports_build_from_downstream_scope(scope):
+    from mmengine.registry import DefaultScope, init_default_scope
+    cfg = Config(dict(
+        custom_imports=dict(imports=['pvtfpn_mm'], allow_failed_imports=False),
+        backbone=dict(type='PVTv2', arch='b0'),
+        neck=dict(type='TopDownFPN', in_channels=[32, 64, 160, 256], out_channels=16)))
+    init_default_scope(scope)
+    assert DefaultScope.get_current_instance().scope_name == scope
+    registry = downstream_registry(scope)
+    backbone = registry.build(cfg.backbone)
+    neck = registry.build(cfg.neck)
+    feats = backbone(torch.randn(1, 3, 64, 64))
+    outs = neck(feats)
+    assert [tuple(o.shape) for o in outs] == [(1, 16, 16, 16), (1, 16, 8, 8), (1, 16, 4, 4),
+                                              (1, 16, 2, 2)]
+
+
+def test_scoped_name_resolves_from_root():
+    from mmengine.registry import MODELS as ROOT_MODELS
+    assert ROOT_MODELS.get('pvtfpn_mm.TopDownFPN') is MODELS.get('TopDownFPN')
