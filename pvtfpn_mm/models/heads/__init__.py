@@ -1,1 +1,11 @@
+import importlib.util
 
+__all__ = []
+
+# The heads are mmseg decode heads: only import them where mmseg is installed, so a
+# detection-only install (mmdet without mmseg) can still import pvtfpn_mm.
+if importlib.util.find_spec('mmseg') is not None:
+    from .fpn_concat_head import FPNConcatHead
+    from .fpn_depth_head import FPNDepthHead
+
+    __all__ += ['FPNConcatHead', 'FPNDepthHead']

@@ -1,1 +1,3 @@
+from .top_down_fpn import TopDownFPN
 
+__all__ = ['TopDownFPN']

@@ -1,0 +1,105 @@
+"""The design notes' segmentation head (Case 2): resize, concat, conv, classify."""
+from typing import List, Sequence
+
+import torch
+from mmcv.cnn import ConvModule
+from torch import Tensor
+
+from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+from mmseg.models.utils import resize
+
+from pvtfpn_mm.registry import register_model
+
+#: Allowed values of ``interpolate_mode``.
+INTERPOLATE_MODES = ('bilinear', 'nearest')
+
+
+@register_model()
+class FPNConcatHead(BaseDecodeHead):
+    """Concat head over pyramid levels (``fpn_design_notes.md``, Case 2).
+
+    Every selected level is resized to the size of the first selected one (the finest:
+    list ``in_index`` finest first), the maps are concatenated along channels, fused by
+    one 3x3 ConvModule (``sum(in_channels) -> channels``, with ``norm_cfg`` and
+    ``act_cfg``) and classified per pixel by ``conv_seg`` (1x1, after dropout)::
+
+        fusion = cat([P_a, up(P_b), up(P_c), ...])   # at P_a's size
+        logits = conv_seg(dropout(ConvModule3x3(fusion)))
+
+    The output is at the finest level's resolution (1/4 of the input for PVT-v2);
+    mmseg resizes it to the label/image size in the loss and in prediction.
+
+    Args:
+        in_channels (Sequence[int]): Channels of each selected level. Defaults to
+            ``[256] * 4`` (the four outputs of ``TopDownFPN``).
+        channels (int): Channels of the fused feature before ``conv_seg``. Defaults
+            to 256.
+        in_index (Sequence[int]): Indices of the selected levels in the neck's
+            outputs, finest first. Defaults to ``[0, 1, 2, 3]``.
+        input_transform (str): Must be ``'multiple_select'`` (the head resizes and
+            concatenates itself). Defaults to ``'multiple_select'``.
+        interpolate_mode (str): How the coarser levels are resized, ``'bilinear'``
+            (``align_corners`` from the ``align_corners`` argument, default False) or
+            ``'nearest'``. Defaults to ``'bilinear'``, as in the notes.
+        **kwargs: The other arguments of mmseg's ``BaseDecodeHead`` (``num_classes``
+            (required), ``dropout_ratio=0.1``, ``norm_cfg=None``,
+            ``act_cfg=dict(type='ReLU')``, ``loss_decode``, ``align_corners=False``,
+            ...).
+
+    Raises:
+        ValueError: ``input_transform`` other than ``'multiple_select'``, a bad
+            ``interpolate_mode``, or (in :meth:`forward`) a selected input whose
+            channels differ from ``in_channels``.
+    """
+
+    def __init__(self,
+                 in_channels: Sequence[int] = (256, 256, 256, 256),
+                 channels: int = 256,
+                 in_index: Sequence[int] = (0, 1, 2, 3),
+                 input_transform: str = 'multiple_select',
+                 interpolate_mode: str = 'bilinear',
+                 **kwargs) -> None:
+        if input_transform != 'multiple_select':
+            raise ValueError(
+                f"{type(self).__name__} needs input_transform='multiple_select' (it "
+                f'resizes and concatenates the levels itself), got {input_transform!r}')
+        if interpolate_mode not in INTERPOLATE_MODES:
+            raise ValueError(
+                f'interpolate_mode must be one of {INTERPOLATE_MODES}, got '
+                f'{interpolate_mode!r}')
+        super().__init__(
+            in_channels=list(in_channels),
+            channels=channels,
+            in_index=list(in_index),
+            input_transform=input_transform,
+            **kwargs)
+        self.interpolate_mode = interpolate_mode
+        self.fusion_conv = ConvModule(
+            sum(self.in_channels),
+            self.channels,
+            3,
+            padding=1,
+            conv_cfg=self.conv_cfg,
+            norm_cfg=self.norm_cfg,
+            act_cfg=self.act_cfg)
+
+    def _fuse(self, inputs: Sequence[Tensor]) -> Tensor:
+        """Selects, resizes to the first selected level, concatenates and fuses."""
+        feats: List[Tensor] = self._transform_inputs(inputs)
+        for i, (x, ch) in enumerate(zip(feats, self.in_channels)):
+            if x.shape[1] != ch:
+                raise ValueError(
+                    f'{type(self).__name__}: input {self.in_index[i]} has '
+                    f'{x.shape[1]} channels, expected in_channels[{i}]={ch} '
+                    f'(in_channels={self.in_channels}, in_index={self.in_index})')
+        size = feats[0].shape[2:]
+        align_corners = self.align_corners if self.interpolate_mode == 'bilinear' else None
+        feats = [feats[0]] + [
+            resize(x, size=size, mode=self.interpolate_mode, align_corners=align_corners)
+            for x in feats[1:]
+        ]
+        return self.fusion_conv(torch.cat(feats, dim=1))
+
+    def forward(self, inputs: Sequence[Tensor]) -> Tensor:
+        """Returns per-pixel class logits at the first selected level's size."""
+        return self.cls_seg(self._fuse(inputs))
