@@ -37,12 +37,18 @@ def register_model(scopes: Sequence[str] = DOWNSTREAM_SCOPES) -> Callable[[Type]
     """
 
     def wrap(cls: Type) -> Type:
-        MODELS.register_module(module=cls)
-        for scope in scopes:
-            registry = downstream_registry(scope)
-            if registry is not None:
-                # force=False: a clash with one of mmdet's/mmseg's names raises KeyError.
-                registry.register_module(module=cls)
+        registries = [MODELS] + [
+            r for r in map(downstream_registry, scopes) if r is not None
+        ]
+        # Check every registry before touching any, so a clash leaves none half-done.
+        for registry in registries:
+            if cls.__name__ in registry.module_dict:
+                raise KeyError(
+                    f'{cls.__name__} is already registered in the {registry.scope} '
+                    f'registry (by {registry.module_dict[cls.__name__].__module__}); '
+                    'pvtfpn_mm names must not collide with mmdet/mmseg names')
+        for registry in registries:
+            registry.register_module(module=cls)
         return cls
 
     return wrap

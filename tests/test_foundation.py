@@ -58,14 +58,21 @@ def test_mmdet_and_mmseg_models_import():
 
 def test_registered_in_all_scopes_without_collisions():
     ours = dict(MODELS.module_dict)
-    assert {'PVTv2', 'TopDownFPN'} <= set(ours)
     assert 'FPN' not in ours
-    for scope in DOWNSTREAM_SCOPES:
+    assert all(cls.__module__.startswith('pvtfpn_mm.') for cls in ours.values())
+    required = {
+        'mmdet': {'PVTv2', 'TopDownFPN'},
+        'mmseg': {'PVTv2', 'TopDownFPN', 'FPNConcatHead', 'FPNDepthHead'},
+    }
+    assert set(required) == set(DOWNSTREAM_SCOPES)
+    for scope, names in required.items():
         registry = downstream_registry(scope)
+        assert names <= set(ours)
+        for name in names:
+            assert registry.get(name) is ours[name], (scope, name)
+        # whatever of ours is in mmdet's/mmseg's registry is ours, not a namesake of theirs
         for name, cls in ours.items():
-            # the name in mmdet's/mmseg's registry is ours, not theirs
-            assert registry.get(name) is cls, (scope, name)
-            assert cls.__module__.startswith('pvtfpn_mm.')
+            assert registry.module_dict.get(name, cls) is cls, (scope, name)
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
@@ -89,3 +96,14 @@ def test_custom_imports_build_from_downstream_scope(scope):
 def test_scoped_name_resolves_from_root():
     from mmengine.registry import MODELS as ROOT_MODELS
     assert ROOT_MODELS.get('pvtfpn_mm.TopDownFPN') is MODELS.get('TopDownFPN')
+
+
+def test_a_namesake_of_an_mmdet_model_is_refused_everywhere():
+    from pvtfpn_mm.registry import register_model
+
+    class FPN(torch.nn.Module):
+        pass
+
+    with pytest.raises(KeyError, match=r'FPN is already registered in the mmdet registry'):
+        register_model()(FPN)
+    assert 'FPN' not in MODELS.module_dict

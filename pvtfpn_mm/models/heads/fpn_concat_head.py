@@ -14,7 +14,7 @@ from pvtfpn_mm.registry import register_model
 INTERPOLATE_MODES = ('bilinear', 'nearest')
 
 
-@register_model()
+@register_model(scopes=('mmseg', ))  # an mmseg decode head
 class FPNConcatHead(BaseDecodeHead):
     """Concat head over pyramid levels (``fpn_design_notes.md``, Case 2).
 

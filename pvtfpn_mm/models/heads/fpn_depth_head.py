@@ -14,7 +14,7 @@ from pvtfpn_mm.registry import register_model
 from .fpn_concat_head import FPNConcatHead
 
 
-@register_model()
+@register_model(scopes=('mmseg', ))  # an mmseg decode head
 class FPNDepthHead(FPNConcatHead):
     """Depth regression over pyramid levels (``fpn_design_notes.md``, Case 3).
 
