@@ -17,7 +17,7 @@ MODELS = Registry(
     'model', parent=MMENGINE_MODELS, scope='pvtfpn_mm', locations=['pvtfpn_mm.models'])
 
 #: The downstream scopes our models are also registered in.
-DOWNSTREAM_SCOPES = ('mmdet', 'mmseg')
+DOWNSTREAM_SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
 
 
 def downstream_registry(scope: str) -> Optional[Registry]:
@@ -32,8 +32,8 @@ def register_model(scopes: Sequence[str] = DOWNSTREAM_SCOPES) -> Callable[[Type]
     """Class decorator: register in ``pvtfpn_mm`` and in each installed scope of ``scopes``.
 
     Args:
-        scopes (Sequence[str]): Downstream scopes to register in besides ``pvtfpn_mm``.
-            Defaults to ``('mmdet', 'mmseg')``.
+        scopes (Sequence[str]): Downstream scopes to register in besides ``pvtfpn_mm``
+            (those not installed are skipped). Defaults to ``('mmdet', 'mmseg', 'mmpretrain')``.
     """
 
     def wrap(cls: Type) -> Type:

@@ -63,6 +63,7 @@ def test_registered_in_all_scopes_without_collisions():
     required = {
         'mmdet': {'PVTv2', 'TopDownFPN'},
         'mmseg': {'PVTv2', 'TopDownFPN', 'FPNConcatHead', 'FPNDepthHead'},
+        'mmpretrain': {'PVTv2', 'TopDownFPN', 'TimmFeatures', 'PyramidClsHead'},
     }
     assert set(required) == set(DOWNSTREAM_SCOPES)
     for scope, names in required.items():

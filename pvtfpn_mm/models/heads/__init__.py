@@ -9,3 +9,8 @@ if importlib.util.find_spec('mmseg') is not None:
     from .fpn_depth_head import FPNDepthHead
 
     __all__ += ['FPNConcatHead', 'FPNDepthHead']
+
+# Case 4 (classification): plain PyTorch/mmengine; an mmpretrain head if mmpretrain is there.
+from .pyramid_cls_head import PyramidClsHead  # noqa: E402
+
+__all__ += ['PyramidClsHead']

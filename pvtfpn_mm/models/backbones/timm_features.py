@@ -1,0 +1,477 @@
+"""Any timm model with ``features_only`` support as an mmdet / mmseg / mmpretrain backbone.
+
+:class:`TimmFeatures` wraps ``timm.create_model(model_name, features_only=True,
+pretrained=False, out_indices=..., **timm_kwargs)`` and adds what an OpenMMLab backbone
+needs: validated ``out_indices``, ``frozen_stages``, ``norm_eval``, NCHW outputs (timm's
+Swin and similar models return NHWC features) and offline pretrained weights read from
+a local file *in the full timm model's key names* (``model.state_dict()`` of
+``timm.create_model(model_name)``), loaded strictly.
+
+Feature levels are timm's: level ``i`` is ``feature_info[i]`` of the full model (for
+``resnet*``: 0 = stem at stride 2, 1..4 = ``layer1..4`` at strides 4..32; for
+``convnext_*``, ``swin_*``, ``pvt_v2_*``: 0..3 = the four stages at strides 4..32).
+:func:`timm_channels` gives the channels of the selected levels without building the
+weights, so a config can pass them to a neck (see the README's "Bring your own
+backbone").
+"""
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import timm
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+from timm.layers import Format
+from timm.models import load_state_dict as timm_load_state_dict
+from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from pvtfpn_mm.registry import register_model
+from pvtfpn_mm.weights import StateDictMismatchError
+
+#: timm keywords that :class:`TimmFeatures` sets itself (or refuses).
+RESERVED_TIMM_KWARGS = ('pretrained', 'features_only', 'out_indices', 'checkpoint_path',
+                        'pretrained_cfg', 'pretrained_cfg_overlay')
+#: Keys allowed in ``init_cfg=dict(type='Pretrained', ...)``.
+PRETRAINED_INIT_KEYS = ('type', 'checkpoint', 'prefix', 'map_location')
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_model_name(model_name) -> None:
+    if not isinstance(model_name, str):
+        raise TypeError(
+            f'model_name must be a str, got {model_name!r} ({type(model_name).__name__})')
+    if not timm.is_model(model_name):
+        close = timm.list_models(f'*{model_name.split("_")[0]}*')[:8]
+        raise ValueError(
+            f'model_name {model_name!r} is not a timm model'
+            + (f' (similar: {close})' if close else ''))
+
+
+def _check_timm_kwargs(timm_kwargs: dict) -> None:
+    allowed = dict(pretrained=False, features_only=True)  # harmless when repeated
+    for key in RESERVED_TIMM_KWARGS:
+        if key in timm_kwargs and not (key in allowed and timm_kwargs[key] is allowed[key]):
+            raise ValueError(
+                f'{key}={timm_kwargs[key]!r} is not a timm keyword TimmFeatures passes on: '
+                'it always builds features_only=True, pretrained=False (nothing is '
+                'downloaded); select levels with out_indices and load weights with '
+                'checkpoint=<local file> or init_cfg=dict(type=\'Pretrained\', '
+                'checkpoint=<local file>)')
+    for key in allowed:
+        timm_kwargs.pop(key, None)
+
+
+def _create_meta(model_name: str, features_only: bool, **kwargs) -> nn.Module:
+    """Builds a timm model on the meta device: names, shapes and feature_info, no memory."""
+    with torch.device('meta'):
+        if features_only:
+            return timm.create_model(
+                model_name, pretrained=False, features_only=True, **kwargs)
+        return timm.create_model(model_name, pretrained=False, **kwargs)
+
+
+def _feature_levels(full_model: nn.Module) -> List[dict]:
+    info = getattr(full_model, 'feature_info', None)
+    if not info:
+        raise ValueError(
+            f'timm model {type(full_model).__name__} has no feature_info: it does not '
+            'support features_only')
+    return list(info)
+
+
+def _check_out_indices(out_indices, num_levels: int) -> Tuple[int, ...]:
+    """Normalizes negative indices; raises naming the bad value."""
+    if isinstance(out_indices, (str, bytes)) or not isinstance(out_indices, Sequence):
+        raise TypeError(
+            'out_indices must be a sequence of ints (indices of the feature levels), '
+            f'got {out_indices!r} ({type(out_indices).__name__})')
+    if len(out_indices) == 0:
+        raise ValueError('out_indices must not be empty')
+    normalized = []
+    for i, index in enumerate(out_indices):
+        if not _is_int(index):
+            raise TypeError(
+                f'out_indices[{i}] must be an int, got {index!r} '
+                f'({type(index).__name__}) in out_indices={tuple(out_indices)!r}')
+        if not -num_levels <= index < num_levels:
+            raise ValueError(
+                f'out_indices[{i}]={index} is out of range: the model has {num_levels} '
+                f'feature levels (0..{num_levels - 1}, or -{num_levels}..-1)')
+        normalized.append(index % num_levels)
+    if any(b <= a for a, b in zip(normalized, normalized[1:])):
+        raise ValueError(
+            'out_indices must select each level once, finest first (increasing after '
+            f'negative indices are counted from the end), got {tuple(out_indices)} '
+            f'= levels {tuple(normalized)}')
+    return tuple(normalized)
+
+
+def _resolve(model_name: str, out_indices, timm_kwargs: dict):
+    """Checks the arguments against the meta-built full model.
+
+    Returns:
+        tuple: (full meta model, its feature levels, normalized out_indices).
+    """
+    _check_model_name(model_name)
+    _check_timm_kwargs(timm_kwargs)
+    full = _create_meta(model_name, features_only=False, **timm_kwargs)
+    levels = _feature_levels(full)
+    return full, levels, _check_out_indices(out_indices, len(levels))
+
+
+def timm_channels(model_name: str,
+                  out_indices: Sequence[int] = (0, 1, 2, 3),
+                  **timm_kwargs) -> List[int]:
+    """Channels of the levels ``out_indices`` of ``timm.create_model(model_name)``.
+
+    Builds the model on the meta device (no weights, no download; well under a second
+    for the usual backbones). Meant for configs, so a neck's ``in_channels`` follows
+    the backbone instead of being copied by hand::
+
+        from pvtfpn_mm.models.backbones import timm_channels  # after `_base_ = ...`
+        neck = dict(type='TopDownFPN', in_channels=timm_channels('convnext_tiny'))
+
+    Args:
+        model_name (str): A timm model name.
+        out_indices (Sequence[int]): Feature levels, as for :class:`TimmFeatures`.
+            Defaults to ``(0, 1, 2, 3)``.
+        **timm_kwargs: Other ``timm.create_model`` keywords that change channels
+            (e.g. ``embed_dims``); the same as given to :class:`TimmFeatures`.
+
+    Returns:
+        list[int]: One channel count per selected level, finest first.
+
+    Raises:
+        TypeError, ValueError: As :class:`TimmFeatures`.
+
+    Example:
+        >>> timm_channels('resnet50', (1, 2, 3, 4))
+        [256, 512, 1024, 2048]
+        >>> timm_channels('pvt_v2_b2')
+        [64, 128, 320, 512]
+    """
+    _, levels, out_indices = _resolve(model_name, out_indices, timm_kwargs)
+    return [int(levels[i]['num_chs']) for i in out_indices]
+
+
+def _normalized(name: str) -> str:
+    return name.replace('.', '_')
+
+
+def _full_name_map(features: nn.Module, full: nn.Module) -> Dict[str, str]:
+    """Maps names in the features model (modules, params, buffers) to full-model names.
+
+    timm's feature wrappers reuse the full model's modules under new names:
+    ``FeatureListNet`` / ``FeatureHookNet`` join the first levels with ``_``
+    (``stages.0`` -> ``stages_0``); ``FeatureGetterNet`` / ``FeatureGraphNet`` nest
+    the model under ``model.`` / ``graph_module.``; native feature classes keep the
+    names. A name matches when both agree with ``.`` read as ``_``, after dropping the
+    wrapper's first component if needed.
+
+    Raises:
+        NotImplementedError: A name that matches no full-model name or several.
+    """
+    full_names = [n for n, _ in full.named_modules() if n]
+    full_names += list(full.state_dict().keys())
+    by_norm: Dict[str, set] = {}
+    for name in full_names:
+        by_norm.setdefault(_normalized(name), set()).add(name)
+
+    mapping = {}
+    tensors = set(features.state_dict())
+    names = [n for n, _ in features.named_modules() if n] + sorted(tensors)
+    for name in names:
+        candidates = [name]
+        if '.' in name:
+            candidates.append(name.split('.', 1)[1])
+        for candidate in candidates:
+            hits = by_norm.get(_normalized(candidate), set())
+            if len(hits) > 1:
+                raise NotImplementedError(
+                    f'{name!r} of the features model matches several names of the full '
+                    f'timm model: {sorted(hits)}')
+            if hits:
+                mapping[name] = next(iter(hits))
+                break
+        else:
+            if name in tensors:
+                raise NotImplementedError(
+                    f'cannot find {name!r} of the timm features model among the full '
+                    'model\'s names; TimmFeatures does not support this feature wrapper')
+            # else: a wrapper's own container (e.g. FeatureGetterNet's `model`).
+    return mapping
+
+
+@register_model()
+class TimmFeatures(BaseModule):
+    """A timm model's feature levels, as an mmdet / mmseg / mmpretrain backbone.
+
+    ``forward(x)`` returns the levels ``out_indices`` of ``timm.create_model(model_name,
+    features_only=True, pretrained=False, **timm_kwargs)`` as a tuple of NCHW tensors,
+    finest first -- ready for :class:`~pvtfpn_mm.models.necks.TopDownFPN` with
+    ``in_channels=timm_channels(model_name, out_indices)`` (also
+    :attr:`out_channels`).
+
+    Nothing is ever downloaded: timm's ``pretrained`` is always False. Weights come
+    from a local file (``.pth``/``.pt``/``.bin`` read with ``weights_only=True``, or
+    ``.safetensors``) holding the *full* timm model's state dict (bare, or under
+    ``'state_dict'`` / ``'model'``; a ``module.`` prefix is dropped). Every tensor
+    the features model uses must be there with its shape, and every key must be a
+    key of the full model (the classifier may be absent or of another size, since it
+    is not used); anything else raises :class:`~pvtfpn_mm.weights.StateDictMismatchError`
+    listing the missing / unexpected keys and the shape mismatches. Give the file as
+    ``checkpoint`` (loaded at construction, like timm's ``checkpoint_path``) or as
+    ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=None)`` (loaded by
+    :meth:`init_weights`, i.e. when the runner initializes the model).
+
+    Args:
+        model_name (str): A timm model name with ``features_only`` support (e.g.
+            ``'resnet50'``, ``'convnext_tiny'``, ``'swin_tiny_patch4_window7_224'``,
+            ``'pvt_v2_b2'``).
+        out_indices (Sequence[int]): Indices of the feature levels to return, in
+            timm's numbering of the full model's ``feature_info`` (negative counts from
+            the end), increasing. Defaults to ``(0, 1, 2, 3)`` -- strides 4..32 for
+            ConvNeXt / Swin / PVT-v2; ResNets have a stride-2 stem level first, use
+            ``(1, 2, 3, 4)`` for C2..C5.
+        frozen_stages (int): Freeze (``requires_grad=False``, eval mode) every module
+            up to and including feature level ``frozen_stages`` (the stem included),
+            in the model's module order; -1 freezes nothing. For a ResNet, 1 freezes
+            the stem and ``layer1`` as mmdet's ``ResNet(frozen_stages=1)``.
+            Defaults to -1.
+        norm_eval (bool): Keep every BatchNorm in eval mode (running statistics
+            frozen) while training. Defaults to False.
+        checkpoint (str, optional): Local file of full-model weights, loaded now.
+            Defaults to None.
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=<local file>,
+            prefix=None)`` loads a local file of full-model weights (``prefix``: only
+            the keys starting with it, without it) in :meth:`init_weights`; other
+            initializers are mmengine's. Defaults to None: timm's own initialization.
+        **timm_kwargs: Passed to ``timm.create_model`` (e.g. ``drop_path_rate=0.1``,
+            ``dynamic_img_size=True`` for Swin on other input sizes, ``in_chans``),
+            except ``pretrained``, ``features_only``, ``out_indices``,
+            ``checkpoint_path`` and ``pretrained_cfg[_overlay]``.
+
+    Attributes:
+        out_channels (list[int]): Channels of each returned level.
+        strides (list[int]): Stride (reduction) of each returned level.
+
+    Raises:
+        TypeError: An argument of the wrong type.
+        ValueError: An unknown model, a bad ``out_indices`` / ``frozen_stages`` /
+            ``init_cfg``, a URL as checkpoint, or a reserved timm keyword.
+        FileNotFoundError: ``checkpoint`` is not a file.
+        StateDictMismatchError: ``checkpoint`` does not fit the model.
+        NotImplementedError: A timm model whose features TimmFeatures cannot relate to
+            the full model's names (for ``frozen_stages`` >= 0 or weights) or whose
+            ``feature_info`` misnames a level's module (for ``frozen_stages``).
+
+    Example:
+        >>> import torch
+        >>> backbone = TimmFeatures('resnet18', out_indices=(1, 2, 3, 4))
+        >>> backbone.out_channels, backbone.strides
+        ([64, 128, 256, 512], [4, 8, 16, 32])
+        >>> [tuple(f.shape) for f in backbone(torch.rand(1, 3, 64, 64))]
+        [(1, 64, 16, 16), (1, 128, 8, 8), (1, 256, 4, 4), (1, 512, 2, 2)]
+    """
+
+    def __init__(self,
+                 model_name: str,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 checkpoint: Optional[str] = None,
+                 init_cfg: Optional[dict] = None,
+                 **timm_kwargs) -> None:
+        self._check_init_cfg(init_cfg)
+        if checkpoint is not None:
+            self._check_checkpoint_arg(checkpoint, 'checkpoint')
+            if init_cfg is not None:
+                raise ValueError(
+                    'give the weights either as checkpoint or as init_cfg, not both '
+                    f'(checkpoint={checkpoint!r}, init_cfg={init_cfg!r})')
+        super().__init__(init_cfg=init_cfg)
+        full, levels, out_indices = _resolve(model_name, out_indices, timm_kwargs)
+        if not _is_int(frozen_stages):
+            raise TypeError(
+                f'frozen_stages must be an int, got {frozen_stages!r} '
+                f'({type(frozen_stages).__name__})')
+        if not -1 <= frozen_stages < len(levels):
+            raise ValueError(
+                f'frozen_stages must be -1 (nothing frozen) or a feature level '
+                f'0..{len(levels) - 1}, got {frozen_stages}')
+        if not isinstance(norm_eval, bool):
+            raise TypeError(f'norm_eval must be a bool, got {norm_eval!r}')
+
+        self.model_name = model_name
+        self.out_indices = out_indices
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.timm_kwargs = dict(timm_kwargs)
+        self.model = timm.create_model(
+            model_name, pretrained=False, features_only=True, out_indices=out_indices,
+            **timm_kwargs)
+        self.out_channels = [int(c) for c in self.model.feature_info.channels()]
+        self.strides = [int(r) for r in self.model.feature_info.reduction()]
+        expected = [int(levels[i]['num_chs']) for i in out_indices]
+        if self.out_channels != expected:  # what timm_channels() tells configs
+            raise NotImplementedError(
+                f'timm {model_name!r}: the features model has channels '
+                f'{self.out_channels} at out_indices={out_indices}, its feature_info '
+                f'says {expected}')
+        self._nhwc = getattr(self.model, 'output_fmt', Format.NCHW) == Format.NHWC
+        self._full = [full]  # meta-device full model, kept out of the module tree
+        self._full_levels = levels
+        self._name_map: Optional[Dict[str, str]] = None
+        # Names, not modules: SyncBN conversion replaces module objects.
+        self._frozen_modules: List[str] = []
+
+        self._freeze_stages()
+        if checkpoint is not None:
+            self.load_checkpoint(checkpoint)
+            self._is_init = True
+
+    # ------------------------------------------------------------------ arguments
+
+    @staticmethod
+    def _check_checkpoint_arg(checkpoint, what: str) -> None:
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            raise TypeError(
+                f'{what} must be a path to a local file, got {checkpoint!r} '
+                f'({type(checkpoint).__name__})')
+        if '://' in str(checkpoint):
+            raise ValueError(
+                f'{what} must be a local file (TimmFeatures never downloads), got '
+                f'{str(checkpoint)!r}')
+
+    @classmethod
+    def _check_init_cfg(cls, init_cfg) -> None:
+        if not (isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'):
+            return
+        unknown = sorted(set(init_cfg) - set(PRETRAINED_INIT_KEYS))
+        if unknown:
+            raise ValueError(
+                f"init_cfg=dict(type='Pretrained') takes {PRETRAINED_INIT_KEYS[1:]}, got "
+                f'unknown keys {unknown} in {init_cfg!r}')
+        if 'checkpoint' not in init_cfg:
+            raise ValueError(
+                f"init_cfg=dict(type='Pretrained') needs checkpoint: {init_cfg!r}")
+        cls._check_checkpoint_arg(init_cfg['checkpoint'], 'init_cfg checkpoint')
+
+    @staticmethod
+    def channels(model_name: str, out_indices: Sequence[int] = (0, 1, 2, 3),
+                 **timm_kwargs) -> List[int]:
+        """Same as :func:`timm_channels`."""
+        return timm_channels(model_name, out_indices, **timm_kwargs)
+
+    # --------------------------------------------------------------- full names
+
+    @property
+    def full_name_map(self) -> Dict[str, str]:
+        """Names in ``self.model`` (modules, parameters, buffers) -> full timm names."""
+        if self._name_map is None:
+            self._name_map = _full_name_map(self.model, self._full[0])
+        return self._name_map
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        full = self._full[0]
+        last = self._full_levels[self.frozen_stages]['module']
+        # Every module registered up to the last descendant of the level's module.
+        order = [n for n, _ in full.named_modules()]
+        if last not in order:
+            raise NotImplementedError(
+                f'frozen_stages={self.frozen_stages}: timm\'s feature_info names module '
+                f'{last!r} for that level, which {self.model_name!r} does not have; use '
+                'frozen_stages=-1 (and e.g. the optimizer\'s paramwise_cfg lr_mult=0)')
+        end = max(i for i, n in enumerate(order) if n == last or n.startswith(last + '.'))
+        frozen_full = set(order[1:end + 1])
+        root_params = {n for n, _ in full.named_parameters(recurse=False)}
+        frozen_params = 0
+        for name, param in self.model.named_parameters():
+            full_name = self.full_name_map[name]
+            owner = full_name.rpartition('.')[0]
+            if owner in frozen_full or full_name in root_params:
+                param.requires_grad = False
+                frozen_params += 1
+        self._frozen_modules = [
+            n for n, _ in self.model.named_modules()
+            if n and self.full_name_map.get(n) in frozen_full
+        ]
+        if frozen_params == 0:
+            raise NotImplementedError(
+                f'frozen_stages={self.frozen_stages} froze no parameter of '
+                f'{self.model_name!r}')
+
+    def train(self, mode: bool = True) -> 'TimmFeatures':
+        """Sets the mode; frozen stages (and BatchNorms with ``norm_eval``) stay in eval."""
+        super().train(mode)
+        if mode:
+            for name in self._frozen_modules:
+                self.model.get_submodule(name).eval()
+            if self.norm_eval:
+                for module in self.modules():
+                    if isinstance(module, _BatchNorm):
+                        module.eval()
+        return self
+
+    # ------------------------------------------------------------------ weights
+
+    def load_checkpoint(self, checkpoint: str, prefix: Optional[str] = None) -> None:
+        """Loads a local file of full-timm-model weights strictly (see the class doc).
+
+        Args:
+            checkpoint (str): Local file path.
+            prefix (str, optional): Use only the keys starting with it, without it.
+                Defaults to None.
+
+        Raises:
+            FileNotFoundError: No such file.
+            StateDictMismatchError: Missing / unexpected keys or shape mismatches.
+        """
+        self._check_checkpoint_arg(checkpoint, 'checkpoint')
+        if not os.path.isfile(checkpoint):
+            raise FileNotFoundError(f'checkpoint file {str(checkpoint)!r} does not exist')
+        state = timm_load_state_dict(str(checkpoint), use_ema=False, weights_only=True)
+        source = f'checkpoint {str(checkpoint)!r}'
+        if prefix:
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            source += f' (prefix {prefix!r})'
+        full_shapes = {k: tuple(v.shape) for k, v in self._full[0].state_dict().items()}
+        wanted = {k: self.full_name_map[k] for k in self.model.state_dict()}
+        missing = sorted(v for v in wanted.values() if v not in state)
+        unexpected = sorted(k for k in state if k not in full_shapes)
+        mismatched = [
+            f'{v}: {tuple(state[v].shape)} vs {full_shapes[v]}' for v in wanted.values()
+            if v in state and tuple(state[v].shape) != full_shapes[v]
+        ]
+        if missing or unexpected or mismatched:
+            raise StateDictMismatchError(
+                missing, unexpected, mismatched,
+                source=f'{source} (timm {self.model_name!r} full-model keys)')
+        self.model.load_state_dict({k: state[v] for k, v in wanted.items()}, strict=True)
+
+    def init_weights(self) -> None:
+        """Loads ``init_cfg=dict(type='Pretrained')`` strictly; else mmengine's init."""
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            if not self._is_init:
+                self.load_checkpoint(cfg['checkpoint'], prefix=cfg.get('prefix'))
+                self._is_init = True
+            return
+        super().init_weights()
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        """Returns the selected levels, NCHW, finest first."""
+        feats = self.model(x)
+        if isinstance(feats, dict):
+            feats = list(feats.values())
+        if self._nhwc:
+            feats = [f.permute(0, 3, 1, 2).contiguous() for f in feats]
+        return tuple(feats)
