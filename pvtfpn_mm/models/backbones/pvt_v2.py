@@ -1,0 +1,475 @@
+"""PVT-v2 backbone (`PVT v2: Improved Baselines with Pyramid Vision Transformer
+<https://arxiv.org/abs/2106.13797>`_) for mmdet and mmseg.
+
+Small parts first (patch embedding, spatial-reduction attention, depthwise-conv MLP,
+block, stage), then :class:`PVTv2`. The variants are data: :data:`ARCH_SETTINGS`.
+
+Tokens travel between the parts as contiguous ``(B, N, C)`` tensors, which are also
+the memory of an ``(B, H, W, C)`` image. Wherever a convolution needs ``NCHW`` it gets
+the *channels-last view* ``x.reshape(B, H, W, C).permute(0, 3, 1, 2)``: oneDNN then
+convolves in channels-last, returns channels-last, and ``flatten(2).transpose(1, 2)``
+turns the result back into tokens without a copy. (timm's ``transpose(1, 2).view(...)``
+gives the same strides except for a batch of one, where the size-1 batch dimension's
+stride makes PyTorch miss the channels-last layout and copy to ``NCHW`` -- and then
+convolve depthwise several times slower -- twice per block.)
+
+State-dict layout (``'ours'`` in :mod:`pvtfpn_mm.weights`): ``stages.{i}.patch_embed``,
+``stages.{i}.blocks.{j}`` (``norm1, attn.{q,kv,proj,sr,norm}, norm2,
+mlp.{fc1,dwconv,fc2}``) and ``stages.{i}.norm``. The parameters are exactly timm's
+``pvt_v2_*`` (without the classifier head), only named per stage.
+"""
+import math
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.model import BaseModule, initialize
+from timm.layers import DropPath, calculate_drop_path_rates, trunc_normal_
+
+from pvtfpn_mm.registry import register_model
+
+#: Per-variant settings, as in timm's and the official ``pvt_v2_*`` constructors.
+ARCH_SETTINGS: Dict[str, dict] = {
+    'b0': dict(embed_dims=(32, 64, 160, 256), depths=(2, 2, 2, 2)),
+    'b1': dict(embed_dims=(64, 128, 320, 512), depths=(2, 2, 2, 2)),
+    'b2': dict(embed_dims=(64, 128, 320, 512), depths=(3, 4, 6, 3)),
+    'b3': dict(embed_dims=(64, 128, 320, 512), depths=(3, 4, 18, 3)),
+    'b4': dict(embed_dims=(64, 128, 320, 512), depths=(3, 8, 27, 3)),
+    'b5': dict(embed_dims=(64, 128, 320, 512), depths=(3, 6, 40, 3), mlp_ratios=(4, 4, 4, 4)),
+    'b2_li': dict(embed_dims=(64, 128, 320, 512), depths=(3, 4, 6, 3), linear=True),
+}
+#: Settings every variant shares unless its entry in :data:`ARCH_SETTINGS` says otherwise.
+ARCH_DEFAULTS = dict(
+    num_heads=(1, 2, 5, 8), sr_ratios=(8, 4, 2, 1), mlp_ratios=(8, 8, 4, 4), linear=False)
+#: LayerNorm eps of the blocks' and the stages' norms (official, timm and mmdet alike).
+NORM_EPS = 1e-6
+#: Output size of the average pooling in linear spatial-reduction attention (b2_li).
+LINEAR_SR_POOL_SIZE = 7
+
+
+def arch_settings(arch: str) -> dict:
+    """The full per-stage settings of a variant of :data:`ARCH_SETTINGS`.
+
+    Raises:
+        ValueError: ``arch`` is not a key of :data:`ARCH_SETTINGS`.
+    """
+    if not isinstance(arch, str) or arch not in ARCH_SETTINGS:
+        raise ValueError(
+            f'Unknown PVT-v2 arch {arch!r}; expected one of {sorted(ARCH_SETTINGS)}')
+    return {**ARCH_DEFAULTS, **ARCH_SETTINGS[arch]}
+
+
+def _needs_grad(x: torch.Tensor, module: nn.Module) -> bool:
+    """Whether autograd records ``module(x)`` (in-place shortcuts are unsafe then)."""
+    return torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for p in module.parameters()))
+
+
+def _nhwc_as_nchw(x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+    """``(B, N, C)`` tokens as a channels-last ``(B, C, H, W)`` view (no copy)."""
+    return x.reshape(x.shape[0], hw_shape[0], hw_shape[1], x.shape[2]).permute(0, 3, 1, 2)
+
+
+def _nchw_to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` as ``(B, H*W, C)`` tokens (a view when ``x`` is channels-last)."""
+    return x.flatten(2).transpose(1, 2)
+
+
+class OverlapPatchEmbed(nn.Module):
+    """Overlapping patch embedding: a strided convolution and a LayerNorm.
+
+    Args:
+        in_channels (int): Input channels.
+        embed_dims (int): Output channels.
+        patch_size (int): Kernel size; the padding is ``patch_size // 2``.
+        stride (int): Stride.
+        norm_eps (float): LayerNorm eps. Defaults to 1e-5.
+    """
+
+    def __init__(self, in_channels: int, embed_dims: int, patch_size: int, stride: int,
+                 norm_eps: float = 1e-5):
+        super().__init__()
+        self.proj = nn.Conv2d(
+            in_channels, embed_dims, patch_size, stride=stride, padding=patch_size // 2)
+        self.norm = nn.LayerNorm(embed_dims, eps=norm_eps)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """``(B, C, H, W)`` -> ``(B, H'*W', C')`` tokens and ``(H', W')``."""
+        x = self.proj(x)
+        hw_shape = (x.shape[2], x.shape[3])
+        return self.norm(_nchw_to_tokens(x)), hw_shape
+
+
+class SpatialReductionAttention(nn.Module):
+    """Multi-head attention whose keys and values come from a spatially reduced input.
+
+    With ``linear=False`` the reduction is a ``sr_ratio`` x ``sr_ratio`` strided
+    convolution (none when ``sr_ratio == 1``); with ``linear=True`` (PVT-v2-li) it is an
+    adaptive average pooling to 7 x 7, a 1 x 1 convolution and a GELU. The attention is
+    :func:`torch.nn.functional.scaled_dot_product_attention`.
+
+    Args:
+        embed_dims (int): Channels.
+        num_heads (int): Attention heads; must divide ``embed_dims``.
+        sr_ratio (int): Spatial-reduction ratio. Defaults to 1.
+        linear (bool): Linear spatial-reduction attention. Defaults to False.
+        qkv_bias (bool): Bias in the query and key/value projections. Defaults to True.
+        attn_drop (float): Dropout on the attention weights. Defaults to 0.
+        proj_drop (float): Dropout after the output projection. Defaults to 0.
+        norm_eps (float): eps of the LayerNorm after the reduction. Defaults to 1e-5.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, sr_ratio: int = 1,
+                 linear: bool = False, qkv_bias: bool = True, attn_drop: float = 0.,
+                 proj_drop: float = 0., norm_eps: float = 1e-5):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dims = embed_dims // num_heads
+        self.attn_drop = attn_drop
+        self.q = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
+        self.kv = nn.Linear(embed_dims, embed_dims * 2, bias=qkv_bias)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.pool = nn.AdaptiveAvgPool2d(LINEAR_SR_POOL_SIZE) if linear else None
+        self.act = nn.GELU() if linear else None
+        if linear or sr_ratio > 1:
+            kernel = 1 if linear else sr_ratio
+            self.sr = nn.Conv2d(embed_dims, embed_dims, kernel, stride=kernel)
+            self.norm = nn.LayerNorm(embed_dims, eps=norm_eps)
+        else:
+            self.sr = None
+            self.norm = None
+
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+        B, N, C = x.shape
+        q = self.q(x).view(B, N, self.num_heads, self.head_dims).transpose(1, 2)
+        if self.sr is not None:
+            x = _nhwc_as_nchw(x, hw_shape)
+            if self.pool is not None:
+                x = self.pool(x)
+            x = self.norm(_nchw_to_tokens(self.sr(x)))
+            if self.act is not None:
+                x = self.act(x)
+        kv = self.kv(x).view(B, -1, 2, self.num_heads, self.head_dims).permute(2, 0, 3, 1, 4)
+        k, v = kv.unbind(0)
+        x = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.attn_drop if self.training else 0.)
+        x = x.transpose(1, 2).reshape(B, N, C)
+        return self.proj_drop(self.proj(x))
+
+
+class MixFFN(nn.Module):
+    """MLP with a 3 x 3 depthwise convolution between its two linear layers.
+
+    Args:
+        embed_dims (int): Input and output channels.
+        hidden_dims (int): Hidden channels.
+        drop (float): Dropout after the activation and after ``fc2``. Defaults to 0.
+        extra_relu (bool): ReLU after ``fc1`` (PVT-v2-li). Defaults to False.
+    """
+
+    def __init__(self, embed_dims: int, hidden_dims: int, drop: float = 0.,
+                 extra_relu: bool = False):
+        super().__init__()
+        self.fc1 = nn.Linear(embed_dims, hidden_dims)
+        self.relu = nn.ReLU(inplace=True) if extra_relu else nn.Identity()
+        self.dwconv = nn.Conv2d(hidden_dims, hidden_dims, 3, padding=1, groups=hidden_dims)
+        self.act = nn.GELU()
+        self.drop = nn.Dropout(drop)
+        self.fc2 = nn.Linear(hidden_dims, embed_dims)
+
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+        x = self.relu(self.fc1(x))
+        x = _nchw_to_tokens(self.dwconv(_nhwc_as_nchw(x, hw_shape)))
+        # The hidden tensor is the largest of the network; when autograd is off, the
+        # GELU overwrites it instead of allocating (and page-faulting) another one.
+        x = self.act(x) if _needs_grad(x, self) else torch.ops.aten.gelu_(x)
+        return self.drop(self.fc2(self.drop(x)))
+
+
+class PVTBlock(nn.Module):
+    """Pre-norm transformer block: spatial-reduction attention, then :class:`MixFFN`.
+
+    Args:
+        embed_dims (int): Channels.
+        num_heads (int): Attention heads.
+        mlp_ratio (float): Hidden channels of the MLP over ``embed_dims``.
+        sr_ratio (int): Spatial-reduction ratio of the attention.
+        linear (bool): Linear spatial-reduction attention (and the MLP's extra ReLU).
+        qkv_bias (bool): Bias in the query and key/value projections. Defaults to True.
+        drop (float): Dropout after the projections. Defaults to 0.
+        attn_drop (float): Dropout on the attention weights. Defaults to 0.
+        drop_path (float): Stochastic-depth rate of both branches. Defaults to 0.
+        embed_norm_eps (float): eps of the attention's reduction LayerNorm.
+            Defaults to 1e-5.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, mlp_ratio: float, sr_ratio: int,
+                 linear: bool, qkv_bias: bool = True, drop: float = 0.,
+                 attn_drop: float = 0., drop_path: float = 0., embed_norm_eps: float = 1e-5):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(embed_dims, eps=NORM_EPS)
+        self.attn = SpatialReductionAttention(
+            embed_dims, num_heads, sr_ratio=sr_ratio, linear=linear, qkv_bias=qkv_bias,
+            attn_drop=attn_drop, proj_drop=drop, norm_eps=embed_norm_eps)
+        self.norm2 = nn.LayerNorm(embed_dims, eps=NORM_EPS)
+        self.mlp = MixFFN(
+            embed_dims, int(embed_dims * mlp_ratio), drop=drop, extra_relu=linear)
+        self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+        # Each branch ends in a linear layer, so its output is a fresh tensor that no
+        # backward needs: adding the shortcut in place saves an allocation.
+        x = self.drop_path(self.attn(self.norm1(x), hw_shape)).add_(x)
+        return self.drop_path(self.mlp(self.norm2(x), hw_shape)).add_(x)
+
+
+class PVTStage(nn.Module):
+    """A patch embedding, ``depth`` blocks and a LayerNorm.
+
+    Args:
+        in_channels (int): Input channels.
+        embed_dims (int): Channels of the stage.
+        depth (int): Number of blocks.
+        patch_size (int): Kernel size of the patch embedding.
+        stride (int): Stride of the patch embedding.
+        drop_path (Sequence[float]): Stochastic-depth rate of each block.
+        with_cp (bool): Gradient checkpointing of each block. Defaults to False.
+        embed_norm_eps (float): eps of the patch-embedding and spatial-reduction
+            LayerNorms. Defaults to 1e-5.
+        **block_kwargs: :class:`PVTBlock` arguments.
+    """
+
+    def __init__(self, in_channels: int, embed_dims: int, depth: int, patch_size: int,
+                 stride: int, drop_path: Sequence[float], with_cp: bool = False,
+                 embed_norm_eps: float = 1e-5, **block_kwargs):
+        super().__init__()
+        self.with_cp = with_cp
+        self.patch_embed = OverlapPatchEmbed(
+            in_channels, embed_dims, patch_size, stride, norm_eps=embed_norm_eps)
+        self.blocks = nn.ModuleList(
+            PVTBlock(embed_dims, drop_path=drop_path[j], embed_norm_eps=embed_norm_eps,
+                     **block_kwargs) for j in range(depth))
+        self.norm = nn.LayerNorm(embed_dims, eps=NORM_EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> ``(B, C', H', W')``, a channels-last view."""
+        x, hw_shape = self.patch_embed(x)
+        for block in self.blocks:
+            if self.with_cp and torch.is_grad_enabled():
+                x = cp.checkpoint(block, x, hw_shape, use_reentrant=False)
+            else:
+                x = block(x, hw_shape)
+        return _nhwc_as_nchw(self.norm(x), hw_shape)
+
+
+def _per_stage(name: str, value, depths: Optional[Tuple[int, ...]] = None) -> Tuple:
+    """Checks that ``value`` is a sequence with one entry per stage (of ``depths``)."""
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise TypeError(f'{name} must be a sequence with one entry per stage, got {value!r}')
+    if depths is not None and len(value) != len(depths):
+        raise ValueError(
+            f'{name}={tuple(value)} has {len(value)} entries, expected one per stage: '
+            f'{len(depths)} (depths={depths})')
+    return tuple(value)
+
+
+@register_model()
+class PVTv2(BaseModule):
+    """PVT-v2 backbone (`PVT v2: Improved Baselines with Pyramid Vision Transformer
+    <https://arxiv.org/abs/2106.13797>`_).
+
+    One class for every variant: ``arch`` picks the per-stage settings of
+    :data:`ARCH_SETTINGS`, and any of them can be overridden. Given the same weights,
+    the features equal timm's ``pvt_v2_*`` (``features_only=True``); with
+    ``embed_norm_eps=1e-6`` they equal mmdet's ``PyramidVisionTransformerV2``.
+
+    Args:
+        arch (str): ``'b0'`` ... ``'b5'`` or ``'b2_li'``. Defaults to ``'b0'``.
+        embed_dims (Sequence[int], optional): Channels of each stage.
+            Defaults to None (from ``arch``).
+        depths (Sequence[int], optional): Blocks in each stage; its length is the
+            number of stages. Defaults to None (from ``arch``).
+        num_heads (Sequence[int], optional): Attention heads of each stage.
+            Defaults to None (from ``arch``).
+        sr_ratios (Sequence[int], optional): Spatial-reduction ratio of each stage.
+            Defaults to None (from ``arch``).
+        mlp_ratios (Sequence[float], optional): MLP hidden-channel ratio of each stage.
+            Defaults to None (from ``arch``).
+        linear (bool, optional): Linear spatial-reduction attention (PVT-v2-li).
+            Defaults to None (from ``arch``: True for ``'b2_li'`` only).
+        in_channels (int): Input channels. Defaults to 3.
+        qkv_bias (bool): Bias in the query and key/value projections. Defaults to True.
+        drop_rate (float): Dropout after the attention and MLP projections.
+            Defaults to 0.
+        attn_drop_rate (float): Dropout on the attention weights. Defaults to 0.
+        drop_path_rate (float): Stochastic-depth rate, rising linearly over all blocks
+            from 0 to this value. Defaults to 0.
+        out_indices (Sequence[int] | int): Stages whose outputs :meth:`forward` returns.
+            Defaults to (0, 1, 2, 3).
+        frozen_stages (int): Stages ``0 .. frozen_stages`` (patch embedding, blocks and
+            norm) are frozen: eval mode, no gradients. -1 freezes nothing.
+            Defaults to -1.
+        norm_eval (bool): Keep the normalization layers in eval mode while training.
+            PVT-v2 has only LayerNorms, which behave the same in both modes; the
+            option is accepted for the mmdet backbone interface. Defaults to False.
+        with_cp (bool): Gradient checkpointing of every block: recompute the block's
+            activations in the backward pass instead of storing them. Defaults to False.
+        embed_norm_eps (float): eps of the LayerNorms in the patch embeddings and in
+            the spatial-reduction attention. 1e-5 as in the official model and timm;
+            1e-6 reproduces mmdet's ``PyramidVisionTransformerV2``. Defaults to 1e-5.
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH_OR_URL,
+            prefix=None)`` loads an ImageNet or detector checkpoint in any format of
+            :mod:`pvtfpn_mm.weights`, strictly. None initializes like timm. As in every
+            mmengine ``BaseModule``, this happens in :meth:`init_weights` (which the
+            runner calls), not in the constructor. Defaults to None.
+    """
+
+    def __init__(self,
+                 arch: str = 'b0',
+                 embed_dims: Optional[Sequence[int]] = None,
+                 depths: Optional[Sequence[int]] = None,
+                 num_heads: Optional[Sequence[int]] = None,
+                 sr_ratios: Optional[Sequence[int]] = None,
+                 mlp_ratios: Optional[Sequence[float]] = None,
+                 linear: Optional[bool] = None,
+                 in_channels: int = 3,
+                 qkv_bias: bool = True,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.,
+                 out_indices: Union[Sequence[int], int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 embed_norm_eps: float = 1e-5,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        settings = arch_settings(arch)
+        overrides = dict(embed_dims=embed_dims, depths=depths, num_heads=num_heads,
+                         sr_ratios=sr_ratios, mlp_ratios=mlp_ratios, linear=linear)
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        self.arch = arch
+        self.depths = _per_stage('depths', settings['depths'])
+        self.num_stages = len(self.depths)
+        for name in ('embed_dims', 'num_heads', 'sr_ratios', 'mlp_ratios'):
+            setattr(self, name, _per_stage(name, settings[name], self.depths))
+        self.linear = bool(settings['linear'])
+        for dims, heads in zip(self.embed_dims, self.num_heads):
+            if dims % heads:
+                raise ValueError(
+                    f'num_heads={self.num_heads} does not divide embed_dims='
+                    f'{self.embed_dims}: {heads} does not divide {dims}')
+
+        if isinstance(out_indices, int):
+            out_indices = (out_indices, )
+        out_indices = tuple(out_indices)
+        if not out_indices:
+            raise ValueError('out_indices=() selects no stage')
+        for index in out_indices:
+            if not 0 <= index < self.num_stages:
+                raise ValueError(
+                    f'out_indices={out_indices}: index {index} is out of range for '
+                    f'{self.num_stages} stages (0 .. {self.num_stages - 1})')
+        if not -1 <= frozen_stages < self.num_stages:
+            raise ValueError(
+                f'frozen_stages={frozen_stages} is out of range for {self.num_stages} '
+                f'stages (-1 .. {self.num_stages - 1})')
+        self._check_init_cfg(self.init_cfg)
+        self.out_indices = out_indices
+        # forward returns the stages in order, whatever the order of out_indices
+        self.out_channels: List[int] = [
+            self.embed_dims[i] for i in range(self.num_stages) if i in out_indices]
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+
+        drop_paths = calculate_drop_path_rates(drop_path_rate, list(self.depths), stagewise=True)
+        self.stages = nn.ModuleList()
+        for i in range(self.num_stages):
+            self.stages.append(PVTStage(
+                in_channels=in_channels if i == 0 else self.embed_dims[i - 1],
+                embed_dims=self.embed_dims[i],
+                depth=self.depths[i],
+                patch_size=7 if i == 0 else 3,
+                stride=4 if i == 0 else 2,
+                drop_path=drop_paths[i],
+                with_cp=with_cp,
+                embed_norm_eps=embed_norm_eps,
+                num_heads=self.num_heads[i],
+                mlp_ratio=self.mlp_ratios[i],
+                sr_ratio=self.sr_ratios[i],
+                linear=self.linear,
+                qkv_bias=qkv_bias,
+                drop=drop_rate,
+                attn_drop=attn_drop_rate))
+        self._freeze_stages()
+
+    @staticmethod
+    def _check_init_cfg(init_cfg) -> None:
+        """A ``Pretrained`` init_cfg must be a single dict (we load it ourselves)."""
+        if isinstance(init_cfg, (list, tuple)) and any(
+                isinstance(c, dict) and c.get('type') == 'Pretrained' for c in init_cfg):
+            raise ValueError(
+                f'init_cfg={init_cfg!r}: give a Pretrained init_cfg as a single dict')
+        if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained' \
+                and not init_cfg.get('checkpoint'):
+            raise ValueError(f'init_cfg={init_cfg!r} names no checkpoint')
+
+    @staticmethod
+    def _init_module(m: nn.Module) -> None:
+        """timm's (and the official model's) initialization."""
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def init_weights(self) -> None:
+        """Loads ``init_cfg``'s ``Pretrained`` checkpoint strictly, or initializes like
+        timm (and then applies any other mmengine ``init_cfg``)."""
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            from pvtfpn_mm.weights import load_pretrained  # weights imports this module
+            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'))
+        else:
+            self.apply(self._init_module)
+            if cfg:
+                initialize(self, cfg)
+        self._is_init = True
+
+    def _freeze_stages(self) -> None:
+        for stage in self.stages[:self.frozen_stages + 1]:
+            stage.eval()
+            for param in stage.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'PVTv2':
+        """Sets the mode, keeping frozen stages (and with ``norm_eval`` the norms) in
+        eval mode."""
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)):
+                    m.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """``(B, C, H, W)`` images -> the feature maps of ``out_indices``, contiguous
+        ``NCHW`` tensors with strides 4, 8, 16, 32 (ceil-divided sizes)."""
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(x.contiguous())
+        return tuple(outs)
