@@ -53,6 +53,17 @@ def mmdet_pvt(arch: str) -> torch.nn.Module:
         drop_path_rate=0.).eval()
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the deep variants on tiny inputs: each op is too small
+    for OpenMP's fork/join to pay off, and on a shared machine every join can wait a
+    scheduler slice for a descheduled worker (minutes instead of seconds)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def max_diffs(outs_a, outs_b):
     assert len(outs_a) == len(outs_b)
     for a, b in zip(outs_a, outs_b):
@@ -76,7 +87,7 @@ def empty_pvt(arch: str, **kwargs) -> PVTv2:
 
 
 @pytest.mark.parametrize('arch', ARCHS)
-def test_parity_with_timm_and_mmdet(arch):
+def test_parity_with_timm_and_mmdet(arch, one_thread):
     """Given the same weights, the four feature maps equal timm's and mmdet's.
 
     timm: to fp32 rounding (``ATOL``).
@@ -214,7 +225,7 @@ def test_frozen_stages_and_norm_eval():
     assert all(p.requires_grad for p in PVTv2('b0', frozen_stages=-1).parameters())
 
 
-def test_with_cp_same_gradients(monkeypatch):
+def test_with_cp_same_gradients(monkeypatch, one_thread):
     calls = []
     checkpoint = pvt_v2.cp.checkpoint
 

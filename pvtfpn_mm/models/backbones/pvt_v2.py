@@ -29,6 +29,7 @@ from mmengine.model import BaseModule, initialize
 from timm.layers import DropPath, calculate_drop_path_rates, trunc_normal_
 
 from pvtfpn_mm.registry import register_model
+from pvtfpn_mm.weights import load_pretrained
 
 #: Per-variant settings, as in timm's and the official ``pvt_v2_*`` constructors.
 ARCH_SETTINGS: Dict[str, dict] = {
@@ -439,7 +440,6 @@ class PVTv2(BaseModule):
         timm (and then applies any other mmengine ``init_cfg``)."""
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            from pvtfpn_mm.weights import load_pretrained  # weights imports this module
             load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'))
         else:
             self.apply(self._init_module)

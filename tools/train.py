@@ -1,0 +1,48 @@
+"""Train a model with any of our configs (mmdet or mmseg, read from the config).
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--auto-scale-lr] [--cfg-options k=v ...] [--launcher pytorch]
+
+``--resume`` alone resumes from the latest checkpoint of the work dir; for several
+processes use ``python tools/dist_train.py CONFIG NPROC ...``.
+"""
+import argparse
+
+from mmengine.config import DictAction
+
+from pvtfpn_mm.tools_lib.runner import set_local_rank_env, train
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Train a pvtfpn_mm model (mmdet/mmseg)')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from this checkpoint; without a path, from the latest checkpoint '
+        'in the work dir')
+    parser.add_argument('--amp', action='store_true', help='mixed precision training')
+    parser.add_argument(
+        '--auto-scale-lr', action='store_true',
+        help='scale the lr by total batch size / auto_scale_lr.base_batch_size')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings of the config, key=value (e.g. train_cfg.max_iters=10)')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    set_local_rank_env(args.local_rank)
+    return args
+
+
+def main():
+    args = parse_args()
+    train(args.config, work_dir=args.work_dir, resume=args.resume, amp=args.amp,
+          auto_scale_lr=args.auto_scale_lr, cfg_options=args.cfg_options,
+          launcher=args.launcher)
+
+
+if __name__ == '__main__':
+    main()
