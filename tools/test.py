@@ -5,9 +5,7 @@
 """
 import argparse
 
-from mmengine.config import DictAction
-
-from pvtfpn_mm.tools_lib.runner import set_local_rank_env, test
+from pvtfpn_mm.tools_lib.runner import add_common_args, set_local_rank_env, test
 
 
 def parse_args():
@@ -26,13 +24,7 @@ def parse_args():
         help='mmseg: draw every n-th image (default: the config\'s, 50 in mmseg)')
     parser.add_argument('--wait-time', type=float, default=2, help='show interval (s)')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings of the config, key=value')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_common_args(parser, 'override settings of the config, key=value')
     args = parser.parse_args()
     set_local_rank_env(args.local_rank)
     return args

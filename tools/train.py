@@ -8,9 +8,7 @@ processes use ``python tools/dist_train.py CONFIG NPROC ...``.
 """
 import argparse
 
-from mmengine.config import DictAction
-
-from pvtfpn_mm.tools_lib.runner import set_local_rank_env, train
+from pvtfpn_mm.tools_lib.runner import add_common_args, set_local_rank_env, train
 
 
 def parse_args():
@@ -25,13 +23,7 @@ def parse_args():
     parser.add_argument(
         '--auto-scale-lr', action='store_true',
         help='scale the lr by total batch size / auto_scale_lr.base_batch_size')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings of the config, key=value (e.g. train_cfg.max_iters=10)')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_common_args(parser, 'override settings of the config, key=value (e.g. train_cfg.max_iters=10)')
     args = parser.parse_args()
     set_local_rank_env(args.local_rank)
     return args
