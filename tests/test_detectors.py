@@ -1,15 +1,12 @@
 """mmdet: RetinaNet and Mask R-CNN on PVTv2 + TopDownFPN, on CPU at odd image sizes."""
-import numpy as np
 import pytest
 import torch
 from mmengine.config import ConfigDict
 from mmengine.registry import DefaultScope
-from mmengine.structures import InstanceData
 
 import pvtfpn_mm  # noqa: F401  (registers the models)
+from _helpers import det_sample
 from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample
-from mmdet.structures.mask import BitmapMasks
 from pvtfpn_mm.models.necks import TopDownFPN
 
 B0_CHANNELS = [32, 64, 160, 256]
@@ -37,16 +34,8 @@ def det_batch(with_mask=False, seed=0):
     inputs, samples = [], []
     for h, w in SIZES:
         inputs.append(torch.randint(0, 256, (3, h, w), generator=gen, dtype=torch.uint8))
-        sample = DetDataSample(metainfo=dict(
-            img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0)))
-        boxes = torch.tensor([[4.0, 6.0, 40.0, 50.0], [20.0, 10.0, 70.0, 33.0]])
-        gt = InstanceData(bboxes=boxes, labels=torch.tensor([0, 2]))
-        if with_mask:
-            masks = np.zeros((2, h, w), dtype=np.uint8)
-            for m, (x1, y1, x2, y2) in zip(masks, boxes.int().tolist()):
-                m[y1 + 2:y2 - 2, x1 + 2:x2 - 2] = 1
-            gt.masks = BitmapMasks(masks, h, w)
-        sample.gt_instances = gt
+        sample = det_sample(h, w, [[4.0, 6.0, 40.0, 50.0], [20.0, 10.0, 70.0, 33.0]],
+                            with_mask)
         samples.append(sample)
     return dict(inputs=inputs, data_samples=samples)
 

@@ -3,12 +3,13 @@
 Weights are random (nothing is downloaded): a timm model is built on the meta device,
 filled with random values and converted with :mod:`pvtfpn_mm.weights`.
 """
-import math
 
 import pytest
 import timm
 import torch
 import torch.nn.functional as F
+
+from _helpers import random_params_
 
 from pvtfpn_mm.models.backbones import pvt_v2
 from pvtfpn_mm.models.backbones.pvt_v2 import ARCH_SETTINGS, PVTv2
@@ -21,26 +22,10 @@ MMDET_ARCHS = ('b0', 'b1', 'b2', 'b3', 'b4', 'b5')  # mmdet has no linear SRA (b
 ATOL = 1e-5
 
 
-def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Fills every parameter in place with uniform random values of a sensible scale:
-    LayerNorm weights 1 + U(-0.2, 0.2), biases U(-0.2, 0.2), weights with variance
-    1 / fan_in (uniform: cheap to draw for the large variants)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.dim() == 1:
-                center = 1.0 if name.endswith('weight') else 0.0
-                param.uniform_(center - 0.2, center + 0.2, generator=gen)
-            else:
-                bound = math.sqrt(3 / param[0].numel())
-                param.uniform_(-bound, bound, generator=gen)
-    return model
-
-
 def random_timm(arch: str, seed: int = 0, **kwargs) -> torch.nn.Module:
     """timm's ``pvt_v2_<arch>`` (features_only) with random weights, in eval mode."""
     model = timm.create_model(f'pvt_v2_{arch}', features_only=True, device='meta', **kwargs)
-    return randomize_(model.to_empty(device='cpu'), seed).eval()
+    return random_params_(model.to_empty(device='cpu'), seed).eval()
 
 
 def mmdet_pvt(arch: str) -> torch.nn.Module:
@@ -234,7 +219,7 @@ def test_with_cp_same_gradients(monkeypatch, one_thread):
         return checkpoint(*args, **kwargs)
 
     monkeypatch.setattr(pvt_v2.cp, 'checkpoint', counting_checkpoint)
-    plain = randomize_(PVTv2('b0'), seed=4).train()
+    plain = random_params_(PVTv2('b0'), seed=4).train()
     with_cp = PVTv2('b0', with_cp=True).train()
     with_cp.load_state_dict(plain.state_dict())
     x = torch.randn(2, 3, 64, 64)
@@ -251,7 +236,7 @@ def test_with_cp_same_gradients(monkeypatch, one_thread):
 
 def test_grad_and_no_grad_forward_agree():
     """The in-place shortcuts of the no-grad path do not change the result."""
-    model = randomize_(PVTv2('b2_li', depths=(1, 1, 1, 1)), seed=5).eval()
+    model = random_params_(PVTv2('b2_li', depths=(1, 1, 1, 1)), seed=5).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         fast = model(x)

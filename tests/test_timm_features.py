@@ -3,15 +3,15 @@
 Families: ResNet (resnet18), ConvNeXt (convnext_atto), Swin (a 1-block-per-stage
 swin_tiny with 24 channels; NHWC in timm), PVT-v2 (pvt_v2_b0).
 """
-import numpy as np
 import pytest
 import timm
 import torch
 from mmengine import Config
 from mmengine.registry import DefaultScope
-from mmengine.structures import InstanceData, PixelData
+from mmengine.structures import PixelData
 
 import pvtfpn_mm  # noqa: F401  (registers the models)
+from _helpers import det_sample
 from pvtfpn_mm.models.backbones import TimmFeatures, timm_channels
 from pvtfpn_mm.models.necks import TopDownFPN
 from pvtfpn_mm.registry import MODELS as PVTFPN_MODELS
@@ -301,18 +301,7 @@ def timm_model_cfg(path, family, **backbone_overrides):
 def det_batch(with_mask=False, size=(64, 64)):
     gen = torch.Generator().manual_seed(0)
     h, w = size
-    from mmdet.structures import DetDataSample
-    from mmdet.structures.mask import BitmapMasks
-    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
-                                         scale_factor=(1.0, 1.0)))
-    boxes = torch.tensor([[4.0, 6.0, 40.0, 50.0], [20.0, 10.0, 60.0, 33.0]])
-    gt = InstanceData(bboxes=boxes, labels=torch.tensor([0, 2]))
-    if with_mask:
-        masks = np.zeros((2, h, w), dtype=np.uint8)
-        for m, (x1, y1, x2, y2) in zip(masks, boxes.int().tolist()):
-            m[y1 + 2:y2 - 2, x1 + 2:x2 - 2] = 1
-        gt.masks = BitmapMasks(masks, h, w)
-    sample.gt_instances = gt
+    sample = det_sample(h, w, [[4.0, 6.0, 40.0, 50.0], [20.0, 10.0, 60.0, 33.0]], with_mask)
     image = torch.randint(0, 256, (3, h, w), generator=gen, dtype=torch.uint8)
     return dict(inputs=[image], data_samples=[sample])
 

@@ -15,6 +15,8 @@ import timm
 import torch
 from timm.models.pvt_v2 import checkpoint_filter_fn
 
+from _helpers import random_params_
+
 from pvtfpn_mm import weights
 from pvtfpn_mm.models.backbones.pvt_v2 import PVTv2
 from pvtfpn_mm.weights import (FORMATS, CheckpointFormatError, StateDictMismatchError,
@@ -23,19 +25,6 @@ from pvtfpn_mm.weights import (FORMATS, CheckpointFormatError, StateDictMismatch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ATOL = 1e-5  # fp32 rounding; see tests/test_pvt_v2.py
-
-
-def random_params_(model, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.dim() == 1:
-                center = 1.0 if name.endswith('weight') else 0.0
-                param.uniform_(center - 0.2, center + 0.2, generator=gen)
-            else:
-                bound = (3 / param[0].numel())**0.5
-                param.uniform_(-bound, bound, generator=gen)
-    return model.eval()
 
 
 @pytest.fixture(scope='module')
