@@ -401,3 +401,30 @@ def convert_file(src_path: str, dst_path: str, dst: str, src: Optional[str] = No
     out = convert(state_dict, dst, detected)
     torch.save(out, dst_path)
     return detected, len(out)
+
+
+# ---------------------------------------------------------- whole-checkpoint conversion
+
+
+def convert_to_model_layout(state_dict: Mapping,
+                            model: nn.Module) -> Tuple[StateDict, Optional[str]]:
+    """A whole detector's / segmentor's state dict in ``model``'s own key layout.
+
+    The loading path of our runner calls this right before its strict load: a
+    checkpoint released in a foreign layout (mmdet 3.x ``PyramidVisionTransformerV2``
+    detectors, the official whai362/PVT detection and segmentation checkpoints) is
+    converted on the fly, and the caller logs a line naming the layout it came from.
+
+    Args:
+        state_dict (Mapping): The checkpoint's state dict (already unwrapped from
+            ``'state_dict'`` / ``'model'``).
+        model (nn.Module): The model it is loaded into (a detector or segmentor built
+            from one of our configs); only its ``state_dict()`` keys are read.
+
+    Returns:
+        tuple[dict, str | None]: The state dict in ``model``'s layout, and the name of
+        the foreign layout it was converted from, or None when it already was in
+        ``model``'s layout (then it is returned as it is) or in no layout this module
+        knows (strict loading then reports the mismatch).
+    """
+    return OrderedDict(state_dict), None
