@@ -19,6 +19,7 @@ mlp.{fc1,dwconv,fc2}``) and ``stages.{i}.norm``. The parameters are exactly timm
 ``pvt_v2_*`` (without the classifier head), only named per stage.
 """
 import math
+import numbers
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -266,15 +267,81 @@ class PVTStage(nn.Module):
         return _nhwc_as_nchw(self.norm(x), hw_shape)
 
 
-def _per_stage(name: str, value, depths: Optional[Tuple[int, ...]] = None) -> Tuple:
-    """Checks that ``value`` is a sequence with one entry per stage (of ``depths``)."""
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _per_stage(name: str, value, depths: Optional[Tuple[int, ...]] = None,
+               kind: str = 'int') -> Tuple:
+    """Checks that ``value`` is a sequence with one entry per stage (of ``depths``), each
+    a positive int (``kind='int'``) or a positive number (``kind='number'``)."""
     if not isinstance(value, Sequence) or isinstance(value, str):
-        raise TypeError(f'{name} must be a sequence with one entry per stage, got {value!r}')
+        hint = (' (a single int is how mmdet\'s PyramidVisionTransformerV2 takes it: when '
+                'replacing a _base_ backbone, write backbone=dict(_delete_=True, '
+                'type=\'PVTv2\', ...))') if _is_int(value) else ''
+        raise TypeError(
+            f'{name} must be a sequence with one entry per stage, got {value!r}{hint}')
     if depths is not None and len(value) != len(depths):
         raise ValueError(
             f'{name}={tuple(value)} has {len(value)} entries, expected one per stage: '
             f'{len(depths)} (depths={depths})')
+    check = _is_int if kind == 'int' else _is_number
+    for i, entry in enumerate(value):
+        if not check(entry):
+            raise TypeError(f'{name}[{i}] must be {"an int" if kind == "int" else "a number"}'
+                            f', got {entry!r} ({type(entry).__name__}) in {name}='
+                            f'{tuple(value)}')
+        if not entry > 0:
+            raise ValueError(f'{name}[{i}] must be positive, got {entry!r} in {name}='
+                             f'{tuple(value)}')
     return tuple(value)
+
+
+#: Keywords of other backbones that reach ``PVTv2`` when a config replaces a ``_base_``
+#: backbone without ``_delete_=True`` (mmdet's ResNet and PyramidVisionTransformerV2),
+#: with what ``PVTv2`` calls them.
+FOREIGN_KEYWORDS = {
+    'num_layers': 'depths', 'pretrained': "init_cfg=dict(type='Pretrained', checkpoint=...)",
+    'convert_weights': None, 'pretrain_img_size': None, 'num_stages': 'len(depths)',
+    'patch_sizes': None, 'strides': None, 'paddings': None, 'use_abs_pos_embed': None,
+    'norm_after_stage': None, 'use_conv_ffn': None, 'act_cfg': None, 'norm_cfg': None,
+    'depth': 'arch', 'style': None, 'stem_channels': None, 'base_channels': None,
+    'deep_stem': None, 'avg_down': None, 'dilations': None, 'dcn': None,
+    'stage_with_dcn': None, 'plugins': None, 'zero_init_residual': None,
+}
+
+
+def _unknown_keywords(kwargs: dict) -> TypeError:
+    names = sorted(kwargs)
+    known = {k: FOREIGN_KEYWORDS[k] for k in names if k in FOREIGN_KEYWORDS}
+    message = f'PVTv2 got unexpected keyword arguments {names}'
+    if known:
+        ours = ', '.join(f'{k} -> {v}' for k, v in known.items() if v)
+        message += (
+            f'. {sorted(known)} are keywords of mmdet\'s ResNet / PyramidVisionTransformerV2 '
+            'backbones: a config that replaces a _base_ backbone must drop the base\'s keys '
+            'with backbone=dict(_delete_=True, type=\'PVTv2\', ...)'
+            + (f' (PVTv2 names: {ours})' if ours else ''))
+    return TypeError(message)
+
+
+def _check_rate(name: str, value) -> float:
+    if not _is_number(value):
+        raise TypeError(f'{name} must be a number in [0, 1), got {value!r} '
+                        f'({type(value).__name__})')
+    if not 0 <= value < 1:
+        raise ValueError(f'{name} must be in [0, 1), got {value!r}')
+    return float(value)
+
+
+def _check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f'{name} must be True or False, got {value!r} ({type(value).__name__})')
+    return value
 
 
 @register_model()
@@ -326,6 +393,19 @@ class PVTv2(BaseModule):
             :mod:`pvtfpn_mm.weights`, strictly. None initializes like timm. As in every
             mmengine ``BaseModule``, this happens in :meth:`init_weights` (which the
             runner calls), not in the constructor. Defaults to None.
+        **kwargs: Refused with a ``TypeError`` that names them; keywords of mmdet's
+            ResNet / ``PyramidVisionTransformerV2`` (``num_layers``, ``depth``,
+            ``pretrained``, ...) mean a config replaced a ``_base_`` backbone without
+            ``_delete_=True``, and the message says so.
+
+    Attributes:
+        min_input_size (int): The smallest input side the model takes, from its
+            convolutions: 29 for every variant but ``b2_li`` (1).
+
+    Raises:
+        TypeError: An argument of the wrong type (bools are not ints, strings not bools).
+        ValueError: A value out of range: rates outside [0, 1), non-positive per-stage
+            entries, repeated or out-of-range ``out_indices``, ``frozen_stages``.
     """
 
     def __init__(self,
@@ -346,7 +426,10 @@ class PVTv2(BaseModule):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  embed_norm_eps: float = 1e-5,
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None,
+                 **kwargs):
+        if kwargs:
+            raise _unknown_keywords(kwargs)
         super().__init__(init_cfg=init_cfg)
         settings = arch_settings(arch)
         overrides = dict(embed_dims=embed_dims, depths=depths, num_heads=num_heads,
@@ -356,24 +439,32 @@ class PVTv2(BaseModule):
         self.depths = _per_stage('depths', settings['depths'])
         self.num_stages = len(self.depths)
         for name in ('embed_dims', 'num_heads', 'sr_ratios', 'mlp_ratios'):
-            setattr(self, name, _per_stage(name, settings[name], self.depths))
-        self.linear = bool(settings['linear'])
+            setattr(self, name, _per_stage(name, settings[name], self.depths,
+                                           kind='number' if name == 'mlp_ratios' else 'int'))
+        self.linear = _check_bool('linear', settings['linear'])
         for dims, heads in zip(self.embed_dims, self.num_heads):
             if dims % heads:
                 raise ValueError(
                     f'num_heads={self.num_heads} does not divide embed_dims='
                     f'{self.embed_dims}: {heads} does not divide {dims}')
+        if not _is_int(in_channels) or in_channels <= 0:
+            raise (TypeError if not _is_int(in_channels) else ValueError)(
+                f'in_channels must be a positive int, got {in_channels!r}')
+        self.in_channels = in_channels
+        for name, value in (('qkv_bias', qkv_bias), ('norm_eval', norm_eval),
+                            ('with_cp', with_cp)):
+            _check_bool(name, value)
+        for name, value in (('drop_rate', drop_rate), ('attn_drop_rate', attn_drop_rate),
+                            ('drop_path_rate', drop_path_rate)):
+            _check_rate(name, value)
+        if not _is_number(embed_norm_eps) or not 0 < embed_norm_eps < 1:
+            raise (TypeError if not _is_number(embed_norm_eps) else ValueError)(
+                f'embed_norm_eps must be a number in (0, 1), got {embed_norm_eps!r}')
 
-        if isinstance(out_indices, int):
-            out_indices = (out_indices, )
-        out_indices = tuple(out_indices)
-        if not out_indices:
-            raise ValueError('out_indices=() selects no stage')
-        for index in out_indices:
-            if not 0 <= index < self.num_stages:
-                raise ValueError(
-                    f'out_indices={out_indices}: index {index} is out of range for '
-                    f'{self.num_stages} stages (0 .. {self.num_stages - 1})')
+        out_indices = self._check_out_indices(out_indices)
+        if not _is_int(frozen_stages):
+            raise TypeError(f'frozen_stages must be an int (-1 .. {self.num_stages - 1}), got '
+                            f'{frozen_stages!r} ({type(frozen_stages).__name__})')
         if not -1 <= frozen_stages < self.num_stages:
             raise ValueError(
                 f'frozen_stages={frozen_stages} is out of range for {self.num_stages} '
@@ -407,6 +498,84 @@ class PVTv2(BaseModule):
                 drop=drop_rate,
                 attn_drop=attn_drop_rate))
         self._freeze_stages()
+        #: The smallest input side (pixels) the model takes.
+        self.min_input_size = self._compute_min_input_size()
+
+    def _check_out_indices(self, out_indices) -> Tuple[int, ...]:
+        """out_indices as a tuple of distinct stage indices (an int selects one)."""
+        if _is_int(out_indices):
+            out_indices = (out_indices, )
+        if not isinstance(out_indices, Sequence) or isinstance(out_indices, str):
+            raise TypeError(
+                f'out_indices must be a stage index or a sequence of them (0 .. '
+                f'{self.num_stages - 1}), got {out_indices!r} ({type(out_indices).__name__})')
+        out_indices = tuple(out_indices)
+        if not out_indices:
+            raise ValueError('out_indices=() selects no stage')
+        for index in out_indices:
+            if not _is_int(index):
+                raise TypeError(
+                    f'out_indices={out_indices}: {index!r} is not a stage index (an int '
+                    f'0 .. {self.num_stages - 1}; bools are not accepted)')
+            if not 0 <= index < self.num_stages:
+                raise ValueError(
+                    f'out_indices={out_indices}: index {index} is out of range for '
+                    f'{self.num_stages} stages (0 .. {self.num_stages - 1})')
+        if len(set(out_indices)) != len(out_indices):
+            raise ValueError(f'out_indices={out_indices} selects a stage twice; give each '
+                             'stage once')
+        return tuple(int(i) for i in out_indices)
+
+    def _compute_min_input_size(self) -> int:
+        """The smallest input side every stage can take, from the built convolutions: a
+        patch embedding needs ``size + 2 * padding >= kernel``, a (non-linear)
+        spatial-reduction convolution needs its input side ``>= sr_ratio``."""
+        def fits(size: int) -> bool:
+            for stage in self.stages:
+                proj = stage.patch_embed.proj
+                k, st, p = proj.kernel_size[0], proj.stride[0], proj.padding[0]
+                if size + 2 * p < k:
+                    return False
+                size = (size + 2 * p - k) // st + 1
+                sr = stage.blocks[0].attn.sr if len(stage.blocks) else None
+                if sr is not None and stage.blocks[0].attn.pool is None \
+                        and size < sr.kernel_size[0]:
+                    return False
+            return True
+
+        return next(n for n in range(1, 1 << 16) if fits(n))
+
+    def _check_input(self, x) -> None:
+        """Raises a ValueError/TypeError naming what is wrong with the input batch."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f'PVTv2 expects a (B, C, H, W) tensor, got {type(x).__name__}')
+        if x.dim() != 4:
+            hint = ' (one image? add the batch dimension: x[None])' if x.dim() == 3 else ''
+            raise ValueError(f'PVTv2 expects a 4-D (B, C, H, W) batch, got a {x.dim()}-D '
+                             f'tensor of shape {tuple(x.shape)}{hint}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f'PVTv2 expects {self.in_channels} input channels (in_channels='
+                             f'{self.in_channels}), got {x.shape[1]} (shape {tuple(x.shape)})')
+        m = self.min_input_size
+        if x.shape[2] < m or x.shape[3] < m:
+            raise ValueError(
+                f'PVTv2 input of {x.shape[2]}x{x.shape[3]} pixels is too small: with '
+                f'sr_ratios={self.sr_ratios}{" (linear)" if self.linear else ""} every side '
+                f'must be at least {m} pixels (the stride-4 patch embedding and the '
+                'spatial-reduction convolutions need it); pad or resize the images')
+
+    def _empty_outputs(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """The outputs for an empty batch: (0, C_i, H_i, W_i) maps of the shapes a
+        non-empty batch of this size gets (the attention cannot reshape 0 elements)."""
+        h, w = x.shape[2], x.shape[3]
+        outs = []
+        for i, stage in enumerate(self.stages):
+            proj = stage.patch_embed.proj
+            h, w = [(n + 2 * p - k) // st + 1 for n, p, k, st in
+                    zip((h, w), proj.padding, proj.kernel_size, proj.stride)]
+            if i in self.out_indices:
+                outs.append(x.new_zeros(0, self.embed_dims[i], h, w))
+        return tuple(outs)
 
     @staticmethod
     def _check_init_cfg(init_cfg) -> None:
@@ -466,7 +635,20 @@ class PVTv2(BaseModule):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """``(B, C, H, W)`` images -> the feature maps of ``out_indices``, contiguous
-        ``NCHW`` tensors with strides 4, 8, 16, 32 (ceil-divided sizes)."""
+        ``NCHW`` tensors with strides 4, 8, 16, 32 (ceil-divided sizes).
+
+        Every side must be at least :attr:`min_input_size` pixels (29 for the
+        variants of :data:`ARCH_SETTINGS` except ``b2_li``, which takes any size); an
+        empty batch (B = 0) gives empty maps of the same shapes otherwise.
+
+        Raises:
+            TypeError, ValueError: Not a tensor, not 4-D, other than ``in_channels``
+                channels, or smaller than :attr:`min_input_size`.
+        """
+        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            self._check_input(x)
+            if x.shape[0] == 0:
+                return self._empty_outputs(x)
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
