@@ -1,38 +1,70 @@
-"""Converts a PVT-v2 checkpoint between the formats of :mod:`pvtfpn_mm.weights`.
+"""Converts a PVT-v2 checkpoint: a whole detector / segmentor, or a backbone.
 
-The source format is detected (a bare state dict, or one under ``state_dict`` /
-``model``; a ``backbone.`` or ``module.`` key prefix is found by itself). The output is
-a bare state dict.
+Whole detectors and segmentors (a ``backbone.`` part with a neck or head beside it) are
+detected and converted to our configs' layout: mmdet 3.x PVT-v2 RetinaNets (mmdet's
+``configs/pvt``) and the official whai362/PVT RetinaNet, Mask R-CNN and Semantic FPN
+checkpoints. Every key is mapped or the conversion stops listing the keys it cannot map.
+The output (``{'meta', 'state_dict'}``) is tested with ``tools/test.py`` / ``mim test``
+like any of our checkpoints; ``--config`` also checks that it loads into a config's model.
 
-Example::
+Backbones (``--prefix``, or a checkpoint with no neck or head) convert between the formats
+of :mod:`pvtfpn_mm.weights` (timm, official, mmdet, ours; detected) into a bare state dict.
 
+The output is written atomically; an existing DST is kept unless ``--force``, and DST
+may never be SRC. Examples::
+
+    python tools/convert_weights.py retinanet_pvtv2-b0_mmdet.pth retinanet_b0_ours.pth \\
+        --config configs/retinanet/retinanet_pvtv2-b0_topdownfpn_1x_coco.py
     python tools/convert_weights.py pvt_v2_b2.pth pvt_v2_b2_mmdet.pth --to mmdet
+    python tools/convert_weights.py retinanet.pth backbone_timm.pth --to timm --prefix backbone.
 """
 import argparse
+import sys
 
 from pvtfpn_mm.weights import FORMATS, convert_file
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        epilog=__doc__.split('\n\n', 1)[1], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('src', help='checkpoint file (or http(s) URL) to convert')
-    parser.add_argument('dst', help='output file')
-    parser.add_argument('--to', required=True, choices=FORMATS, help='output format')
+    parser.add_argument('dst', help='output file (its folder must exist)')
+    parser.add_argument('--to', default='ours', choices=FORMATS,
+                        help="output format (default: ours; whole checkpoints: ours only)")
     parser.add_argument(
         '--from', dest='src_format', choices=FORMATS, default=None,
-        help='expected source format (default: detect; a different one is an error)')
+        help='expected source format / layout (default: detect; a different one is an '
+             'error)')
     parser.add_argument(
         '--prefix', default=None,
-        help="take only the keys with this prefix, e.g. 'backbone.' (default: detect)")
+        help="convert only the backbone under this key prefix, e.g. 'backbone.' "
+             "(default: detect)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument('--whole', dest='whole', action='store_const', const=True,
+                      default=None,
+                      help='SRC is a whole detector / segmentor (default: detect)')
+    mode.add_argument('--backbone', dest='whole', action='store_const', const=False,
+                      help='convert only the PVT-v2 backbone in SRC (default: detect)')
+    parser.add_argument(
+        '--config', default=None,
+        help='whole checkpoints: check that the result loads strictly into this '
+             "config's model")
+    parser.add_argument('--force', action='store_true', help='overwrite an existing DST')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    src_format, count = convert_file(
-        args.src, args.dst, args.to, src=args.src_format, prefix=args.prefix)
-    print(f'{args.src} ({src_format}) -> {args.dst} ({args.to}): {count} tensors')
+    src_format, count, whole = convert_file(
+        args.src, args.dst, args.to, src=args.src_format, prefix=args.prefix,
+        whole=args.whole, force=args.force, config=args.config)
+    what = 'a whole model' if whole else 'a backbone'
+    print(f'{args.src} ({src_format}) -> {args.dst} ({args.to}): {count} tensors of {what}')
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except (OSError, ValueError, RuntimeError) as error:  # named files / keys; no traceback
+        sys.exit(f'convert_weights.py: error: {error}')

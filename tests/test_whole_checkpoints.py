@@ -1,0 +1,380 @@
+"""Whole-checkpoint conversion (issue 11) and the converter's output safety (issue 9.6).
+
+Released detectors / segmentors are rebuilt here with random weights (nothing is
+downloaded): mmdet's own ``configs/pvt`` RetinaNet-b0, saved as mmdet's runner saves
+checkpoints; and official whai362/PVT Mask R-CNN / Semantic FPN / RetinaNet checkpoints
+made from key lists written from the official code (``_official_layout.py``). After
+conversion our configs' models must predict what the original models predict.
+
+The reference for the official layout is independent of our converter: timm's
+``pvt_v2_b0`` (a port of the official code) loaded through timm's own
+official-to-timm key filter, behind mmdet's / mmseg's ``FPN`` and the official heads
+loaded with their keys as they are.
+"""
+import glob
+import os
+import os.path as osp
+import subprocess
+import sys
+import warnings
+
+import pytest
+import timm
+import torch
+from mmengine.config import Config
+from mmengine.hub import get_config
+from mmengine.runner.checkpoint import save_checkpoint
+from timm.models.pvt_v2 import checkpoint_filter_fn
+
+from _helpers import random_params_
+from _official_layout import official_checkpoint
+
+import pvtfpn_mm  # noqa: F401
+from pvtfpn_mm import weights
+from pvtfpn_mm.tools_lib.build import build_model_from_config
+from pvtfpn_mm.weights import (CheckpointFormatError, convert_to_model_layout, detect_layout,
+                               load_state_dict_strict, whole_to_ours)
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+MMDET_PVT_B0 = 'mmdet::pvt/retinanet_pvtv2-b0_fpn_1x_coco.py'
+SIZES = [(96, 128), (128, 96), (160, 160)]
+
+
+def config(pattern):
+    """Our config matching ``pattern`` (names survive renames of their middle part)."""
+    found = sorted(glob.glob(osp.join(REPO, 'configs', pattern)))
+    assert len(found) == 1, (pattern, found)
+    return found[0]
+
+
+def build(cfg_path, cfg_options=None, **backbone):
+    cfg = Config.fromfile(cfg_path)
+    cfg.model.backbone.init_cfg = None
+    cfg.model.backbone.update(backbone)
+    return build_model_from_config(cfg, cfg_options).eval()
+
+
+#: Fewer proposals (for both models compared): a cheaper test, the same code paths.
+FEW_PROPOSALS = {'model.test_cfg.rpn.nms_pre': 200, 'model.test_cfg.rpn.max_per_img': 200}
+
+
+def cli(*args):
+    sys.path.insert(0, osp.join(REPO, 'tools'))
+    try:
+        import convert_weights
+    finally:
+        sys.path.pop(0)
+    return convert_weights.main([str(a) for a in args])
+
+
+def images(sizes=SIZES, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 256, (3, h, w), generator=gen, dtype=torch.uint8)
+            for h, w in sizes]
+
+
+def predict(model, img):
+    """``model.test_step`` on one uint8 image at scale 1 (as after the test pipeline)."""
+    h, w = img.shape[1:]
+    if hasattr(model, 'rpn_head') or hasattr(model, 'bbox_head'):
+        from mmdet.structures import DetDataSample
+        sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
+                                             scale_factor=(1.0, 1.0)))
+    else:
+        from mmseg.structures import SegDataSample
+        sample = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
+                                             pad_shape=(h, w)))
+    with torch.no_grad():
+        return model.test_step(dict(inputs=[img], data_samples=[sample]))[0]
+
+
+def compare_detections(a, b, box_atol, score_atol):
+    """Same number of detections and labels; boxes / scores within tolerance. Returns
+    the largest box and score differences."""
+    a, b = a.pred_instances, b.pred_instances
+    assert len(a) == len(b) > 0
+    assert torch.equal(a.labels, b.labels)
+    box_diff = float((a.bboxes - b.bboxes).abs().max())
+    score_diff = float((a.scores - b.scores).abs().max())
+    assert box_diff <= box_atol and score_diff <= score_atol, (box_diff, score_diff)
+    return box_diff, score_diff
+
+
+# ------------------------------------------------------------ mmdet 3.x RetinaNet
+
+
+@pytest.fixture(scope='module')
+def mmdet_retinanet(tmp_path_factory):
+    """mmdet's configs/pvt RetinaNet-b0 with random weights, and its checkpoint saved as
+    mmdet's runner saves one (meta + state_dict, mmengine's save_checkpoint)."""
+    cfg = get_config(MMDET_PVT_B0)
+    cfg.model.backbone.init_cfg = None
+    model = random_params_(build_model_from_config(cfg), seed=1).eval()
+    path = tmp_path_factory.mktemp('mmdet') / 'retinanet_pvtv2-b0_fpn_1x_coco.pth'
+    meta = dict(epoch=12, iter=87960, mmengine_version='0.10.7', seed=0,
+                experiment_name='retinanet_pvtv2-b0_fpn_1x_coco',
+                dataset_meta=dict(classes=tuple(f'c{i}' for i in range(80))))
+    save_checkpoint(dict(meta=meta, state_dict=model.state_dict()), str(path))
+    return model, path
+
+
+def test_mmdet_retinanet_converted_predicts_what_mmdet_predicts(mmdet_retinanet, tmp_path,
+                                                              capsys):
+    mmdet_model, path = mmdet_retinanet
+    ours_cfg = config('retinanet/retinanet_pvtv2-b0_*1x_coco.py')
+    dst = tmp_path / 'ours.pth'
+    cli(path, dst, '--config', ours_cfg)  # whole checkpoint detected, checked strictly
+    assert '(mmdet)' in capsys.readouterr().out
+    converted = torch.load(dst, weights_only=True)
+    assert converted['meta']['converted_from'] == 'mmdet'
+    # mmdet's PVT-v2 uses LayerNorm eps 1e-6 in the patch embeddings: exact with it
+    ours = build(ours_cfg, embed_norm_eps=1e-6)
+    load_state_dict_strict(ours, converted['state_dict'])
+    for img in images():
+        compare_detections(predict(ours, img), predict(mmdet_model, img),
+                           box_atol=2e-4, score_atol=1e-6)
+
+
+def test_mmdet_retinanet_on_the_fly_with_default_eps_warns(mmdet_retinanet):
+    mmdet_model, path = mmdet_retinanet
+    ours = build(config('retinanet/retinanet_pvtv2-b0_*1x_coco.py'))
+    state = weights.read_checkpoint(str(path))['state_dict']
+    with pytest.warns(UserWarning, match='embed_norm_eps=1e-06'):
+        converted, src = convert_to_model_layout(state, ours)
+    assert src == 'mmdet'
+    load_state_dict_strict(ours, converted)
+    for img in images()[:2]:  # eps 1e-5 vs 1e-6: close, not exact
+        compare_detections(predict(ours, img), predict(mmdet_model, img),
+                           box_atol=2e-3, score_atol=1e-5)
+
+
+def test_model_layout_is_returned_as_it_is(mmdet_retinanet):
+    ours = build(config('retinanet/retinanet_pvtv2-b0_*1x_coco.py'))
+    state = ours.state_dict()
+    converted, src = convert_to_model_layout(state, ours)
+    assert src is None and list(converted) == list(state)
+    # a model whose backbone is not our PVTv2 is left alone
+    resnet = build_model_from_config(config('resnet/retinanet_r50_*1x_coco.py'))
+    mmdet_state = mmdet_retinanet[0].state_dict()
+    converted, src = convert_to_model_layout(mmdet_state, resnet)
+    assert src is None and list(converted) == list(mmdet_state)
+
+
+# --------------------------------------------------------------- official layout
+
+
+def timm_reference_backbone(state_dict, tmp_path, arch='b0'):
+    """A TimmFeatures backbone config holding the official backbone, converted to timm's
+    names by timm's own filter."""
+    backbone = {k[len('backbone.'):]: v for k, v in state_dict.items()
+                if k.startswith('backbone.')}
+    path = tmp_path / f'timm_pvt_v2_{arch}.pth'
+    torch.save(checkpoint_filter_fn(backbone, timm.create_model(f'pvt_v2_{arch}')), path)
+    return dict(type='TimmFeatures', model_name=f'pvt_v2_{arch}', checkpoint=str(path))
+
+
+def reference_model(cfg_path, state_dict, tmp_path, neck, cfg_options=None):
+    cfg = Config.fromfile(cfg_path)
+    cfg.model.backbone = timm_reference_backbone(state_dict, tmp_path)
+    cfg.model.neck = neck
+    model = build_model_from_config(cfg, cfg_options).eval()
+    own = {k: v for k, v in state_dict.items() if not k.startswith('backbone.')}
+    own.update(('backbone.' + k, v) for k, v in model.backbone.state_dict().items())
+    load_state_dict_strict(model, own, source='official neck/heads')  # names as they are
+    return model
+
+
+def test_official_mask_rcnn_converted_predicts_what_the_official_model_predicts(tmp_path):
+    ckpt = official_checkpoint('mask_rcnn')
+    ckpt['state_dict']['roi_head.bbox_head.fc_cls.weight'] *= 6  # scores above score_thr
+    src = tmp_path / 'mask_rcnn_pvt_v2_b0_fpn_1x_coco.pth'
+    torch.save(ckpt, src)
+    cfg_path = config('mask_rcnn/mask-rcnn_pvtv2-b0_*1x_coco.py')
+    cli(src, tmp_path / 'ours.pth', '--config', cfg_path)
+    converted = torch.load(tmp_path / 'ours.pth', weights_only=True)
+    assert converted['meta']['converted_from'] == 'official'
+    assert converted['meta']['dataset_meta']['classes'][:2] == ('c0', 'c1')
+    ours = build(cfg_path, FEW_PROPOSALS)
+    load_state_dict_strict(ours, converted['state_dict'])
+    reference = reference_model(
+        cfg_path, ckpt['state_dict'], tmp_path,
+        dict(type='FPN', in_channels=[32, 64, 160, 256], out_channels=256, num_outs=5),
+        FEW_PROPOSALS)
+    for img in images(SIZES[:2]):
+        a, b = predict(ours, img), predict(reference, img)
+        compare_detections(a, b, box_atol=2e-3, score_atol=2e-4)
+        # binary masks (threshold 0.5 of the pasted probabilities): a pixel may flip
+        # where the probability is within float noise of 0.5
+        flipped = int((a.pred_instances.masks != b.pred_instances.masks).sum())
+        assert flipped <= 1e-3 * a.pred_instances.masks.sum(), flipped
+
+
+def test_official_sem_fpn_converted_predicts_what_the_official_model_predicts(tmp_path):
+    ckpt = official_checkpoint('sem_fpn')
+    cfg_path = config('sem_fpn/fpn_pvtv2-b0_*40k_ade20k-512x512.py')
+    ours = build(cfg_path)
+    converted, src = convert_to_model_layout(ckpt['state_dict'], ours)  # on the fly
+    assert src == 'official'
+    load_state_dict_strict(ours, converted)
+    reference = reference_model(
+        cfg_path, ckpt['state_dict'], tmp_path,
+        dict(type='FPN', in_channels=[32, 64, 160, 256], out_channels=256, num_outs=4))
+    for img in images():
+        a, b = predict(ours, img), predict(reference, img)
+        logits_a, logits_b = a.seg_logits.data, b.seg_logits.data
+        assert float((logits_a - logits_b).abs().max()) <= 1e-4 * float(logits_b.abs().max())
+        assert torch.equal(a.pred_sem_seg.data, b.pred_sem_seg.data)
+
+
+@pytest.mark.parametrize('kind,pattern', [
+    ('retinanet', 'retinanet/retinanet_pvtv2-b0_*1x_coco.py'),
+    ('mask_rcnn', 'mask_rcnn/mask-rcnn_pvtv2-b0_*1x_coco.py'),
+    ('sem_fpn', 'sem_fpn/fpn_pvtv2-b0_*40k_ade20k-512x512.py'),
+])
+def test_official_checkpoints_fit_our_configs_strictly(kind, pattern):
+    state = official_checkpoint(kind)['state_dict']
+    assert detect_layout(state) == 'official'
+    model = build_model_from_config(config(pattern))
+    converted = whole_to_ours(state)
+    assert len(converted) == len(state)
+    load_state_dict_strict(model, converted)
+
+
+def test_official_b2_li_fits_our_config():
+    state = official_checkpoint('retinanet', arch='b2_li')['state_dict']
+    load_state_dict_strict(build_model_from_config(config('retinanet/retinanet_pvtv2-b2-li_*.py')),
+                           whole_to_ours(state))
+
+
+def test_keys_no_rule_maps_are_refused_with_a_list(tmp_path):
+    state = official_checkpoint('retinanet')['state_dict']
+    state['backbone.head.weight'] = torch.zeros(1000, 256)  # a classifier: not mapped
+    state['roi_head.foo.weight'] = torch.zeros(1)
+    state['ema_bbox_head.retina_cls.weight'] = torch.zeros(1)
+    with pytest.raises(CheckpointFormatError, match=r'3 keys are mapped by no rule.*'
+                       r'backbone\.head\.weight.*roi_head\.foo\.weight.*ema_bbox_head'):
+        whole_to_ours(state)
+    src = tmp_path / 'bad.pth'
+    torch.save({'state_dict': state}, src)
+    with pytest.raises(CheckpointFormatError, match='3 keys'):
+        cli(src, tmp_path / 'out.pth')
+    assert not (tmp_path / 'out.pth').exists()
+
+
+def test_whole_checkpoints_convert_to_ours_only(tmp_path):
+    src = tmp_path / 'official.pth'
+    torch.save(official_checkpoint('retinanet'), src)
+    with pytest.raises(ValueError, match=r"--to 'mmdet'.*--prefix backbone\."):
+        cli(src, tmp_path / 'out.pth', '--to', 'mmdet')
+    with pytest.raises(CheckpointFormatError, match="layout 'official', not 'mmdet'"):
+        cli(src, tmp_path / 'out.pth', '--from', 'mmdet')
+    # --prefix (or --backbone) converts only the backbone, to any format
+    cli(src, tmp_path / 'timm.pth', '--to', 'timm', '--prefix', 'backbone.')
+    assert 'stages.0.blocks.0.attn.q.weight' in torch.load(tmp_path / 'timm.pth',
+                                                           weights_only=True)
+    with pytest.raises(ValueError, match='config='):
+        cli(src, tmp_path / 'b.pth', '--backbone', '--config',
+            config('retinanet/retinanet_pvtv2-b0_*1x_coco.py'))
+
+
+def test_config_check_names_what_does_not_fit(tmp_path):
+    src = tmp_path / 'official_mask_rcnn.pth'
+    torch.save(official_checkpoint('mask_rcnn'), src)
+    with pytest.raises(weights.StateDictMismatchError, match='missing keys.*bbox_head'):
+        cli(src, tmp_path / 'out.pth', '--config',
+            config('retinanet/retinanet_pvtv2-b0_*1x_coco.py'))
+    assert not (tmp_path / 'out.pth').exists()
+
+
+# ------------------------------------------------------- output safety (issue 9.6)
+
+
+@pytest.fixture
+def src(tmp_path):
+    path = tmp_path / 'src.pth'
+    torch.save(official_checkpoint('retinanet'), path)
+    return path
+
+
+def test_existing_dst_needs_force(src, tmp_path):
+    dst = tmp_path / 'dst.pth'
+    dst.write_bytes(b'keep me')
+    with pytest.raises(FileExistsError, match=rf"{dst}.*exists.*--force"):
+        cli(src, dst)
+    assert dst.read_bytes() == b'keep me'
+    cli(src, dst, '--force')
+    assert torch.load(dst, weights_only=True)['meta']['converted_from'] == 'official'
+
+
+@pytest.mark.parametrize('how', ['same', 'relative', 'symlink', 'dotdot'])
+def test_dst_equal_to_src_is_refused_even_with_force(src, tmp_path, monkeypatch, how):
+    before = src.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    dst = {'same': str(src), 'relative': 'src.pth', 'dotdot': f'../{tmp_path.name}/src.pth',
+           'symlink': 'link.pth'}[how]
+    if how == 'symlink':
+        os.symlink(src, tmp_path / 'link.pth')
+    with pytest.raises(ValueError, match='is the input file'):
+        cli(src, dst, '--force')
+    assert src.read_bytes() == before
+
+
+def test_dst_in_a_missing_folder_is_named(src, tmp_path):
+    missing = tmp_path / 'no' / 'such'
+    with pytest.raises(FileNotFoundError, match=rf"folder '{missing}'.*does not exist"):
+        cli(src, missing / 'out.pth')
+
+
+def test_dst_that_is_a_folder_is_refused(src, tmp_path):
+    with pytest.raises(IsADirectoryError, match='is a folder'):
+        cli(src, tmp_path, '--force')
+
+
+def test_user_home_is_expanded(src, tmp_path, monkeypatch):
+    monkeypatch.setenv('HOME', str(tmp_path))
+    cli('~/src.pth', '~/out.pth')
+    assert (tmp_path / 'out.pth').is_file()
+    assert not (tmp_path / '~').exists()
+
+
+def test_write_is_atomic(src, tmp_path, monkeypatch):
+    dst = tmp_path / 'dst.pth'
+    dst.write_bytes(b'old')
+    real_save = torch.save
+
+    def save_then_fail(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)  # the bytes are written, then the disk fails
+        raise OSError('No space left on device')
+
+    monkeypatch.setattr(weights.torch, 'save', save_then_fail)
+    with pytest.raises(OSError, match='No space left'):
+        cli(src, dst, '--force')
+    assert dst.read_bytes() == b'old'  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['dst.pth', 'src.pth']  # no temp
+    monkeypatch.setattr(weights.torch, 'save', real_save)
+    cli(src, dst, '--force')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['dst.pth', 'src.pth']
+    assert oct(dst.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.slow
+def test_cli_errors_are_one_line_without_traceback(src, tmp_path):
+    result = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'convert_weights.py'), str(src), str(src)],
+        capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 1
+    assert 'Traceback' not in result.stderr
+    assert 'convert_weights.py: error:' in result.stderr and 'is the input file' in result.stderr
+
+
+def test_no_warning_for_layouts_trained_with_the_models_eps():
+    model = build(config('retinanet/retinanet_pvtv2-b0_*1x_coco.py'))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        convert_to_model_layout(official_checkpoint('retinanet')['state_dict'], model)
