@@ -5,7 +5,6 @@ downloaded). The official whai362/PVT format is checked against timm's own remap
 of it (``timm.models.pvt_v2.checkpoint_filter_fn``) and mmdet's (``pvt_convert``).
 """
 import os.path as osp
-import pickle
 import subprocess
 import sys
 from collections import OrderedDict
@@ -19,7 +18,8 @@ from _helpers import random_params_
 
 from pvtfpn_mm import weights
 from pvtfpn_mm.models.backbones.pvt_v2 import PVTv2
-from pvtfpn_mm.weights import (FORMATS, CheckpointFormatError, StateDictMismatchError,
+from pvtfpn_mm.weights import (FORMATS, CheckpointFormatError, CheckpointReadError,
+                               StateDictMismatchError,
                                convert, detect_format, from_ours, load_pretrained,
                                load_state_dict_strict, to_ours)
 
@@ -231,8 +231,10 @@ class _NotAllowed:
 def test_reading_is_weights_only(tmp_path, ours_b0):
     path = save({'state_dict': ours_b0.state_dict(), 'extra': _NotAllowed()},
                 tmp_path / 'unsafe.pth')
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointReadError, match=r'unsafe\.pth.*safe loading does not allow'
+                       ) as info:
         load_pretrained(PVTv2('b0'), path)
+    assert 'weights_only=False' not in str(info.value)
 
 
 # -------------------------------------------------------------------------------- CLI
@@ -254,8 +256,7 @@ def test_cli_main_converts_to_mmdet(tmp_path, ours_b0, timm_b0, image, capsys):
     load_pretrained(exact, ours_b0.state_dict())
     assert_same_features(features(mmdet_model, image), features(exact, image))
     with pytest.raises(CheckpointFormatError, match="'official'"):
-        convert_weights.main([src, str(tmp_path / 'other.pth'), '--to', 'ours', '--from',
-                              'official'])
+        convert_weights.main([src, dst, '--to', 'ours', '--from', 'official'])
 
 
 def test_cli_subprocess_official_to_timm(tmp_path, ours_b0, timm_b0):

@@ -1,0 +1,108 @@
+"""Durable file operations for checkpoints: fsync, atomic rename, atomic text files, and
+finding the checkpoints a work dir holds."""
+import os
+import os.path as osp
+import re
+import tempfile
+from typing import Dict, Iterable, List, Optional, Sequence
+
+#: Checkpoint file names ``CheckpointHook`` writes by default (``iter_N.pth`` /
+#: ``epoch_N.pth``); group 1 is N.
+CHECKPOINT_NAME = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
+#: Suffix of the temporary file a checkpoint is written to before it is renamed into place.
+PARTIAL_SUFFIX = '.partial'
+#: The file mmengine's ``CheckpointHook`` writes the path of the latest checkpoint to.
+LAST_CHECKPOINT = 'last_checkpoint'
+
+
+def fsync_file(path: str) -> None:
+    """Flushes ``path``'s data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str) -> None:
+    """Flushes a folder's entries (renames, removals) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(tmp_path: str, path: str) -> None:
+    """fsyncs ``tmp_path``, renames it to ``path`` (atomically replacing any file there)
+    and fsyncs the folder: afterwards ``path`` is the complete new file, durably."""
+    fsync_file(tmp_path)
+    os.replace(tmp_path, path)
+    fsync_dir(osp.dirname(osp.abspath(path)))
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Writes ``text`` to ``path`` through a temporary file, fsync and rename."""
+    folder = osp.dirname(osp.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'w') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        publish(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read_last_checkpoint(work_dir: str) -> Optional[str]:
+    """The path ``<work_dir>/last_checkpoint`` names, or None without that file."""
+    try:
+        with open(osp.join(work_dir, LAST_CHECKPOINT)) as f:
+            return f.read().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def step_of(path: str) -> int:
+    """N of ``iter_N.pth`` / ``epoch_N.pth``; -1 for other names."""
+    m = CHECKPOINT_NAME.match(osp.basename(path))
+    return int(m.group(1)) if m else -1
+
+
+def name_pattern(filename_tmpl: str) -> 're.Pattern':
+    """A regex for the file names of a ``CheckpointHook`` ``filename_tmpl`` (``'{}'``
+    becomes group 1, the step)."""
+    head, _, tail = filename_tmpl.partition('{}')
+    return re.compile('^' + re.escape(head) + r'(\d+)' + re.escape(tail) + '$')
+
+
+def list_checkpoints(folders: Iterable[str],
+                     patterns: Sequence['re.Pattern'] = (CHECKPOINT_NAME, )) -> List[str]:
+    """The checkpoint files (names matching one of ``patterns``, by default
+    ``iter_N.pth`` / ``epoch_N.pth``) in ``folders``, newest first (by N, then by
+    modification time). Partial files (``*.partial``) never match."""
+    found: Dict[str, tuple] = {}
+    for folder in folders:
+        if not osp.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            path = osp.join(folder, name)
+            for pattern in patterns:
+                m = pattern.match(name)
+                if m and osp.isfile(path):
+                    found[osp.abspath(path)] = (int(m.group(1)), osp.getmtime(path))
+                    break
+    return sorted(found, key=lambda p: found[p], reverse=True)
+
+
+def list_partial_files(folders: Iterable[str]) -> List[str]:
+    """Temporary files of checkpoint saves that did not finish (``*.pth.partial``)."""
+    out = []
+    for folder in folders:
+        if osp.isdir(folder):
+            out += [osp.join(folder, n) for n in sorted(os.listdir(folder))
+                    if n.endswith('.pth' + PARTIAL_SUFFIX)]
+    return out

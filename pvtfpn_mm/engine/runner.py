@@ -1,0 +1,282 @@
+"""``SafeRunner``: mmengine's ``Runner`` with the guarantees long trainings need.
+
+Selected by ``runner_type = 'SafeRunner'`` in our configs, which mmdet's and mmseg's
+``tools/train.py`` (and so ``mim train``) honour, as do ours. On top of mmengine
+0.10.7's ``Runner`` it
+
+* takes an exclusive lock on the work dir for the whole training
+  (:class:`~pvtfpn_mm.engine.lock.WorkDirLock`): a second training into the same work
+  dir stops at once, naming the first one's pid, host and command;
+* refuses to start a training (without ``resume``) in a work dir that already holds
+  checkpoints, which mmengine would overwrite and then delete: continue with
+  ``--resume``, train into a fresh ``--work-dir``, or opt in with
+  ``allow_existing_checkpoints=True`` (config key, e.g. ``--cfg-options``);
+* resumes (``resume=True`` without ``load_from``, i.e. ``--resume`` without a path)
+  from the newest checkpoint in the work dir that loads, whatever ``last_checkpoint``
+  says (missing, stale, or naming a deleted file); when checkpoints exist but none
+  loads, it stops naming each with the reason; ``*.partial`` files of interrupted saves
+  are never candidates and are removed;
+* saves with :class:`~pvtfpn_mm.engine.AtomicCheckpointHook` (a plain
+  ``CheckpointHook`` config is upgraded) and loads strictly through
+  :class:`~pvtfpn_mm.engine.StrictLoadHook` (added when the config has none);
+* trains ``AmpOptimWrapper`` configs (``--amp``) with
+  :class:`~pvtfpn_mm.engine.CPUAmpOptimWrapper` (bfloat16 autocast) where no GPU is
+  present, instead of failing;
+* raises a :class:`~pvtfpn_mm.engine.data_checks.DatasetError` naming the dataset when
+  a dataset comes out empty or its class names are not categories of its annotation
+  file, when the dataloader is built.
+"""
+import copy
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Union
+
+from mmengine.dist import broadcast_object_list, get_world_size, is_main_process
+from mmengine.hooks import CheckpointHook, Hook
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from pvtfpn_mm.weights import CheckpointReadError, read_checkpoint
+from .amp import cpu_amp_config
+from .data_checks import EMPTY_DATASET_MESSAGE, DatasetError, check_built_dataset, explain_empty
+from .files import (CHECKPOINT_NAME, LAST_CHECKPOINT, list_checkpoints, list_partial_files,
+                    name_pattern, read_last_checkpoint)
+from .lock import WorkDirLock
+from .strict_load import StrictLoadHook
+
+#: Checkpoint hook types a ``SafeRunner`` replaces with ``AtomicCheckpointHook``.
+PLAIN_CHECKPOINT_HOOKS = ('CheckpointHook', 'mmengine.CheckpointHook', CheckpointHook)
+#: Keys a resumable checkpoint has (mmengine's ``Runner.save_checkpoint``).
+RESUME_KEYS = ('meta', 'state_dict', 'message_hub')
+
+
+class ExistingCheckpointsError(RuntimeError):
+    """A training without ``resume`` into a work dir that holds checkpoints."""
+
+
+class ResumeError(RuntimeError):
+    """``--resume``: the work dir holds checkpoints and none of them loads."""
+
+
+@RUNNERS.register_module()
+class SafeRunner(Runner):
+    """mmengine's ``Runner`` with a work-dir lock, crash-safe checkpoints, real
+    resuming and strict loading (see the module doc).
+
+    Args:
+        *args, **kwargs: ``Runner``'s arguments.
+        allow_existing_checkpoints (bool, optional): Start a training without
+            ``resume`` even though the work dir holds checkpoints (they may be
+            overwritten and removed). Defaults to None: the config's
+            ``allow_existing_checkpoints`` key, else False.
+    """
+
+    def __init__(self, *args, allow_existing_checkpoints: Optional[bool] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if allow_existing_checkpoints is None:
+            allow_existing_checkpoints = self.cfg.get('allow_existing_checkpoints', False)
+        if not isinstance(allow_existing_checkpoints, bool):
+            raise TypeError('allow_existing_checkpoints must be True or False, got '
+                            f'{allow_existing_checkpoints!r}')
+        self.allow_existing_checkpoints = allow_existing_checkpoints
+        if not any(isinstance(h, StrictLoadHook) for h in self._hooks):
+            self.register_hook(StrictLoadHook())
+        self._work_dir_lock = WorkDirLock(self.work_dir)
+
+    # ------------------------------------------------------------------- hooks
+
+    def register_hook(self, hook: Union[Hook, Dict], priority=None) -> None:
+        """As ``Runner.register_hook``; a plain ``CheckpointHook`` config becomes an
+        ``AtomicCheckpointHook`` with the same arguments."""
+        if isinstance(hook, dict) and hook.get('type') in PLAIN_CHECKPOINT_HOOKS:
+            hook = copy.copy(hook)
+            hook['type'] = 'AtomicCheckpointHook'
+        super().register_hook(hook, priority)
+
+    # ---------------------------------------------------------------- training
+
+    def train(self):
+        """Locks the work dir, checks it, then trains as ``Runner.train``."""
+        if is_main_process():
+            self._work_dir_lock.acquire()
+        try:
+            if not self._resume:
+                self._refuse_existing_checkpoints()
+            if is_main_process():
+                for path in list_partial_files(self.checkpoint_dirs()):
+                    self.logger.info(f'removing {path}: an interrupted checkpoint save')
+                    os.remove(path)
+            return super().train()
+        finally:
+            self._work_dir_lock.release()
+
+    def checkpoint_dirs(self) -> List[str]:
+        """The local folders checkpoints of this run go to: the work dir and the
+        ``out_dir`` of its checkpoint hooks (``<out_dir>/<work dir name>``)."""
+        dirs = [self.work_dir]
+        name = osp.basename(self.work_dir.rstrip(os.sep))
+        for hook in self._hooks:
+            out_dir = getattr(hook, 'out_dir', None) if isinstance(hook, CheckpointHook) \
+                else None
+            if not out_dir or '://' in str(out_dir):
+                continue
+            out_dir = osp.abspath(str(out_dir))
+            if out_dir != self.work_dir and osp.basename(out_dir) != name:
+                out_dir = osp.join(out_dir, name)  # what CheckpointHook.before_train makes
+            if out_dir not in dirs:
+                dirs.append(out_dir)
+        return dirs
+
+    def _name_patterns(self):
+        patterns = [CHECKPOINT_NAME]
+        for hook in self._hooks:
+            tmpl = getattr(hook, 'filename_tmpl', None) if isinstance(
+                hook, CheckpointHook) else None
+            if tmpl and '{}' in tmpl:
+                patterns.append(name_pattern(tmpl))
+        return patterns
+
+    def existing_checkpoints(self) -> List[str]:
+        """Checkpoint files (and ``last_checkpoint``) already in the checkpoint folders."""
+        found = list_checkpoints(self.checkpoint_dirs(), self._name_patterns())
+        for folder in self.checkpoint_dirs():
+            if osp.isdir(folder):
+                found += sorted(osp.join(folder, n) for n in os.listdir(folder)
+                                if n.startswith('best_') and n.endswith('.pth'))
+        last = osp.join(self.work_dir, LAST_CHECKPOINT)
+        if osp.isfile(last):
+            found.append(last)
+        return found
+
+    def _refuse_existing_checkpoints(self) -> None:
+        found = self.existing_checkpoints()
+        if not found:
+            return
+        names = ', '.join(osp.relpath(p, self.work_dir) for p in found[:6])
+        names += f', ... ({len(found) - 6} more)' if len(found) > 6 else ''
+        if self.allow_existing_checkpoints:
+            self.logger.warning(
+                f'allow_existing_checkpoints=True: training from the start in '
+                f'{self.work_dir}, which holds {names}; they may be overwritten or removed')
+            return
+        raise ExistingCheckpointsError(
+            f'the work dir {self.work_dir} already holds checkpoints of an earlier run '
+            f'({names}); a new training there would overwrite and then delete them. '
+            'Continue that run with --resume, or train into a fresh --work-dir (to start '
+            'over in this one anyway: --cfg-options allow_existing_checkpoints=True)')
+
+    # ---------------------------------------------------------------- resuming
+
+    def load_or_resume(self) -> None:
+        """As ``Runner.load_or_resume``, but ``resume`` without ``load_from`` resumes
+        from :meth:`newest_complete_checkpoint`."""
+        if self._has_loaded:
+            return
+        if self._resume and self._load_from is None:
+            path = self.newest_complete_checkpoint()
+            if path is None:
+                self.logger.info(
+                    f'resume: no checkpoint in {", ".join(self.checkpoint_dirs())}; '
+                    'training starts from the beginning')
+                return
+            self.logger.info(f'resume: resuming from {path}, the newest complete checkpoint')
+            self.resume(path)
+            self._has_loaded = True
+            return
+        super().load_or_resume()
+
+    def newest_complete_checkpoint(self) -> Optional[str]:
+        """The newest checkpoint in :meth:`checkpoint_dirs` (or named by
+        ``last_checkpoint``) that loads and has what resuming needs.
+
+        Checked on the main process; the answer is shared with the others.
+
+        Returns:
+            str | None: Its path; None when there is no checkpoint at all.
+
+        Raises:
+            ResumeError: There are checkpoints, and none loads (each named, with why).
+        """
+        result = [None]
+        if is_main_process():
+            result = [self._find_resumable()]
+        if get_world_size() > 1:
+            broadcast_object_list(result)
+        return result[0]
+
+    def _find_resumable(self) -> Optional[str]:
+        candidates = list_checkpoints(self.checkpoint_dirs(), self._name_patterns())
+        last = read_last_checkpoint(self.work_dir)
+        if last is not None:
+            last = osp.abspath(osp.expanduser(last))
+            if not osp.isfile(last):
+                self.logger.warning(f'resume: last_checkpoint names {last}, which does not '
+                                    'exist; looking for the newest complete checkpoint')
+            elif last not in candidates:
+                candidates.append(last)
+        failures = []
+        for path in candidates:
+            try:
+                checkpoint = read_checkpoint(path)
+                if not isinstance(checkpoint, dict) or not all(
+                        k in checkpoint for k in RESUME_KEYS):
+                    raise CheckpointReadError(
+                        f'{path!r} is not a training checkpoint (it lacks '
+                        f'{[k for k in RESUME_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]})')  # noqa: E501
+                del checkpoint
+            except (CheckpointReadError, OSError) as err:
+                failures.append(f'{path}: {err}')
+                continue
+            for failure in failures:
+                self.logger.warning(f'resume: skipping a checkpoint that does not load: '
+                                    f'{failure}')
+            if last is not None and last != path:
+                self.logger.warning(f'resume: last_checkpoint names {last}; the newest '
+                                    f'complete checkpoint is {path}')
+            return path
+        if failures:
+            raise ResumeError(
+                f'--resume: the work dir holds {len(failures)} checkpoint(s) and none can '
+                'be loaded:\n  ' + '\n  '.join(failures) + '\nMove them away to start '
+                'over, or give --resume the path of a good checkpoint')
+        return None
+
+    def load_checkpoint(self, filename: str, *args, **kwargs):
+        """As ``Runner.load_checkpoint`` (the ``StrictLoadHook`` makes it strict); the
+        file name is kept for its messages."""
+        self._pvtfpn_loading = filename
+        try:
+            return super().load_checkpoint(filename, *args, **kwargs)
+        finally:
+            self._pvtfpn_loading = None
+
+    # ----------------------------------------------------- optim wrapper, data
+
+    def build_optim_wrapper(self, optim_wrapper):
+        """As ``Runner.build_optim_wrapper``; an ``AmpOptimWrapper`` config becomes a
+        ``CPUAmpOptimWrapper`` where no GPU (or NPU/MLU/MUSA) is present."""
+        cpu = cpu_amp_config(optim_wrapper)
+        if cpu is not None:
+            self.logger.info('AMP without a GPU: training with CPUAmpOptimWrapper (bfloat16 '
+                             'autocast on the CPU) instead of AmpOptimWrapper')
+            optim_wrapper = cpu
+        return super().build_optim_wrapper(optim_wrapper)
+
+    @staticmethod
+    def build_dataloader(dataloader, seed: Optional[int] = None, diff_rank_seed: bool = False):
+        """As ``Runner.build_dataloader``; an empty dataset, or a COCO-style dataset
+        whose class names are not categories of its annotation file, raises
+        :class:`DatasetError` saying so."""
+        dataset_cfg = dataloader.get('dataset') if isinstance(dataloader, dict) else None
+        dataset_cfg = copy.deepcopy(dataset_cfg) if isinstance(dataset_cfg, dict) else None
+        try:
+            loader = Runner.build_dataloader(dataloader, seed=seed,
+                                             diff_rank_seed=diff_rank_seed)
+        except ValueError as err:
+            if dataset_cfg is None or EMPTY_DATASET_MESSAGE not in str(err):
+                raise
+            raise DatasetError(explain_empty(dataset_cfg)) from err
+        if len(loader.dataset) == 0:
+            raise DatasetError(explain_empty(dataset_cfg or {}))
+        check_built_dataset(loader.dataset)
+        return loader

@@ -1,0 +1,102 @@
+"""Strict loading of whole checkpoints by any mmengine ``Runner``.
+
+mmengine 0.10.7's ``Runner.load_checkpoint`` (used by ``load_from``, ``--resume`` and
+mmdet's / mmseg's ``tools/test.py``) loads with ``strict=False``: a checkpoint of another
+model only gives a warning and the run goes on with random weights. Every runner calls
+its hooks' ``after_load_checkpoint`` with the loaded checkpoint *before* it copies the
+weights into the model; :class:`StrictLoadHook` checks there that the state dict fits
+the model exactly (after converting a released checkpoint of a foreign layout with
+:func:`pvtfpn_mm.weights.convert_to_model_layout`) and otherwise raises
+:class:`~pvtfpn_mm.weights.StateDictMismatchError` with a short summary. As a hook it
+works with mmseg's ``tools/test.py`` too, which ignores ``runner_type``.
+"""
+import re
+from collections import OrderedDict
+from typing import Optional, Sequence, Tuple
+
+from mmengine.hooks import Hook
+from mmengine.model import BaseTTAModel, is_model_wrapper
+from mmengine.registry import HOOKS
+
+from pvtfpn_mm.weights import (StateDictMismatchError, check_tensors, convert_to_model_layout,
+                               state_dict_mismatches)
+
+#: How to allow a partial load, as the error message says it.
+PARTIAL_HINT = ('To load only the tensors that fit (and see which), pass '
+                '--cfg-options default_hooks.strict_load.allow_partial=True')
+
+
+def unwrap_model(model):
+    """The model inside DDP-like wrappers and test-time-augmentation models."""
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
+
+
+@HOOKS.register_module()
+class StrictLoadHook(Hook):
+    """Refuses a checkpoint that does not fit the model (see the module doc).
+
+    Args:
+        allow_partial (bool): Load what fits instead of refusing, and log what was
+            loaded and what was not (count and first keys of each kind). Defaults to
+            False.
+        revise_keys (Sequence[tuple[str, str]]): The ``revise_keys`` of
+            ``Runner.load_checkpoint`` (regex, replacement), applied before the check.
+            Defaults to mmengine's ``[(r'^module\\.', '')]``.
+    """
+
+    priority = 'LOWEST'  # check the state dict other hooks (EMA) have settled
+
+    def __init__(self, allow_partial: bool = False,
+                 revise_keys: Sequence[Tuple[str, str]] = ((r'^module\.', ''), )):
+        if not isinstance(allow_partial, bool):
+            raise TypeError(f'allow_partial must be a bool, got {allow_partial!r}')
+        self.allow_partial = allow_partial
+        self.revise_keys = [tuple(r) for r in revise_keys]
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        model = unwrap_model(runner.model)
+        source = describe_source(runner)
+        holder = checkpoint if 'state_dict' in checkpoint else None
+        state_dict = checkpoint['state_dict'] if holder is not None else checkpoint
+        check_tensors(state_dict, source)
+        metadata = getattr(state_dict, '_metadata', None)
+        revised = OrderedDict(state_dict)
+        for pattern, replacement in self.revise_keys:
+            revised = OrderedDict((re.sub(pattern, replacement, k), v)
+                                  for k, v in revised.items())
+        converted, layout = convert_to_model_layout(revised, model)
+        if layout is not None:
+            runner.logger.info(f'{source}: converted on the fly from the {layout!r} '
+                               'layout to this model\'s (pvtfpn_mm.weights)')
+        missing, unexpected, mismatched = state_dict_mismatches(model, converted)
+        if missing or unexpected or mismatched:
+            if not self.allow_partial:
+                raise StateDictMismatchError(missing, unexpected, mismatched, source=source,
+                                             hint=PARTIAL_HINT)
+            expected = model.state_dict()
+            fitting = OrderedDict(
+                (k, v) for k, v in converted.items()
+                if k in expected and tuple(v.shape) == tuple(expected[k].shape))
+            error = StateDictMismatchError(missing, unexpected, mismatched, source=source)
+            runner.logger.warning(
+                f'partial load (allow_partial=True): loading {len(fitting)} of the '
+                f'model\'s {len(expected)} tensors; ' + str(error))
+            converted = fitting
+        elif layout is None:
+            return  # fits as it is: the runner loads it unchanged
+        if metadata is not None:
+            converted._metadata = metadata
+        if holder is not None:
+            holder['state_dict'] = converted
+        else:
+            checkpoint.clear()
+            checkpoint.update(converted)
+
+
+def describe_source(runner) -> str:
+    """``checkpoint '<file>'`` for the file the runner is loading."""
+    filename: Optional[str] = getattr(runner, '_pvtfpn_loading', None) or getattr(
+        runner, '_load_from', None)
+    return f'checkpoint {filename!r}' if filename else 'checkpoint'

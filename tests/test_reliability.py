@@ -1,0 +1,305 @@
+"""Issue 9: no lost checkpoint, real resuming, one run per work dir, strict loading,
+CPU AMP. In-process tests on a tiny mmengine model here; real trainings killed with
+SIGKILL and two concurrent trainings in tests/test_reliability_processes.py."""
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModel
+
+import pvtfpn_mm  # noqa: F401  (registers the engine)
+from pvtfpn_mm.engine import (AtomicCheckpointHook, CPUAmpOptimWrapper, ExistingCheckpointsError,
+                              ResumeError, SafeRunner, StrictLoadHook, WorkDirBusyError,
+                              WorkDirLock)
+from pvtfpn_mm.weights import StateDictMismatchError
+
+LOCK_MODULE = osp.join(osp.dirname(pvtfpn_mm.__file__), 'engine', 'lock.py')
+
+
+@pytest.fixture(autouse=True)
+def _keep_default_scope():
+    """A runner makes its ``default_scope`` the current one for the whole process; put the
+    previous one back so later tests build mmdet / mmseg models as before."""
+    from mmengine.registry import DefaultScope
+    before = DefaultScope._instance_dict.copy()
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(before)
+
+
+class TinyRegressor(BaseModel):
+
+    def __init__(self, width=4):
+        super().__init__()
+        self.linear = nn.Linear(width, 1)
+        self.seen_dtypes = []
+
+    def forward(self, inputs, targets=None, mode='tensor'):
+        out = self.linear(inputs).squeeze(-1)
+        if mode == 'loss':
+            self.seen_dtypes.append(out.dtype)
+            return dict(loss=((out.float() - targets)**2).mean())
+        return out
+
+
+class LineDataset(torch.utils.data.Dataset):
+    metainfo = dict(classes=('y', ))
+
+    def __len__(self):
+        return 32
+
+    def __getitem__(self, i):
+        x = torch.randn(4, generator=torch.Generator().manual_seed(i))
+        return dict(inputs=x, targets=x @ torch.tensor([1., -2., 3., 0.5]))
+
+
+_count = [0]
+
+
+def make_runner(work_dir, max_iters=6, interval=2, resume=False, load_from=None,
+                max_keep=1, model=None, checkpoint_hook=None, **kwargs):
+    torch.manual_seed(0)
+    _count[0] += 1  # mmengine keeps one logger/visualizer per name
+    hook = checkpoint_hook or dict(type='AtomicCheckpointHook', interval=interval,
+                                   by_epoch=False, max_keep_ckpts=max_keep)
+    return SafeRunner(
+        model=model or TinyRegressor(),
+        work_dir=str(work_dir),
+        train_dataloader=dict(
+            dataset=LineDataset(), sampler=dict(type='DefaultSampler', shuffle=True, seed=0),
+            batch_size=4, num_workers=0, collate_fn=dict(type='default_collate')),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        optim_wrapper=kwargs.pop('optim_wrapper', dict(optimizer=dict(type='AdamW', lr=0.05))),
+        default_hooks=dict(checkpoint=hook, logger=dict(type='LoggerHook', interval=1)),
+        randomness=dict(seed=0), resume=resume, load_from=load_from,
+        experiment_name=f'reliability_{_count[0]}', default_scope='mmengine', **kwargs)
+
+
+def files(work_dir):
+    return sorted(n for n in os.listdir(work_dir) if n.endswith(('.pth', '.partial')))
+
+
+def last_checkpoint(work_dir):
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        return osp.basename(f.read().strip())
+
+
+# ------------------------------------------------------------- 1. checkpoint saving
+
+
+class RecordingHook(AtomicCheckpointHook):
+    """Records the work dir at each step of a save."""
+    events = []
+
+    def _snapshot(self, runner, step):
+        lc = osp.join(runner.work_dir, 'last_checkpoint')
+        self.events.append((step, files(runner.work_dir),
+                            last_checkpoint(runner.work_dir) if osp.exists(lc) else None))
+
+    def _write_partial(self, runner, tmp_name, meta):
+        self._snapshot(runner, 'before write')
+        super()._write_partial(runner, tmp_name, meta)
+        self._snapshot(runner, 'written')
+
+    def _point_last_checkpoint(self, runner, path):
+        self._snapshot(runner, 'published')
+        super()._point_last_checkpoint(runner, path)
+        self._snapshot(runner, 'pointed')
+
+
+def test_save_order_keeps_the_previous_checkpoint_until_the_new_one_is_complete(tmp_path):
+    from mmengine.registry import HOOKS
+    HOOKS.register_module(module=RecordingHook, force=True)
+    RecordingHook.events = []
+    runner = make_runner(tmp_path, max_iters=4, checkpoint_hook=dict(
+        type='RecordingHook', interval=2, by_epoch=False, max_keep_ckpts=1))
+    runner.train()
+    second = RecordingHook.events[4:]  # the save of iteration 4
+    assert second == [
+        ('before write', ['iter_2.pth'], 'iter_2.pth'),
+        ('written', ['iter_2.pth', 'iter_4.pth.partial'], 'iter_2.pth'),
+        ('published', ['iter_2.pth', 'iter_4.pth'], 'iter_2.pth'),
+        ('pointed', ['iter_2.pth', 'iter_4.pth'], 'iter_4.pth'),
+    ], RecordingHook.events
+    assert files(tmp_path) == ['iter_4.pth']  # removed only at the end
+    # the checkpoint records both: a run resumed from it removes iter_2 itself
+    saved = torch.load(tmp_path / 'iter_4.pth', weights_only=True)
+    assert saved['message_hub']['runtime_info']['keep_ckpt_ids'] == [2, 4]
+
+
+def test_a_plain_checkpoint_hook_config_is_upgraded(tmp_path):
+    runner = make_runner(tmp_path, checkpoint_hook=dict(type='CheckpointHook', interval=2,
+                                                        by_epoch=False))
+    assert any(type(h) is AtomicCheckpointHook for h in runner.hooks)
+    assert any(isinstance(h, StrictLoadHook) for h in runner.hooks)
+
+
+# ------------------------------------------------------------------------ 2. resume
+
+
+def train_to(work_dir, n, max_keep=3, **kwargs):
+    runner = make_runner(work_dir, max_iters=n, max_keep=max_keep, **kwargs)
+    runner.train()
+    return runner
+
+
+@pytest.mark.parametrize('damage', ['missing', 'stale', 'deleted'])
+def test_resume_uses_the_newest_complete_checkpoint_whatever_last_checkpoint_says(
+        tmp_path, damage):
+    train_to(tmp_path, 6)  # iter_2, iter_4, iter_6
+    lc = tmp_path / 'last_checkpoint'
+    if damage == 'missing':
+        lc.unlink()
+    elif damage == 'stale':
+        lc.write_text(str(tmp_path / 'iter_2.pth'))
+    else:
+        lc.write_text(str(tmp_path / 'iter_8.pth'))  # a file that is gone
+    runner = train_to(tmp_path, 8, resume=True)
+    assert runner.iter == 8
+    assert 'resume: resuming from ' + str(tmp_path / 'iter_6.pth') in log_text(runner)
+
+
+def log_text(runner):
+    with open(osp.join(runner.log_dir, f'{runner.timestamp}.log')) as f:
+        return f.read()
+
+
+def test_resume_skips_a_damaged_newest_checkpoint(tmp_path):
+    train_to(tmp_path, 6)
+    newest = tmp_path / 'iter_6.pth'
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated
+    (tmp_path / 'iter_8.pth.partial').write_bytes(b'half a checkpoint')
+    runner = train_to(tmp_path, 8, resume=True)
+    text = log_text(runner)
+    assert f'resuming from {tmp_path / "iter_4.pth"}' in text
+    assert re.search(r'skipping a checkpoint that does not load: .*iter_6\.pth.*truncated', text)
+    assert not (tmp_path / 'iter_8.pth.partial').exists()  # removed, never a candidate
+    assert runner.iter == 8
+
+
+def test_resume_stops_when_no_checkpoint_loads(tmp_path):
+    train_to(tmp_path, 4)
+    for name in ('iter_2.pth', 'iter_4.pth'):
+        (tmp_path / name).write_bytes(b'')
+    with pytest.raises(ResumeError, match=r'2 checkpoint\(s\) and none can be loaded:\n'
+                       r'.*iter_4\.pth.*empty.*\n.*iter_2\.pth.*empty'):
+        train_to(tmp_path, 6, resume=True)
+
+
+def test_resume_in_an_empty_work_dir_starts_from_the_beginning(tmp_path):
+    runner = train_to(tmp_path, 2, resume=True)
+    assert runner.iter == 2
+    assert 'training starts from the beginning' in log_text(runner)
+
+
+def test_training_again_without_resume_is_refused(tmp_path):
+    train_to(tmp_path, 2)
+    with pytest.raises(ExistingCheckpointsError,
+                       match=r'already holds checkpoints .*iter_2\.pth.*--resume.*--work-dir'
+                       r'.*allow_existing_checkpoints=True'):
+        train_to(tmp_path, 4)
+    assert files(tmp_path) == ['iter_2.pth']  # untouched
+    runner = train_to(tmp_path, 4, cfg=dict(allow_existing_checkpoints=True))
+    assert runner.iter == 4
+
+
+# -------------------------------------------------------------------------- 3. lock
+
+
+def test_the_lock_names_the_process_that_holds_it(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, '-c',
+         # the lock module alone (importing pvtfpn_mm takes seconds)
+         'import importlib.util as u, time; '
+         f's = u.spec_from_file_location("lock", {LOCK_MODULE!r}); m = u.module_from_spec(s); '
+         f's.loader.exec_module(m); m.WorkDirLock({str(tmp_path)!r}).acquire(); '
+         'print("locked", flush=True); time.sleep(60)'], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'locked'
+        with pytest.raises(WorkDirBusyError,
+                           match=rf'in use by another training: pid {holder.pid} on '):
+            WorkDirLock(str(tmp_path)).acquire()
+        with pytest.raises(WorkDirBusyError, match=f'pid {holder.pid}'):
+            make_runner(tmp_path).train()
+    finally:
+        holder.kill()
+        holder.wait()
+    with WorkDirLock(str(tmp_path)):  # released by the kernel when the holder died
+        pass
+
+
+# ----------------------------------------------------------------- 4. strict loading
+
+
+class Other(BaseModel):
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(8, 1)
+        self.extra = nn.Linear(2, 2)
+
+    def forward(self, *args, **kwargs):
+        return None
+
+
+def test_load_from_a_checkpoint_of_another_model_is_refused(tmp_path):
+    other = tmp_path / 'other.pth'
+    torch.save({'state_dict': Other().state_dict()}, other)
+    runner = make_runner(tmp_path / 'work', load_from=str(other))
+    with pytest.raises(StateDictMismatchError) as info:
+        runner.train()
+    message = str(info.value)
+    assert message.startswith(f'checkpoint {str(other)!r} does not match the model:')
+    assert '2 unexpected keys: extra.weight, extra.bias' in message
+    assert '1 shape mismatches: linear.weight: (1, 8) vs (1, 4)' in message
+    assert 'default_hooks.strict_load.allow_partial=True' in message
+
+
+def test_partial_load_is_an_explicit_opt_in_that_says_what_was_loaded(tmp_path):
+    other = Other()
+    state = {'linear.bias': torch.tensor([7.0]), **{k: v for k, v in other.state_dict().items()
+                                                    if k.startswith('extra')}}
+    path = tmp_path / 'partial.pth'
+    torch.save({'state_dict': state}, path)
+    runner = make_runner(tmp_path / 'work', load_from=str(path), max_iters=0,
+                         custom_hooks=[dict(type='StrictLoadHook', allow_partial=True)])
+    runner.load_or_resume()
+    assert runner.model.linear.bias.item() == 7.0
+    text = log_text(runner)
+    assert 'partial load (allow_partial=True): loading 1 of the model\'s 2 tensors' in text
+    assert '1 missing keys: linear.weight' in text and '2 unexpected keys' in text
+
+
+def test_the_summary_is_short():
+    missing = [f'backbone.layer{i}.weight' for i in range(5000)]
+    error = StateDictMismatchError(missing, [], [], source='checkpoint x.pth')
+    assert len(str(error)) < 400
+    assert '5000 missing keys: backbone.layer0.weight' in str(error)
+    assert '(4995 more)' in str(error)
+    assert len(error.missing) == 5000
+
+
+# -------------------------------------------------------------------------- 6. AMP
+
+
+def test_amp_without_gpu_trains_with_bfloat16_autocast(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    model = TinyRegressor()
+    runner = make_runner(tmp_path, max_iters=2, model=model, optim_wrapper=dict(
+        type='AmpOptimWrapper', loss_scale='dynamic',
+        optimizer=dict(type='AdamW', lr=0.05)))
+    runner.train()
+    assert isinstance(runner.optim_wrapper, CPUAmpOptimWrapper)
+    assert model.seen_dtypes == [torch.bfloat16, torch.bfloat16]
+    assert model.linear.weight.dtype == torch.float32  # master weights stay fp32
+
+
+def test_cpu_amp_refuses_float16():
+    with pytest.raises(ValueError, match="bfloat16 only, got dtype='float16'"):
+        CPUAmpOptimWrapper(optimizer=torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=1),
+                           dtype='float16')
