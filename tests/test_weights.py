@@ -256,7 +256,8 @@ def test_cli_main_converts_to_mmdet(tmp_path, ours_b0, timm_b0, image, capsys):
     load_pretrained(exact, ours_b0.state_dict())
     assert_same_features(features(mmdet_model, image), features(exact, image))
     with pytest.raises(CheckpointFormatError, match="'official'"):
-        convert_weights.main([src, dst, '--to', 'ours', '--from', 'official'])
+        convert_weights.main([src, str(tmp_path / 'other.pth'), '--to', 'ours', '--from',
+                              'official'])
 
 
 def test_cli_subprocess_official_to_timm(tmp_path, ours_b0, timm_b0):
