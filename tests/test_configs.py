@@ -5,7 +5,8 @@ small forward.
 References:
 
 * RetinaNet b0-b5: mmdet's own ``configs/pvt/retinanet_pvtv2-b*_fpn_1x_coco.py`` (its
-  ``PyramidVisionTransformerV2`` and ``FPN``): the same parameter count.
+  ``PyramidVisionTransformerV2`` and ``FPN``; ours are named ``..._topdownfpn_...``): the
+  same parameter count.
 * every other config: the same config with our ``PVTv2`` replaced by mmdet's
   ``PyramidVisionTransformerV2`` and our ``TopDownFPN`` by mmdet's ``FPN`` in the
   equivalent setting (for b2_li, which mmdet's backbone lacks: timm's ``pvt_v2_b2_li``
@@ -118,13 +119,13 @@ def mmdet_pvt_config(path: str) -> str:
 def test_all_recipes_present():
     names = {osp.basename(p) for p in CONFIGS}
     for a in ('b0', 'b1', 'b2', 'b2-li', 'b3', 'b4', 'b5'):
-        assert f'retinanet_pvtv2-{a}_fpn_1x_coco.py' in names
-        assert f'mask-rcnn_pvtv2-{a}_fpn_1x_coco.py' in names
+        assert f'retinanet_pvtv2-{a}_topdownfpn_1x_coco.py' in names
+        assert f'mask-rcnn_pvtv2-{a}_topdownfpn_1x_coco.py' in names
     for a in ('b0', 'b2'):
-        assert f'mask-rcnn_pvtv2-{a}_fpn_ms-3x_coco.py' in names
+        assert f'mask-rcnn_pvtv2-{a}_topdownfpn_ms-3x_coco.py' in names
     for a in ('b0', 'b1', 'b2', 'b3', 'b4', 'b5'):
-        assert f'upernet_pvtv2-{a}_8xb2-160k_ade20k-512x512.py' in names
-        assert f'fpn_pvtv2-{a}_8xb4-40k_ade20k-512x512.py' in names
+        assert f'upernet_pvtv2-{a}_pvtfpnmm_8xb2-160k_ade20k-512x512.py' in names
+        assert f'fpn_pvtv2-{a}_topdownfpn_8xb4-40k_ade20k-512x512.py' in names
     assert any(p.startswith('configs/fpn_concat/') for p in CONFIGS)
     assert any(p.startswith('configs/depth/') for p in CONFIGS)
 
@@ -160,7 +161,8 @@ def test_config_builds_counts_and_runs(path):
         if task in PAPER_PARAMS_M and '3x' not in name:
             assert abs(n / 1e6 - PAPER_PARAMS_M[task][arch]) < 0.1, (n, 'paper')
         if task == 'retinanet' and arch != 'b2_li':
-            ref = load(mmdet_pvt_config(name.replace('-li', '_li')))
+            mmdet_name = name.replace('-li', '_li').replace('_topdownfpn_', '_fpn_')
+            ref = load(mmdet_pvt_config(mmdet_name))
             assert n == count(build(ref)), "differs from mmdet's own config"
 
     # Every data pipeline builds (catches misspelled transforms and arguments).

@@ -23,7 +23,7 @@ from pvtfpn_mm.models.heads import PyramidClsHead
 from pvtfpn_mm.models.heads.pyramid_cls_head import MMPRETRAIN_AVAILABLE
 from pvtfpn_mm.models.necks import TopDownFPN
 
-SEG_CONFIG = 'configs/examples/fpn-concat_timm-pvt-v2-b2_binary_drive-224x224.py'
+SEG_CONFIG = 'configs/examples/fpn-concat_timm-pvt-v2-b2_topdownfpn_binary_drive-224x224.py'
 TV_CONFIG = 'configs/examples/timm-pvt-v2-b2_topdownfpn_torchvision-equivalent.py'
 CLS_CONFIG = 'configs/examples/cls_timm-pvt-v2-b2_topdownfpn_pyramid-cls-head_in1k-224.py'
 B2_CHANNELS = [64, 128, 320, 512]  # the notes' PVT-v2-B2 table

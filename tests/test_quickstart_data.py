@@ -119,7 +119,7 @@ def test_mmdet_reads_coco(toy):
     from mmdet.registry import DATASETS
     from mmdet.utils import register_all_modules
     register_all_modules()
-    cfg = quickstart_cfg('retinanet_pvtv2-b0_fpn_toy-96.py', osp.join(toy, 'coco') + '/')
+    cfg = quickstart_cfg('retinanet_pvtv2-b0_topdownfpn_toy-96.py', osp.join(toy, 'coco') + '/')
     ds = DATASETS.build(cfg.train_dataloader.dataset)
     assert len(ds) == SMALL['num_train'] and ds.metainfo['classes'] == CLASSES
     sample = ds[0]
@@ -131,7 +131,7 @@ def test_mmseg_reads_ade(toy):
     from mmseg.registry import DATASETS
     from mmseg.utils import register_all_modules
     register_all_modules()
-    cfg = quickstart_cfg('fpn_pvtv2-b0_toy-96.py',
+    cfg = quickstart_cfg('fpn_pvtv2-b0_topdownfpn_toy-96.py',
                          osp.join(toy, 'ade', 'ADEChallengeData2016'))
     ds = DATASETS.build(cfg.val_dataloader.dataset)
     assert len(ds) == SMALL['num_val'] and ds.metainfo['classes'] == SEG_CLASSES
@@ -148,7 +148,7 @@ def test_depth_config_trains_and_evaluates_on_toy_nyu(toy):
     from mmseg.utils import register_all_modules
     register_all_modules()
     cfg = Config.fromfile(
-        osp.join(ROOT, 'configs', 'depth', 'fpn-depth_pvtv2-b2_4xb8-25k_nyu-480x480.py'))
+        osp.join(ROOT, 'configs', 'depth', 'fpn-depth_pvtv2-b2_topdownfpn_4xb8-25k_nyu-480x480.py'))
     init_default_scope('mmseg')
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.backbone.update(arch='b0', init_cfg=None)

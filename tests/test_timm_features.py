@@ -69,7 +69,7 @@ def test_configs_compute_in_channels():
          [96, 192, 384, 768]),
         ('configs/timm/mask-rcnn_timm-swin-tiny_topdownfpn_1x_coco.py',
          [96, 192, 384, 768]),
-        ('configs/timm/fpn_timm-convnext-tiny_8xb4-40k_ade20k-512x512.py',
+        ('configs/timm/fpn_timm-convnext-tiny_topdownfpn_8xb4-40k_ade20k-512x512.py',
          [96, 192, 384, 768]),
     ]:
         cfg = Config.fromfile(path)
@@ -373,8 +373,8 @@ def test_mask_rcnn_with_timm_swin():
 def test_segmentor_with_timm_pvt_v2():
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
-    cfg = timm_model_cfg('configs/timm/fpn_timm-convnext-tiny_8xb4-40k_ade20k-512x512.py',
-                         'pvt_v2')
+    cfg = timm_model_cfg(
+        'configs/timm/fpn_timm-convnext-tiny_topdownfpn_8xb4-40k_ade20k-512x512.py', 'pvt_v2')
     cfg.data_preprocessor.size = (64, 64)
     cfg.decode_head.update(num_classes=4, channels=32, norm_cfg=None)
     cfg.neck.out_channels = 32

@@ -36,14 +36,14 @@ def tiny_config(tmp_path, toy, task, extra=''):
     body = ''.join(loaders.format(name=n)
                    for n in ('train_dataloader', 'val_dataloader', 'test_dataloader'))
     if task == 'det':
-        base = osp.join(QUICKSTART, 'retinanet_pvtv2-b0_fpn_toy-96.py')
+        base = osp.join(QUICKSTART, 'retinanet_pvtv2-b0_topdownfpn_toy-96.py')
         head = f"data_root = '{toy}/coco/'\n"
         body += ('\nval_evaluator = dict(ann_file=data_root + '
                  "'annotations/instances_val2017.json')\ntest_evaluator = val_evaluator\n"
                  # after 2 iterations no score passes 0.05: keep every box to evaluate
                  'model = dict(test_cfg=dict(score_thr=0.0))\n')
     else:
-        base = osp.join(QUICKSTART, 'fpn_pvtv2-b0_toy-96.py')
+        base = osp.join(QUICKSTART, 'fpn_pvtv2-b0_topdownfpn_toy-96.py')
         head = f"data_root = '{toy}/ade/ADEChallengeData2016'\n"
     text = (f"_base_ = '{base}'\n{head}{body}\n"
             'default_hooks = dict(logger=dict(interval=1))\n'

@@ -7,7 +7,7 @@
 #   python -c "import timm, torch; torch.save(timm.create_model( \
 #       'swin_tiny_patch4_window7_224', pretrained=True).state_dict(), \
 #       'checkpoints/timm/swin_tiny_patch4_window7_224.pth')"
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+_base_ = '../resnet/mask-rcnn_r50_topdownfpn_1x_coco.py'
 from pvtfpn_mm.models.backbones import timm_channels  # noqa: E402 (after _base_)
 
 custom_imports = dict(imports=['pvtfpn_mm'], allow_failed_imports=False)
@@ -25,14 +25,7 @@ model = dict(
             type='Pretrained',
             checkpoint='checkpoints/timm/swin_tiny_patch4_window7_224.pth'),
         **timm_kwargs),
-    neck=dict(
-        _delete_=True,
-        type='TopDownFPN',
-        in_channels=timm_channels(backbone_name, out_indices, **timm_kwargs),
-        out_channels=256,
-        start_level=0,
-        num_outs=5,
-        extra_source='pool'))
+    neck=dict(in_channels=timm_channels(backbone_name, out_indices, **timm_kwargs)))
 
 optim_wrapper = dict(
     type='OptimWrapper',

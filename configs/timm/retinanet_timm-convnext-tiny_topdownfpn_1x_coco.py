@@ -5,7 +5,7 @@
 # Weights: a local file with timm's convnext_tiny state dict (nothing is downloaded):
 #   python -c "import timm, torch; torch.save(timm.create_model('convnext_tiny', \
 #       pretrained=True).state_dict(), 'checkpoints/timm/convnext_tiny.pth')"
-_base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
+_base_ = '../resnet/retinanet_r50_topdownfpn_1x_coco.py'
 from pvtfpn_mm.models.backbones import timm_channels  # noqa: E402 (after _base_)
 
 custom_imports = dict(imports=['pvtfpn_mm'], allow_failed_imports=False)
@@ -20,14 +20,7 @@ model = dict(
         out_indices=out_indices,
         drop_path_rate=0.2,
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/timm/convnext_tiny.pth')),
-    neck=dict(
-        _delete_=True,
-        type='TopDownFPN',
-        in_channels=timm_channels(backbone_name, out_indices),  # [96, 192, 384, 768]
-        out_channels=256,
-        start_level=1,
-        num_outs=5,
-        extra_source='input'))
+    neck=dict(in_channels=timm_channels(backbone_name, out_indices)))  # [96, 192, 384, 768]
 
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, weight_decay=0.05),

@@ -19,8 +19,8 @@ import numpy as np
 from .toy_data import toy_data_ready, write_toy_data
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DET_CONFIG = osp.join(REPO, 'configs', 'quickstart', 'retinanet_pvtv2-b0_fpn_toy-96.py')
-SEG_CONFIG = osp.join(REPO, 'configs', 'quickstart', 'fpn_pvtv2-b0_toy-96.py')
+DET_CONFIG = osp.join(REPO, 'configs', 'quickstart', 'retinanet_pvtv2-b0_topdownfpn_toy-96.py')
+SEG_CONFIG = osp.join(REPO, 'configs', 'quickstart', 'fpn_pvtv2-b0_topdownfpn_toy-96.py')
 #: The toy dataset the quickstart configs are tuned for.
 DATA_ARGS = dict(num_train=200, num_val=50, img_size=96, seed=0)
 #: What a run of the quickstart gives (see the README); printed next to the results.
