@@ -107,3 +107,117 @@ def test_pvtv2_empty_batch_gives_empty_maps():
     full = model(torch.rand(1, 3, 67, 93))
     assert [tuple(e.shape) for e in empty] == [(0, ) + tuple(f.shape[1:]) for f in full]
     assert [tuple(e.shape) for e in empty] == [(0, 64, 9, 12), (0, 256, 3, 3)]
+
+
+# ----------------------------------------------------------------------- TopDownFPN
+
+
+def test_fpn_keywords_of_mmdet_say_delete():
+    from pvtfpn_mm.models.necks import TopDownFPN
+    with pytest.raises(TypeError, match=r"\['add_extra_convs'\] are keywords of mmdet's / "
+                       r"mmseg's FPN.*_delete_=True.*instead of add_extra_convs: extra_source"):
+        TopDownFPN([32, 64], 16, add_extra_convs='on_input')
+
+
+@pytest.mark.parametrize('shapes, match', [
+    ([(1, 32, 8, 8), (2, 64, 4, 4)], 'different batch sizes'),
+    ([(1, 32, 4, 4), (1, 64, 8, 8)], r'input 1 \(8x8\) is larger than input 0 \(4x4\): inputs '
+     'must come finest first'),
+])
+def test_fpn_bad_inputs(shapes, match):
+    from pvtfpn_mm.models.necks import TopDownFPN
+    neck = TopDownFPN([32, 64], 16)
+    with pytest.raises(ValueError, match=match):
+        neck([torch.rand(*s) for s in shapes])
+
+
+def test_empty_batch_through_backbone_and_neck():
+    from pvtfpn_mm.models.necks import TopDownFPN
+    backbone = PVTv2('b0').eval()
+    neck = TopDownFPN([32, 64, 160, 256], 16, start_level=1, num_outs=5,
+                      extra_source='input').eval()
+    outs = neck(backbone(torch.rand(0, 3, 64, 64)))
+    assert [tuple(o.shape) for o in outs] == [(0, 16, 8, 8), (0, 16, 4, 4), (0, 16, 2, 2),
+                                              (0, 16, 1, 1), (0, 16, 1, 1)]
+
+
+# ---------------------------------------------------------------------------- heads
+
+
+@pytest.mark.parametrize('kwargs, error, match', [
+    (dict(in_channels=32), TypeError, 'in_channels must be a list with one entry per selected '
+     "level, got 32 \\(int\\)"),
+    (dict(in_index=0), TypeError, r'in_index must be a list .* got 0 \(int\)'),
+    (dict(in_index=[3, 2, 1, 0]), ValueError, r'in_index=\[3, 2, 1, 0\] must be increasing, '
+     'finest level first'),
+    (dict(in_index=[0, 0, 1, 2]), ValueError, r'in_index=\[0, 0, 1, 2\] must be increasing'),
+    (dict(in_index=[0, 1, 2, -1]), ValueError, r'in_index\[3\] must be an int >= 0 .* got -1'),
+    (dict(in_index=[0, 1, 2, True]), TypeError, r'in_index\[3\] must be an int >= 0 .* got True'),
+    (dict(in_channels=[32, 32, 0, 32]), ValueError, r'in_channels\[2\] must be a positive int, '
+     'got 0'),
+    (dict(in_index=[0, 1, 2]), ValueError, r'in_channels=\[32, 32, 32, 32\] and in_index=\[0, 1, '
+     r'2\] must have one entry per selected level'),
+    (dict(channels=0), ValueError, 'channels must be a positive int, got 0'),
+    (dict(channels='16'), TypeError, "channels must be a positive int, got '16'"),
+])
+def test_fpn_concat_head_bad_arguments(kwargs, error, match):
+    from pvtfpn_mm.models.heads import FPNConcatHead
+    args = dict(in_channels=[32] * 4, channels=16, in_index=[0, 1, 2, 3], num_classes=3)
+    with pytest.raises(error, match=match):
+        FPNConcatHead(**{**args, **kwargs})
+
+
+@pytest.mark.parametrize('max_depth, error, match', [
+    (float('inf'), ValueError, 'max_depth must be a finite positive number .* got inf'),
+    (float('nan'), ValueError, 'max_depth must be a finite positive number .* got nan'),
+    (0, ValueError, 'max_depth must be a finite positive number .* got 0'),
+    (-10.0, ValueError, 'max_depth must be a finite positive number .* got -10.0'),
+    ('10', TypeError, "max_depth must be a number, got '10'"),
+])
+def test_fpn_depth_head_bad_max_depth(max_depth, error, match):
+    from pvtfpn_mm.models.heads import FPNDepthHead
+    with pytest.raises(error, match=match):
+        FPNDepthHead(max_depth=max_depth, in_channels=[16] * 4, channels=8)
+
+
+# ----------------------------------------------------------------- TimmFeatures norms
+
+
+@pytest.mark.parametrize('name, cls_name', [
+    ('BN', 'BatchNorm2d'), ('BN2d', 'BatchNorm2d'), ('SyncBN', 'SyncBatchNorm'),
+    ('IN', 'InstanceNorm2d'), ('IN2d', 'InstanceNorm2d'),
+])
+def test_timm_features_mm_norm_names_on_resnet(name, cls_name):
+    """The classes mmseg's TIMMBackbone gives these names (mmengine's MODELS.get)."""
+    from mmengine.registry import MODELS as MMENGINE_MODELS
+    from pvtfpn_mm.models.backbones import TimmFeatures
+    model = TimmFeatures('resnet18', out_indices=(1, 2), norm_layer=name).train()
+    norms = {type(m) for m in model.modules() if 'Norm' in type(m).__name__}
+    assert norms == {MMENGINE_MODELS.get(name)}
+    assert {c.__name__ for c in norms} == {cls_name}
+    outs = model(torch.rand(2, 3, 64, 64))  # SyncBN without a process group acts as BN
+    assert [tuple(o.shape) for o in outs] == [(2, 64, 16, 16), (2, 128, 8, 8)]
+
+
+def test_timm_features_group_norm_takes_its_groups():
+    from pvtfpn_mm.models.backbones import TimmFeatures
+    model = TimmFeatures('resnet18', out_indices=(1, ), norm_layer=dict(type='GN', num_groups=8))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(m.num_groups == 8 for m in norms)
+    assert tuple(model(torch.rand(1, 3, 64, 64))[0].shape) == (1, 64, 16, 16)
+    with pytest.raises(ValueError, match=r"norm_layer='GN': GN needs its number of groups, "
+                       r"e.g. norm_layer=dict\(type='GN', num_groups=32\)"):
+        TimmFeatures('resnet18', norm_layer='GN')
+    with pytest.raises(ValueError, match=r"norm_layer=\{'type': 'XN'\}: type must be one of"):
+        TimmFeatures('resnet18', norm_layer=dict(type='XN'))
+
+
+def test_timm_features_layer_norms():
+    from mmpretrain.models.utils.norm import LayerNorm2d
+    from pvtfpn_mm.models.backbones import TimmFeatures
+    # timm's pvt_v2 default is LayerNorm(eps=1e-6); 'LN' is nn.LayerNorm (eps 1e-5)
+    model = TimmFeatures('pvt_v2_b0', norm_layer='LN')
+    assert model.model.stages_0.blocks[0].norm1.eps == 1e-5
+    convnext = TimmFeatures('convnext_atto', norm_layer='LN2d', conv_mlp=True)
+    assert any(type(m) is LayerNorm2d for m in convnext.modules())
+    assert tuple(convnext(torch.rand(1, 3, 64, 64))[0].shape) == (1, 40, 16, 16)

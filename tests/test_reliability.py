@@ -303,3 +303,77 @@ def test_cpu_amp_refuses_float16():
     with pytest.raises(ValueError, match="bfloat16 only, got dtype='float16'"):
         CPUAmpOptimWrapper(optimizer=torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=1),
                            dtype='float16')
+
+
+# ------------------------------------------------- 4. strict Pretrained of our modules
+
+
+def neck(**kwargs):
+    from pvtfpn_mm.models.necks import TopDownFPN
+    return TopDownFPN([8, 16], 4, **kwargs)
+
+
+def test_neck_pretrained_loads_strictly(tmp_path):
+    source = neck()
+    path = tmp_path / 'detector.pth'
+    torch.save({'state_dict': {'neck.' + k: v for k, v in source.state_dict().items()}}, path)
+    target = neck(init_cfg=dict(type='Pretrained', checkpoint=str(path), prefix='neck'))
+    target.init_weights()
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+
+
+def test_neck_pretrained_of_another_model_is_refused(tmp_path):
+    path = tmp_path / 'other.pth'
+    torch.save({'state_dict': {f'backbone.w{i}': torch.zeros(2) for i in range(12)}}, path)
+    target = neck(init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(StateDictMismatchError, match=r"other\.pth' for TopDownFPN does not "
+                       r'match the model:\n  8 missing keys: .*\n  12 unexpected keys: '
+                       r'backbone\.w0.*\(7 more\)\nTo load only what fits') as info:
+        target.init_weights()
+    assert len(str(info.value)) < 800
+
+
+def test_neck_pretrained_partial_is_opt_in_and_logged(tmp_path, monkeypatch):
+    from pvtfpn_mm.models import pretrained
+    logged = []
+    monkeypatch.setattr(pretrained, 'print_log', lambda msg, **kwargs: logged.append(msg))
+    source = neck()
+    state = {k: v for k, v in source.state_dict().items() if k.startswith('lateral_convs')}
+    path = tmp_path / 'laterals.pth'
+    torch.save(state, path)
+    target = neck(init_cfg=dict(type='Pretrained', checkpoint=str(path), allow_partial=True))
+    target.init_weights()
+    assert torch.equal(target.lateral_convs[0].conv.weight, source.lateral_convs[0].conv.weight)
+    out = '\n'.join(logged)
+    assert re.search(r"TopDownFPN: checkpoint '.*laterals\.pth': partial load \(allowed\): "
+                     r"loaded 4 of the model's 8 tensors; not loaded:\n  4 missing keys: "
+                     r'fpn_convs', out), out
+
+
+@pytest.mark.parametrize('init_cfg, error, match', [
+    (dict(type='Pretrained'), ValueError, 'names no checkpoint'),
+    (dict(type='Pretrained', checkpoint='x.pth', strict=False), ValueError,
+     r"unknown keys \['strict'\]"),
+    (dict(type='Pretrained', checkpoint='x.pth', allow_partial='yes'), TypeError,
+     "allow_partial must be True or False, got 'yes'"),
+    ([dict(type='Pretrained', checkpoint='a.pth'), dict(type='Pretrained', checkpoint='b.pth')],
+     ValueError, '2 Pretrained entries'),
+])
+def test_bad_pretrained_init_cfg_is_refused_at_construction(init_cfg, error, match):
+    with pytest.raises(error, match=match):
+        neck(init_cfg=init_cfg)
+
+
+def test_heads_pretrained_load_strictly(tmp_path):
+    from pvtfpn_mm.models.heads import FPNConcatHead, PyramidClsHead
+    path = tmp_path / 'neck.pth'
+    torch.save(neck().state_dict(), path)
+    head = FPNConcatHead(in_channels=[4, 4], in_index=[0, 1], channels=4, num_classes=2,
+                         init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(StateDictMismatchError, match='for FPNConcatHead does not match'):
+        head.init_weights()
+    cls_head = PyramidClsHead(num_classes=2, in_channels=4,
+                              init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(StateDictMismatchError, match='for PyramidClsHead does not match'):
+        cls_head.init_weights()

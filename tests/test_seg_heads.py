@@ -231,7 +231,7 @@ def test_depth_head_range_and_errors():
         depth = head([torch.randn(1, 4, 7, 9), torch.randn(1, 4, 4, 5)])
     assert tuple(depth.shape) == (1, 1, 7, 9)
     torch.testing.assert_close(depth, torch.full_like(depth, 2.5))
-    with pytest.raises(ValueError, match=r'max_depth must be positive, got 0'):
+    with pytest.raises(ValueError, match=r'max_depth must be a finite positive number .*got 0'):
         FPNDepthHead(max_depth=0)
     with pytest.raises(TypeError, match=r"max_depth must be a number, got '10'"):
         FPNDepthHead(max_depth='10')

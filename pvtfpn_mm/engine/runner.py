@@ -218,12 +218,12 @@ class SafeRunner(Runner):
         for path in candidates:
             try:
                 checkpoint = read_checkpoint(path)
-                if not isinstance(checkpoint, dict) or not all(
-                        k in checkpoint for k in RESUME_KEYS):
-                    raise CheckpointReadError(
-                        f'{path!r} is not a training checkpoint (it lacks '
-                        f'{[k for k in RESUME_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]})')  # noqa: E501
+                lacks = [k for k in RESUME_KEYS
+                         if not isinstance(checkpoint, dict) or k not in checkpoint]
                 del checkpoint
+                if lacks:
+                    raise CheckpointReadError(
+                        f'{path!r} is not a training checkpoint (it lacks {lacks})')
             except (CheckpointReadError, OSError) as err:
                 failures.append(f'{path}: {err}')
                 continue

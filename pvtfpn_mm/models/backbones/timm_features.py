@@ -14,6 +14,7 @@ Feature levels are timm's: level ``i`` is ``feature_info[i]`` of the full model 
 weights, so a config can pass them to a neck (see the README's "Bring your own
 backbone").
 """
+import functools
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -63,6 +64,57 @@ def _check_timm_kwargs(timm_kwargs: dict) -> None:
                 'checkpoint=<local file>)')
     for key in allowed:
         timm_kwargs.pop(key, None)
+    if 'norm_layer' in timm_kwargs:
+        timm_kwargs['norm_layer'] = resolve_norm_layer(timm_kwargs['norm_layer'])
+
+
+#: OpenMMLab norm-layer names ``norm_layer`` accepts, as mmseg's and mmpretrain's
+#: ``TIMMBackbone`` do: mmcv's (``BN``, ``SyncBN``, ``GN``, ``LN``, ``IN``, ... in
+#: mmengine's ``MODELS``) and mmpretrain's ``LN2d`` (channels-first LayerNorm).
+MM_NORM_NAMES = ('BN', 'BN1d', 'BN2d', 'BN3d', 'SyncBN', 'GN', 'LN', 'LN2d', 'IN', 'IN1d',
+                 'IN2d', 'IN3d')
+
+
+def _group_norm(num_channels: int, num_groups: int, **kwargs) -> nn.GroupNorm:
+    """``nn.GroupNorm`` called as timm calls a norm layer (channels first)."""
+    return nn.GroupNorm(num_groups, num_channels, **kwargs)
+
+
+def resolve_norm_layer(norm_layer):
+    """An mm norm name (:data:`MM_NORM_NAMES`) or ``dict(type=NAME, **kwargs)`` as the
+    norm-layer class timm's ``norm_layer`` takes; anything else (timm's own names such
+    as ``'batchnorm2d'``, classes, callables) is passed on to timm unchanged.
+
+    The classes are the ones mmseg's / mmpretrain's ``TIMMBackbone`` resolve the names
+    to (``'BN'`` -> ``nn.BatchNorm2d``, ``'SyncBN'`` -> ``nn.SyncBatchNorm``, ``'LN'`` ->
+    ``nn.LayerNorm``, ...). ``GN`` needs its group count, as in every mm config:
+    ``norm_layer=dict(type='GN', num_groups=32)``.
+
+    Raises:
+        ValueError: An unknown ``type`` in a dict, or ``'GN'`` without ``num_groups``.
+    """
+    if isinstance(norm_layer, dict):
+        cfg = dict(norm_layer)
+        name = cfg.pop('type', None)
+        if name not in MM_NORM_NAMES:
+            raise ValueError(f'norm_layer={norm_layer!r}: type must be one of the mm norm '
+                             f'names {MM_NORM_NAMES}')
+    elif isinstance(norm_layer, str) and norm_layer in MM_NORM_NAMES:
+        name, cfg = norm_layer, {}
+    else:
+        return norm_layer
+    if name == 'GN':
+        if 'num_groups' not in cfg:
+            raise ValueError(f"norm_layer={norm_layer!r}: GN needs its number of groups, "
+                             "e.g. norm_layer=dict(type='GN', num_groups=32)")
+        return functools.partial(_group_norm, **cfg)
+    if name == 'LN2d':
+        from mmpretrain.models.utils.norm import LayerNorm2d as cls
+    else:
+        import mmcv.cnn  # noqa: F401  (registers mmcv's norm layers)
+        from mmengine.registry import MODELS as MMENGINE_MODELS
+        cls = MMENGINE_MODELS.get(name)
+    return functools.partial(cls, **cfg) if cfg else cls
 
 
 def _create_meta(model_name: str, features_only: bool, **kwargs) -> nn.Module:
@@ -253,7 +305,10 @@ class TimmFeatures(BaseModule):
         **timm_kwargs: Passed to ``timm.create_model`` (e.g. ``drop_path_rate=0.1``,
             ``dynamic_img_size=True`` for Swin on other input sizes, ``in_chans``),
             except ``pretrained``, ``features_only``, ``out_indices``,
-            ``checkpoint_path`` and ``pretrained_cfg[_overlay]``.
+            ``checkpoint_path`` and ``pretrained_cfg[_overlay]``. ``norm_layer`` also
+            takes the OpenMMLab norm names of mmseg's / mmpretrain's ``TIMMBackbone``
+            (``'BN'``, ``'SyncBN'``, ``'LN'``, ``'LN2d'``, ``'IN'``, ...,
+            ``dict(type='GN', num_groups=32)``; :func:`resolve_norm_layer`).
 
     Attributes:
         out_channels (list[int]): Channels of each returned level.

@@ -1,4 +1,5 @@
 """The design notes' segmentation head (Case 2): resize, concat, conv, classify."""
+import numbers
 from typing import List, Sequence
 
 import torch
@@ -9,13 +10,51 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.utils import resize
 
 from pvtfpn_mm.registry import register_model
+from ..pretrained import StrictPretrainedMixin, split_pretrained
 
 #: Allowed values of ``interpolate_mode``.
 INTERPOLATE_MODES = ('bilinear', 'nearest')
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_levels(name: str, in_channels, in_index, channels) -> None:
+    """Checks ``in_channels`` / ``in_index`` / ``channels`` of a multi-level head; raises
+    a TypeError / ValueError naming the argument, the value and what is allowed."""
+    for arg, value in (('in_channels', in_channels), ('in_index', in_index)):
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            raise TypeError(
+                f'{name}: {arg} must be a list with one entry per selected level, got '
+                f'{value!r} ({type(value).__name__})')
+        if len(value) == 0:
+            raise ValueError(f'{name}: {arg} must not be empty')
+    for i, ch in enumerate(in_channels):
+        if not _is_int(ch) or ch <= 0:
+            raise (TypeError if not _is_int(ch) else ValueError)(
+                f'{name}: in_channels[{i}] must be a positive int, got {ch!r} in '
+                f'in_channels={list(in_channels)}')
+    for i, index in enumerate(in_index):
+        if not _is_int(index) or index < 0:
+            raise (TypeError if not _is_int(index) else ValueError)(
+                f'{name}: in_index[{i}] must be an int >= 0 (a level of the neck\'s '
+                f'outputs), got {index!r} in in_index={list(in_index)}')
+    if any(b <= a for a, b in zip(in_index, in_index[1:])):
+        raise ValueError(
+            f'{name}: in_index={list(in_index)} must be increasing, finest level first: '
+            'the output has the resolution of the first selected level')
+    if len(in_channels) != len(in_index):
+        raise ValueError(
+            f'{name}: in_channels={list(in_channels)} and in_index={list(in_index)} must '
+            'have one entry per selected level each')
+    if not _is_int(channels) or channels <= 0:
+        raise (TypeError if not _is_int(channels) else ValueError)(
+            f'{name}: channels must be a positive int, got {channels!r}')
+
+
 @register_model(scopes=('mmseg', ))  # an mmseg decode head
-class FPNConcatHead(BaseDecodeHead):
+class FPNConcatHead(StrictPretrainedMixin, BaseDecodeHead):
     """Concat head over pyramid levels (``fpn_design_notes.md``, Case 2).
 
     Every selected level is resized to the size of the first selected one (the finest:
@@ -46,10 +85,16 @@ class FPNConcatHead(BaseDecodeHead):
             ``act_cfg=dict(type='ReLU')``, ``loss_decode``, ``align_corners=False``,
             ...).
 
+    A ``Pretrained`` ``init_cfg`` loads strictly (:mod:`pvtfpn_mm.models.pretrained`).
+
     Raises:
+        TypeError: ``in_channels`` / ``in_index`` not lists of ints (e.g. an int),
+            ``channels`` not an int.
         ValueError: ``input_transform`` other than ``'multiple_select'``, a bad
-            ``interpolate_mode``, or (in :meth:`forward`) a selected input whose
-            channels differ from ``in_channels``.
+            ``interpolate_mode``, ``in_index`` not increasing (finest first) or of
+            another length than ``in_channels``, non-positive channels, or (in
+            :meth:`forward`) a selected input whose channels differ from
+            ``in_channels``.
     """
 
     def __init__(self,
@@ -67,6 +112,8 @@ class FPNConcatHead(BaseDecodeHead):
             raise ValueError(
                 f'interpolate_mode must be one of {INTERPOLATE_MODES}, got '
                 f'{interpolate_mode!r}')
+        check_levels(type(self).__name__, in_channels, in_index, channels)
+        split_pretrained(kwargs.get('init_cfg'))  # refuse a bad Pretrained init_cfg now
         super().__init__(
             in_channels=list(in_channels),
             channels=channels,

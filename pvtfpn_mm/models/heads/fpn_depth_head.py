@@ -1,4 +1,5 @@
 """The design notes' depth head (Case 3), for mmseg 1.x's ``DepthEstimator``."""
+import math
 import numbers
 import warnings
 from typing import Sequence
@@ -50,7 +51,7 @@ class FPNDepthHead(FPNConcatHead):
             ``act_cfg=dict(type='ReLU')``, ``align_corners=False``, ...), except ``num_classes``/``out_channels``, which are 1.
 
     Raises:
-        ValueError: a non-positive ``max_depth``, or ``num_classes``/``out_channels``
+        ValueError: a non-positive or non-finite ``max_depth``, or ``num_classes``/``out_channels``
             other than 1.
         TypeError: a non-numeric ``max_depth``.
     """
@@ -65,8 +66,9 @@ class FPNDepthHead(FPNConcatHead):
                  **kwargs) -> None:
         if not isinstance(max_depth, numbers.Real) or isinstance(max_depth, bool):
             raise TypeError(f'max_depth must be a number, got {max_depth!r}')
-        if not max_depth > 0:
-            raise ValueError(f'max_depth must be positive, got {max_depth}')
+        if not (math.isfinite(max_depth) and max_depth > 0):
+            raise ValueError(f'max_depth must be a finite positive number (e.g. 10 for NYU '
+                             f'in metres), got {max_depth}')
         for key in ('num_classes', 'out_channels'):
             value = kwargs.pop(key, 1)
             if value != 1:

@@ -21,6 +21,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from pvtfpn_mm.registry import register_model
+from ..pretrained import StrictPretrainedMixin, split_pretrained
 
 try:
     from mmpretrain.models.heads import ClsHead as _HeadBase
@@ -39,7 +40,7 @@ def _is_int(value) -> bool:
 
 
 @register_model(scopes=('mmpretrain', ))
-class PyramidClsHead(_HeadBase):
+class PyramidClsHead(StrictPretrainedMixin, _HeadBase):
     """Global-average-pools one pyramid level (the coarsest by default) and classifies it.
 
     Args:
@@ -93,6 +94,7 @@ class PyramidClsHead(_HeadBase):
             raise TypeError(f'dropout_ratio must be a number, got {dropout_ratio!r}')
         if not 0 <= dropout_ratio < 1:
             raise ValueError(f'dropout_ratio must be in [0, 1), got {dropout_ratio}')
+        split_pretrained(init_cfg)  # a Pretrained init_cfg loads strictly; refuse bad ones now
         if MMPRETRAIN_AVAILABLE:
             super().__init__(init_cfg=init_cfg, **kwargs)
         else:

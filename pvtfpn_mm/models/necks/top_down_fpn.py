@@ -20,6 +20,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from pvtfpn_mm.registry import register_model
+from ..pretrained import StrictPretrainedMixin, split_pretrained
 
 #: Allowed values of ``extra_source``.
 EXTRA_SOURCES = ('pool', 'input', 'lateral', 'output')
@@ -27,12 +28,21 @@ EXTRA_SOURCES = ('pool', 'input', 'lateral', 'output')
 UPSAMPLE_MODES = ('nearest', 'bilinear')
 
 
+#: Keywords of mmdet's / mmseg's ``FPN`` that ``TopDownFPN`` has not, with its own way.
+FPN_KEYWORDS = {
+    'add_extra_convs': "extra_source ('pool' for False, 'input' for 'on_input', ...)",
+    'end_level': 'do not pass the coarse inputs (the backbone\'s out_indices)',
+    'upsample_cfg': "upsample_mode ('nearest' or 'bilinear')",
+    'no_norm_on_lateral': None,
+}
+
+
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @register_model()
-class TopDownFPN(BaseModule):
+class TopDownFPN(StrictPretrainedMixin, BaseModule):
     """Feature pyramid of the design notes, with the extra levels detectors need.
 
     For every used input ``C_i`` (``in_channels[start_level:]``) a 1x1 lateral conv
@@ -86,7 +96,12 @@ class TopDownFPN(BaseModule):
             its norm). Defaults to None: the notes' linear FPN.
         init_cfg (dict or list[dict], optional): Initialization config. Defaults to
             ``dict(type='Xavier', layer='Conv2d', distribution='uniform')``, as
-            mmdet's ``FPN``.
+            mmdet's ``FPN``. A ``dict(type='Pretrained', checkpoint=..., prefix=...)``
+            loads strictly (:mod:`pvtfpn_mm.models.pretrained`; ``allow_partial=True``
+            to opt in to a partial load).
+        **kwargs: Refused with a ``TypeError`` naming them; for mmdet's ``FPN``
+            keywords (``add_extra_convs``, ``end_level``, ...) it says to use
+            ``_delete_=True`` and what ``TopDownFPN`` calls them.
 
     Raises:
         TypeError: an argument of the wrong type.
@@ -114,7 +129,18 @@ class TopDownFPN(BaseModule):
                  norm_cfg: Optional[dict] = None,
                  act_cfg: Optional[dict] = None,
                  init_cfg: Union[dict, List[dict], None] = dict(
-                     type='Xavier', layer='Conv2d', distribution='uniform')) -> None:
+                     type='Xavier', layer='Conv2d', distribution='uniform'),
+                 **kwargs) -> None:
+        if kwargs:
+            known = {k: v for k, v in FPN_KEYWORDS.items() if k in kwargs}
+            raise TypeError(
+                f'TopDownFPN got unexpected keyword arguments {sorted(kwargs)}'
+                + (f'. {sorted(known)} are keywords of mmdet\'s / mmseg\'s FPN: a config '
+                   'that replaces a _base_ neck must drop the base\'s keys with neck=dict('
+                   "_delete_=True, type='TopDownFPN', ...)" + ''.join(
+                       f'; instead of {k}: {v}' for k, v in known.items() if v)
+                   if known else ''))
+        split_pretrained(init_cfg)  # refuse a bad Pretrained init_cfg now
         super().__init__(init_cfg=init_cfg)
         in_channels = self._check_in_channels(in_channels)
         if not _is_int(out_channels):
@@ -236,6 +262,17 @@ class TopDownFPN(BaseModule):
                     f'expected in_channels[{i}]={self.in_channels[i]} '
                     f'(in_channels={self.in_channels}, received channels='
                     f'{[int(t.shape[1]) for t in inputs]})')
+        shapes = [tuple(int(d) for d in t.shape) for t in inputs]
+        for i in range(1, len(inputs)):
+            if shapes[i][0] != shapes[0][0]:
+                raise ValueError(
+                    f'{type(self).__name__} inputs have different batch sizes: shapes '
+                    f'{shapes}')
+            if shapes[i][2] > shapes[i - 1][2] or shapes[i][3] > shapes[i - 1][3]:
+                raise ValueError(
+                    f'{type(self).__name__} input {i} ({shapes[i][2]}x{shapes[i][3]}) is '
+                    f'larger than input {i - 1} ({shapes[i - 1][2]}x{shapes[i - 1][3]}): '
+                    f'inputs must come finest first (shapes {shapes})')
 
     def _upsample(self, x: Tensor, size: Sequence[int]) -> Tensor:
         align_corners = False if self.upsample_mode == 'bilinear' else None
