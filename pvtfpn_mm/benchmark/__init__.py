@@ -9,3 +9,18 @@
 
 Importing this package imports nothing heavy.
 """
+import importlib
+from types import ModuleType
+
+#: The modes of ``tools/benchmark.py``: name -> one-line help. Each is a module of this
+#: package with ``add_arguments(parser)`` and ``run(args)``.
+MODES = {
+    'configs': 'per config: params, FLOPs, inference latency, training step, peak memory',
+}
+
+
+def load_mode(name: str) -> ModuleType:
+    """The module of mode ``name`` (a key of :data:`MODES`)."""
+    if name not in MODES:
+        raise ValueError(f'unknown benchmark mode {name!r}; modes: {sorted(MODES)}')
+    return importlib.import_module(f'{__name__}.{name}')

@@ -1,4 +1,4 @@
-"""Building the model of one of our configs (mmdet or mmseg) outside a Runner.
+"""Building the model of one of our configs (mmdet, mmseg, mmpretrain) outside a Runner.
 
 The converter's ``--config`` check, the benchmark and the ONNX exporter build models
 this way: the config's ``custom_imports`` are honoured, its ``default_scope`` picks the
@@ -9,20 +9,20 @@ from typing import Optional, Union
 import torch.nn as nn
 from mmengine.config import Config
 
-TASKS = ('mmdet', 'mmseg')
+TASKS = ('mmdet', 'mmseg', 'mmpretrain')
 
 
 def load_model_config(config: Union[str, Config],
                       cfg_options: Optional[dict] = None) -> Config:
     """Loads ``config`` (a path or a :class:`Config`), merges ``cfg_options`` and imports
-    its ``custom_imports``; checks that it is an mmdet or mmseg config."""
+    its ``custom_imports``; checks that it is an mmdet, mmseg or mmpretrain config."""
     cfg = config.copy() if isinstance(config, Config) else Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if cfg.get('default_scope') not in TASKS:
         raise ValueError(
             f'config {getattr(cfg, "filename", config)!r}: default_scope must be one of '
-            f'{TASKS} (set by the mmdet/mmseg default_runtime base config); got '
+            f'{TASKS} (set by the codebase\'s default_runtime base config); got '
             f'{cfg.get("default_scope")!r}')
     if cfg.get('custom_imports'):
         from mmengine.utils import import_modules_from_strings
@@ -38,6 +38,8 @@ def build_model_from_config(config: Union[str, Config],
     init_default_scope(cfg.default_scope)
     if cfg.default_scope == 'mmdet':
         from mmdet.registry import MODELS
-    else:
+    elif cfg.default_scope == 'mmseg':
         from mmseg.registry import MODELS
+    else:
+        from mmpretrain.registry import MODELS
     return MODELS.build(cfg.model)

@@ -1,0 +1,245 @@
+"""What every benchmark mode shares: the machine, timing, peak memory, progress, tables.
+
+Timing: :func:`interleaved_rounds` runs each callable once per round, round after round
+(A B C, A B C, ...), after warm-up calls, synchronizing CUDA around each call; report the
+median of the rounds (:func:`summarize`). Interleaving puts the candidates side by side
+in time, so a burst of load from other processes hits them alike.
+
+Peak memory: on CUDA the growth of ``torch.cuda.max_memory_allocated`` over what was
+allocated before the call (:class:`PeakMemory`). On the CPU the growth of the process's
+peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``) over its resident
+set before the call -- meaningful only where freed memory goes back to the system, so
+measure it in a fresh process that called :func:`release_freed_memory` first (glibc
+otherwise keeps freed blocks and a second step reuses them unseen).
+"""
+import csv
+import ctypes
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+import torch
+
+# ------------------------------------------------------------------- the machine
+
+
+def cpu_name() -> str:
+    """The CPU model (``/proc/cpuinfo``), else :func:`platform.processor`."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_machine(device: torch.device) -> Dict[str, Any]:
+    """Date, device, CPU, cores, torch threads, versions and load average."""
+    info = dict(
+        date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+        device=str(device),
+        device_name=(torch.cuda.get_device_name(device) if device.type == 'cuda'
+                     else cpu_name()),
+        cpu=cpu_name(), cores=os.cpu_count(), threads=torch.get_num_threads(),
+        torch=torch.__version__, python=platform.python_version())
+    if hasattr(os, 'getloadavg'):
+        info['load_average'] = ' '.join(f'{x:.2f}' for x in os.getloadavg())
+    return info
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], Any], device: torch.device) -> float:
+    """Milliseconds one call of ``fn`` takes (CUDA synchronized before and after)."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return 1000 * (time.perf_counter() - start)
+
+
+def interleaved_rounds(fns: Mapping[str, Callable[[], Any]], rounds: int,
+                       device: torch.device, warmup: int = 1,
+                       on_call: Optional[Callable[[str], None]] = None
+                       ) -> Dict[str, List[float]]:
+    """Times every callable once per round, ``rounds`` rounds, interleaved.
+
+    Args:
+        fns (Mapping[str, Callable]): The candidates, by name.
+        rounds (int): Timed rounds (>= 1).
+        device (torch.device): Where they run (CUDA is synchronized).
+        warmup (int): Untimed calls of each before the first round. Defaults to 1.
+        on_call (Callable, optional): Called with the name after every call (progress).
+
+    Returns:
+        dict[str, list[float]]: Milliseconds of each call, per name.
+    """
+    if rounds < 1:
+        raise ValueError(f'rounds must be >= 1, got {rounds}')
+    for name, fn in fns.items():
+        for _ in range(warmup):
+            fn()
+            if on_call:
+                on_call(name)
+    times: Dict[str, List[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name].append(time_call(fn, device))
+            if on_call:
+                on_call(name)
+    return times
+
+
+def summarize(times: Sequence[float]) -> Dict[str, float]:
+    """Median, best and worst of a list of timings."""
+    return dict(median=statistics.median(times), min=min(times), max=max(times))
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _status_mib(field: str) -> float:
+    """``VmRSS`` / ``VmHWM`` of this process from ``/proc``, in MiB."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def _reset_peak_rss() -> bool:
+    """Resets ``VmHWM`` to the current RSS (Linux >= 4.0); False if not possible."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return True
+    except OSError:
+        return False
+
+
+def release_freed_memory(threshold: int = 64 * 1024) -> bool:
+    """Makes glibc serve allocations of ``threshold`` bytes and more by ``mmap`` (and
+    give them back on free), so the resident set follows the live memory. Slows
+    allocation: call it only in a process that measures memory. False off glibc."""
+    try:
+        libc = ctypes.CDLL('libc.so.6')
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, threshold)) and bool(
+        libc.mallopt(m_trim_threshold, threshold))
+
+
+class PeakMemory:
+    """Context manager: ``.mib`` is the peak memory growth during the block, in MiB.
+
+    CUDA: ``max_memory_allocated`` over the memory allocated at entry. CPU: peak
+    resident set (``VmHWM``) over the resident set at entry (see the module doc);
+    ``.mib`` is None where ``/proc`` cannot be used.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.mib: Optional[float] = None
+
+    def __enter__(self) -> 'PeakMemory':
+        if self.device.type == 'cuda':
+            synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+        else:
+            self._ok = sys.platform.startswith('linux') and _reset_peak_rss()
+            self._base = _status_mib('VmRSS') if self._ok else 0.0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == 'cuda':
+            synchronize(self.device)
+            self.mib = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
+        elif self._ok:
+            self.mib = _status_mib('VmHWM') - self._base
+
+
+# ------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """A progress bar on stderr (rich) on a terminal; elsewhere (logs, CI) one line per
+    step, so that a long run shows where it is."""
+
+    def __init__(self, total: int, description: str = 'benchmark'):
+        self.total, self.done, self.start = total, 0, time.perf_counter()
+        self._bar = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as Bar,
+                                       TextColumn, TimeElapsedColumn)
+            self._bar = Bar(TextColumn('{task.description}'), BarColumn(),
+                            MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=Console(stderr=True), transient=False)
+            self._bar.start()
+            self._task = self._bar.add_task(description, total=total)
+
+    def step(self, what: str) -> None:
+        self.done += 1
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, description=what)
+        else:
+            elapsed = time.perf_counter() - self.start
+            print(f'[{self.done}/{self.total} {elapsed:6.0f} s] {what}', file=sys.stderr,
+                  flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return '–'
+    if isinstance(value, float):
+        return f'{value:.3g}' if abs(value) < 100 else f'{value:.0f}'
+    return str(value)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> str:
+    """A Markdown table of ``rows`` with ``columns`` (key -> header)."""
+    lines = ['| ' + ' | '.join(columns.values()) + ' |',
+             '|' + '---|' * len(columns)]
+    for row in rows:
+        lines.append('| ' + ' | '.join(_cell(row.get(k)) for k in columns) + ' |')
+    return '\n'.join(lines)
+
+
+def write_csv(path: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    """Writes ``rows`` (the ``columns`` keys) to a CSV file (``~`` expanded)."""
+    path = os.path.expanduser(path)
+    with open(path, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction='ignore')
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_text(path: str, text: str) -> None:
+    with open(os.path.expanduser(path), 'w') as f:
+        f.write(text)
