@@ -63,12 +63,6 @@ def arch_settings(arch: str) -> dict:
     return {**ARCH_DEFAULTS, **ARCH_SETTINGS[arch]}
 
 
-def _needs_grad(x: torch.Tensor, module: nn.Module) -> bool:
-    """Whether autograd records ``module(x)`` (in-place shortcuts are unsafe then)."""
-    return torch.is_grad_enabled() and (
-        x.requires_grad or any(p.requires_grad for p in module.parameters()))
-
-
 def _nhwc_as_nchw(x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
     """``(B, N, C)`` tokens as a channels-last ``(B, C, H, W)`` view (no copy)."""
     return x.reshape(x.shape[0], hw_shape[0], hw_shape[1], x.shape[2]).permute(0, 3, 1, 2)
@@ -176,7 +170,7 @@ class MixFFN(nn.Module):
                  extra_relu: bool = False):
         super().__init__()
         self.fc1 = nn.Linear(embed_dims, hidden_dims)
-        self.relu = nn.ReLU(inplace=True) if extra_relu else nn.Identity()
+        self.relu = nn.ReLU() if extra_relu else nn.Identity()
         self.dwconv = nn.Conv2d(hidden_dims, hidden_dims, 3, padding=1, groups=hidden_dims)
         self.act = nn.GELU()
         self.drop = nn.Dropout(drop)
@@ -184,10 +178,7 @@ class MixFFN(nn.Module):
 
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
         x = self.relu(self.fc1(x))
-        x = _nchw_to_tokens(self.dwconv(_nhwc_as_nchw(x, hw_shape)))
-        # The hidden tensor is the largest of the network; when autograd is off, the
-        # GELU overwrites it instead of allocating (and page-faulting) another one.
-        x = self.act(x) if _needs_grad(x, self) else torch.ops.aten.gelu_(x)
+        x = self.act(_nchw_to_tokens(self.dwconv(_nhwc_as_nchw(x, hw_shape))))
         return self.drop(self.fc2(self.drop(x)))
 
 
@@ -222,10 +213,9 @@ class PVTBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
 
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
-        # Each branch ends in a linear layer, so its output is a fresh tensor that no
-        # backward needs: adding the shortcut in place saves an allocation.
-        x = self.drop_path(self.attn(self.norm1(x), hw_shape)).add_(x)
-        return self.drop_path(self.mlp(self.norm2(x), hw_shape)).add_(x)
+        # Out of place: what attn / mlp / drop_path returned stays as they returned it.
+        x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
+        return x + self.drop_path(self.mlp(self.norm2(x), hw_shape))
 
 
 class PVTStage(nn.Module):
