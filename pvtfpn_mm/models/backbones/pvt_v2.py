@@ -27,8 +27,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule, initialize
-from timm.layers import DropPath, calculate_drop_path_rates, trunc_normal_
+from timm.layers import DropPath, trunc_normal_
 
+from pvtfpn_mm.compat import calculate_drop_path_rates
 from pvtfpn_mm.registry import register_model
 from pvtfpn_mm.weights import load_pretrained
 

@@ -23,10 +23,10 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 from timm.layers import Format
-from timm.models import load_state_dict as timm_load_state_dict
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from pvtfpn_mm.compat import timm_load_state_dict
 from pvtfpn_mm.registry import register_model
 from pvtfpn_mm.weights import StateDictMismatchError
 
@@ -491,7 +491,7 @@ class TimmFeatures(BaseModule):
         self._check_checkpoint_arg(checkpoint, 'checkpoint')
         if not os.path.isfile(checkpoint):
             raise FileNotFoundError(f'checkpoint file {str(checkpoint)!r} does not exist')
-        state = timm_load_state_dict(str(checkpoint), use_ema=False, weights_only=True)
+        state = timm_load_state_dict(str(checkpoint))  # weights_only=True on every timm
         source = f'checkpoint {str(checkpoint)!r}'
         if prefix:
             state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
