@@ -106,9 +106,12 @@ class CheckpointReadError(ValueError):
 # --------------------------------------------------------------------------- reading
 
 _ZIP_MAGIC = b'PK\x03\x04'
+#: What ``torch.load`` raises on a damaged or foreign file.
+READ_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError,
+               IndexError, TypeError, AttributeError, UnicodeDecodeError)
 
 
-def _read_error(path: str, err: BaseException) -> CheckpointReadError:
+def checkpoint_read_error(path: str, err: BaseException) -> CheckpointReadError:
     """A :class:`CheckpointReadError` naming ``path`` and saying what is wrong with it,
     in place of torch's message (which may suggest switching safe loading off)."""
     size = os.path.getsize(path)
@@ -180,9 +183,8 @@ def read_checkpoint(path: str, map_location: Union[str, torch.device, Callable, 
             f'checkpoint file {path!r} is empty (0 bytes): an interrupted save or download?')
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError,
-            IndexError, TypeError, AttributeError, UnicodeDecodeError) as err:
-        raise _read_error(path, err) from None
+    except READ_ERRORS as err:
+        raise checkpoint_read_error(path, err) from None
 
 
 def _unwrap(checkpoint: Mapping) -> Mapping:

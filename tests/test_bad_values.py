@@ -1,6 +1,9 @@
 """Issue 9, items 7 and 8: every bad value is refused up front with an error that names
 the argument (or file), the value received and what is allowed. One ``pytest.raises``
 per bad argument."""
+import os.path as osp
+import re
+
 import pytest
 import torch
 
@@ -221,3 +224,201 @@ def test_timm_features_layer_norms():
     convnext = TimmFeatures('convnext_atto', norm_layer='LN2d', conv_mlp=True)
     assert any(type(m) is LayerNorm2d for m in convnext.modules())
     assert tuple(convnext(torch.rand(1, 3, 64, 64))[0].shape) == (1, 40, 16, 16)
+
+
+# ------------------------------------------------------------------ toy data, tools
+
+
+@pytest.mark.parametrize('kwargs, error, match', [
+    (dict(img_size=0), ValueError, 'img_size must be at least 32, got 0'),
+    (dict(img_size=20), ValueError, 'img_size must be at least 32, got 20'),
+    (dict(img_size=5000), ValueError, 'img_size must be at most 2048, got 5000'),
+    (dict(img_size=64.0), TypeError, r'img_size must be an int, got 64\.0'),
+    (dict(num_train=0), ValueError, 'num_train must be at least 1, got 0'),
+    (dict(num_val=0), ValueError, 'num_val must be at least 1, got 0'),
+    (dict(num_val=-3), ValueError, 'num_val must be at least 1, got -3'),
+    (dict(seed=-1), ValueError, 'seed must be at least 0, got -1'),
+    (dict(formats=[]), ValueError, 'formats must be a non-empty list'),
+    (dict(formats=['voc']), ValueError, r"unknown formats \['voc'\]"),
+])
+def test_toy_data_bad_arguments(tmp_path, kwargs, error, match):
+    from pvtfpn_mm.tools_lib.toy_data import write_toy_data
+    args = dict(num_train=1, num_val=1, img_size=32, seed=0)
+    with pytest.raises(error, match=match):
+        write_toy_data(str(tmp_path / 'toy'), **{**args, **kwargs})
+    assert not (tmp_path / 'toy').exists()  # refused before writing anything
+
+
+def test_toy_data_rewrite_needs_force_and_leaves_no_stale_image(tmp_path):
+    from pvtfpn_mm.tools_lib.toy_data import toy_data_ready, write_toy_data
+    root = str(tmp_path / 'toy')
+    write_toy_data(root, num_train=5, num_val=3, img_size=32)
+    with pytest.raises(FileExistsError, match=r'already holds coco/, ade/, nyu/; pass --force'):
+        write_toy_data(root, num_train=2, num_val=1, img_size=32)
+    write_toy_data(root, num_train=2, num_val=1, img_size=32, force=True)
+    ade = tmp_path / 'toy' / 'ade' / 'ADEChallengeData2016'
+    assert len(list((ade / 'images' / 'training').iterdir())) == 2
+    assert len(list((ade / 'annotations' / 'validation').iterdir())) == 1
+    assert len(list((tmp_path / 'toy' / 'coco' / 'train2017').iterdir())) == 2
+    assert len(list((tmp_path / 'toy' / 'nyu' / 'images' / 'test').iterdir())) == 1
+    assert sorted(p.name for p in (tmp_path / 'toy').iterdir()) == [
+        'ade', 'coco', 'nyu', 'toy_data.json']  # no staging folder left
+    assert toy_data_ready(root, num_train=2, num_val=1, img_size=32)
+
+
+@pytest.mark.parametrize('kwargs, error, match', [
+    (dict(det_iters=0), ValueError, '--det-iters must be at least 1, got 0'),
+    (dict(seg_iters=-5), ValueError, '--seg-iters must be at least 1, got -5'),
+    (dict(threads=0), ValueError, '--threads must be at least 1, got 0'),
+    (dict(det_iters=2.5), TypeError, r'det_iters must be an int, got 2\.5'),
+    (dict(tasks=('cls', )), ValueError, "tasks must be a non-empty sequence of 'det' / 'seg'"),
+])
+def test_quickstart_bad_arguments(tmp_path, kwargs, error, match):
+    from pvtfpn_mm.tools_lib.quickstart import main
+    with pytest.raises(error, match=match):
+        main(out_dir=str(tmp_path / 'qs'), data_root=str(tmp_path / 'toy'), **kwargs)
+    assert not (tmp_path / 'toy').exists()  # refused before anything is written
+
+
+# --------------------------------------------------------------------- datasets
+
+
+@pytest.fixture
+def keep_default_scope():
+    from mmengine.registry import DefaultScope
+    before = DefaultScope._instance_dict.copy()
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(before)
+
+
+@pytest.fixture(scope='module')
+def toy(tmp_path_factory):
+    from pvtfpn_mm.tools_lib.toy_data import write_toy_data
+    root = tmp_path_factory.mktemp('toydata')
+    write_toy_data(str(root), num_train=4, num_val=2, img_size=32, formats=['coco', 'ade'])
+    return root
+
+
+def coco_loader(toy, classes, ann='instances_val2017.json', **dataset):
+    return dict(
+        batch_size=1, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+        dataset=dict(type='CocoDataset', data_root=str(toy / 'coco') + '/',
+                     ann_file=f'annotations/{ann}', data_prefix=dict(img='val2017/'),
+                     metainfo=dict(classes=classes), pipeline=[], **dataset))
+
+
+def test_class_names_not_in_the_annotation_file(toy, keep_default_scope):
+    from mmengine.registry import init_default_scope
+    from pvtfpn_mm.engine import DatasetError, SafeRunner
+    init_default_scope('mmdet')
+    with pytest.raises(DatasetError, match=r"the class names \['disc', 'box'\] of the config "
+                       r".* are not categories of the annotation file, whose categories are "
+                       r"\('circle', 'square', 'triangle'\)"):
+        SafeRunner.build_dataloader(coco_loader(toy, ('disc', 'box')),)
+    with pytest.raises(DatasetError, match=r"the class names \['tri'\] of the config"):
+        SafeRunner.build_dataloader(coco_loader(toy, ('circle', 'square', 'tri')))
+    loader = SafeRunner.build_dataloader(coco_loader(toy, ('circle', 'square', 'triangle')))
+    assert len(loader.dataset) == 2
+
+
+def test_empty_val_sets(toy, tmp_path, keep_default_scope):
+    import json
+    from mmengine.registry import init_default_scope
+    from pvtfpn_mm.engine import DatasetError, SafeRunner
+    init_default_scope('mmdet')
+    empty = json.loads((toy / 'coco' / 'annotations' / 'instances_val2017.json').read_text())
+    empty['images'], empty['annotations'] = [], []
+    (toy / 'coco' / 'annotations' / 'empty.json').write_text(json.dumps(empty))
+    with pytest.raises(DatasetError, match=r"CocoDataset\(.*ann_file='annotations/empty\.json'"
+                       r".* is empty: the annotation file .*empty\.json' lists no image"):
+        SafeRunner.build_dataloader(coco_loader(toy, ('circle', ), ann='empty.json'))
+    init_default_scope('mmseg')
+    (tmp_path / 'images').mkdir()
+    (tmp_path / 'labels').mkdir()
+    seg = dict(batch_size=1, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+               dataset=dict(type='BaseSegDataset', data_root=str(tmp_path),
+                            data_prefix=dict(img_path='images', seg_map_path='labels'),
+                            metainfo=dict(classes=('a', 'b')), pipeline=[]))
+    with pytest.raises(DatasetError, match=r"BaseSegDataset\(.*\) is empty: the folder "
+                       r".*images' holds no file"):
+        SafeRunner.build_dataloader(seg)
+
+
+# ------------------------------------------------------------------ checkpoint files
+
+
+def _write_bad(tmp_path, kind):
+    path = tmp_path / f'{kind}.pth'
+    if kind == 'empty':
+        path.write_bytes(b'')
+    elif kind == 'text':
+        path.write_text('model weights: see https://example.com\n')
+    elif kind == 'truncated':
+        torch.save({'w': torch.zeros(1000)}, path)
+        path.write_bytes(path.read_bytes()[:1500])
+    elif kind == 'random':
+        path.write_bytes(torch.randint(0, 256, (4096, ), generator=torch.Generator()
+                                       .manual_seed(0), dtype=torch.uint8).numpy().tobytes())
+    elif kind == 'module':
+        torch.save(torch.nn.Linear(2, 2), path)  # a pickled module, not a state dict
+    return str(path)
+
+
+@pytest.mark.parametrize('kind, match', [
+    ('empty', r"empty\.pth' is empty \(0 bytes\)"),
+    ('text', r"text\.pth' \(\d+ bytes\) is a text file, not a PyTorch checkpoint; it starts "
+     "with 'model weights"),
+    ('truncated', r"truncated\.pth' \(1500 bytes\) is a damaged or truncated PyTorch zip file"),
+    ('random', r"random\.pth' \(4096 bytes\) is not a PyTorch checkpoint"),
+    ('module', r"module\.pth' \(\d+ bytes\) holds Python objects \(torch\.nn\.modules\.linear"
+     r"\.Linear\) that safe loading does not allow"),
+])
+def test_bad_checkpoint_files_are_named(tmp_path, kind, match):
+    from pvtfpn_mm.weights import CheckpointReadError, read_checkpoint
+    with pytest.raises(CheckpointReadError, match=match) as info:
+        read_checkpoint(_write_bad(tmp_path, kind))
+    assert 'weights_only=False' not in str(info.value)
+
+
+@pytest.mark.parametrize('kind', ['empty', 'text', 'truncated', 'random', 'module'])
+def test_bad_checkpoint_files_everywhere_we_load(tmp_path, kind):
+    """PVTv2 / TopDownFPN / TimmFeatures Pretrained and mmengine's own loader (load_from,
+    --resume, tools/test.py) all say what is wrong with the file."""
+    from mmengine.runner.checkpoint import _load_checkpoint
+    from pvtfpn_mm.models.backbones import TimmFeatures
+    from pvtfpn_mm.models.necks import TopDownFPN
+    from pvtfpn_mm.weights import CheckpointReadError
+    path = _write_bad(tmp_path, kind)
+    name = re.escape(osp.basename(path))
+    with pytest.raises(CheckpointReadError, match=name):
+        PVTv2('b0', init_cfg=dict(type='Pretrained', checkpoint=path)).init_weights()
+    with pytest.raises(CheckpointReadError, match=name):
+        TopDownFPN([8], 4, init_cfg=dict(type='Pretrained', checkpoint=path)).init_weights()
+    with pytest.raises(CheckpointReadError, match=name):
+        TimmFeatures('resnet18', checkpoint=path)
+    with pytest.raises(CheckpointReadError, match=name) as info:
+        _load_checkpoint(path, map_location='cpu')
+    assert 'weights_only=False' not in str(info.value)
+
+
+def test_non_tensors_in_a_state_dict_are_named(tmp_path):
+    from pvtfpn_mm.models.necks import TopDownFPN
+    from pvtfpn_mm.weights import CheckpointFormatError
+    path = tmp_path / 'strings.pth'
+    torch.save({'state_dict': {'lateral_convs.0.conv.weight': 'a string'}}, path)
+    with pytest.raises(CheckpointFormatError, match=r"'lateral_convs\.0\.conv\.weight' holds a "
+                       "str"):
+        TopDownFPN([8], 4, init_cfg=dict(type='Pretrained', checkpoint=str(path))).init_weights()
+
+
+def test_home_is_expanded(tmp_path, monkeypatch):
+    from mmengine.runner.checkpoint import _load_checkpoint
+    from pvtfpn_mm.weights import read_checkpoint
+    monkeypatch.setenv('HOME', str(tmp_path))
+    torch.save({'w': torch.ones(2)}, tmp_path / 'x.pth')
+    assert torch.equal(read_checkpoint('~/x.pth')['w'], torch.ones(2))
+    assert torch.equal(_load_checkpoint('~/x.pth', map_location='cpu')['w'], torch.ones(2))
+    with pytest.raises(FileNotFoundError, match=rf"'{re.escape(str(tmp_path))}/y\.pth' does "
+                       "not exist"):
+        read_checkpoint('~/y.pth')

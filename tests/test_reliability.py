@@ -257,21 +257,25 @@ def test_load_from_a_checkpoint_of_another_model_is_refused(tmp_path):
     assert message.startswith(f'checkpoint {str(other)!r} does not match the model:')
     assert '2 unexpected keys: extra.weight, extra.bias' in message
     assert '1 shape mismatches: linear.weight: (1, 8) vs (1, 4)' in message
-    assert 'default_hooks.strict_load.allow_partial=True' in message
+    assert '--cfg-options allow_partial_load=True' in message
 
 
-def test_partial_load_is_an_explicit_opt_in_that_says_what_was_loaded(tmp_path):
+@pytest.mark.parametrize('opt_in', ['hook', 'config'])
+def test_partial_load_is_an_explicit_opt_in_that_says_what_was_loaded(tmp_path, opt_in):
     other = Other()
     state = {'linear.bias': torch.tensor([7.0]), **{k: v for k, v in other.state_dict().items()
                                                     if k.startswith('extra')}}
     path = tmp_path / 'partial.pth'
     torch.save({'state_dict': state}, path)
-    runner = make_runner(tmp_path / 'work', load_from=str(path), max_iters=0,
-                         custom_hooks=[dict(type='StrictLoadHook', allow_partial=True)])
+    if opt_in == 'hook':
+        kwargs = dict(custom_hooks=[dict(type='StrictLoadHook', allow_partial=True)])
+    else:
+        kwargs = dict(cfg=dict(allow_partial_load=True))
+    runner = make_runner(tmp_path / 'work', load_from=str(path), max_iters=0, **kwargs)
     runner.load_or_resume()
     assert runner.model.linear.bias.item() == 7.0
     text = log_text(runner)
-    assert 'partial load (allow_partial=True): loading 1 of the model\'s 2 tensors' in text
+    assert 'partial load (allowed): loading 1 of the model\'s 2 tensors' in text
     assert '1 missing keys: linear.weight' in text and '2 unexpected keys' in text
 
 

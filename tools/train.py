@@ -3,7 +3,7 @@
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
         [--auto-scale-lr] [--cfg-options k=v ...] [--launcher pytorch]
 
-``--resume`` alone resumes from the latest checkpoint of the work dir; for several
+``--resume`` alone resumes from the newest complete checkpoint of the work dir; for several
 processes use ``python tools/dist_train.py CONFIG NPROC ...``.
 """
 import argparse
@@ -17,9 +17,13 @@ def parse_args():
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
-        help='resume from this checkpoint; without a path, from the latest checkpoint '
-        'in the work dir')
-    parser.add_argument('--amp', action='store_true', help='mixed precision training')
+        help='resume from this checkpoint; without a path, from the newest complete '
+        'checkpoint in the work dir (whatever last_checkpoint says). Without --resume, a '
+        'work dir that holds checkpoints is refused (--cfg-options '
+        'allow_existing_checkpoints=True starts over there anyway)')
+    parser.add_argument(
+        '--amp', action='store_true',
+        help='mixed precision training (on a machine without GPU: bfloat16 autocast on the CPU)')
     parser.add_argument(
         '--auto-scale-lr', action='store_true',
         help='scale the lr by total batch size / auto_scale_lr.base_batch_size')

@@ -10,7 +10,7 @@ _base_ = [
     '../_base_/models/timm-pvt-v2-b2_topdownfpn.py',
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
-    'mmpretrain::_base_/default_runtime.py',
+    '../_base_/cls_runtime.py',
 ]
 
 num_classes = 1000

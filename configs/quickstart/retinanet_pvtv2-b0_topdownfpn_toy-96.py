@@ -79,7 +79,7 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=10, norm_type=2))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters,
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=max_iters,
                     max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)
 env_cfg = dict(cudnn_benchmark=False)

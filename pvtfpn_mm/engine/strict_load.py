@@ -23,7 +23,9 @@ from pvtfpn_mm.weights import (StateDictMismatchError, check_tensors, convert_to
 
 #: How to allow a partial load, as the error message says it.
 PARTIAL_HINT = ('To load only the tensors that fit (and see which), pass '
-                '--cfg-options default_hooks.strict_load.allow_partial=True')
+                '--cfg-options allow_partial_load=True')
+#: The config key that allows partial loading for every StrictLoadHook of a run.
+PARTIAL_KEY = 'allow_partial_load'
 
 
 def unwrap_model(model):
@@ -39,8 +41,9 @@ class StrictLoadHook(Hook):
 
     Args:
         allow_partial (bool): Load what fits instead of refusing, and log what was
-            loaded and what was not (count and first keys of each kind). Defaults to
-            False.
+            loaded and what was not (count and first keys of each kind). The config
+            key ``allow_partial_load=True`` (e.g. ``--cfg-options``) does the same for
+            the whole run. Defaults to False.
         revise_keys (Sequence[tuple[str, str]]): The ``revise_keys`` of
             ``Runner.load_checkpoint`` (regex, replacement), applied before the check.
             Defaults to mmengine's ``[(r'^module\\.', '')]``.
@@ -72,7 +75,10 @@ class StrictLoadHook(Hook):
                                'layout to this model\'s (pvtfpn_mm.weights)')
         missing, unexpected, mismatched = state_dict_mismatches(model, converted)
         if missing or unexpected or mismatched:
-            if not self.allow_partial:
+            allow = runner.cfg.get(PARTIAL_KEY, False) if runner.cfg is not None else False
+            if not isinstance(allow, bool):
+                raise TypeError(f'{PARTIAL_KEY} must be True or False, got {allow!r}')
+            if not (self.allow_partial or allow):
                 raise StateDictMismatchError(missing, unexpected, mismatched, source=source,
                                              hint=PARTIAL_HINT)
             expected = model.state_dict()
@@ -81,7 +87,7 @@ class StrictLoadHook(Hook):
                 if k in expected and tuple(v.shape) == tuple(expected[k].shape))
             error = StateDictMismatchError(missing, unexpected, mismatched, source=source)
             runner.logger.warning(
-                f'partial load (allow_partial=True): loading {len(fitting)} of the '
+                f'partial load (allowed): loading {len(fitting)} of the '
                 f'model\'s {len(expected)} tensors; ' + str(error))
             converted = fitting
         elif layout is None:

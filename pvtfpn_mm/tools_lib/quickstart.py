@@ -9,6 +9,7 @@ left, prediction right) and ``metrics.json``.
 """
 import glob
 import json
+import numbers
 import os
 import os.path as osp
 import time
@@ -77,6 +78,9 @@ def run_task(task: str, out_dir: str, data_root: str, iters: Optional[int] = Non
     if iters is not None:
         options.update({'train_cfg.max_iters': iters, 'train_cfg.val_interval': iters,
                         'default_hooks.checkpoint.interval': iters})
+    # The quickstart redoes its own runs: a new run may replace the last one's checkpoints
+    # (SafeRunner refuses that otherwise; a concurrent quickstart still stops at the lock).
+    options['allow_existing_checkpoints'] = True
     # mmengine's visualizer is a per-process singleton per name: one name per runner.
     start = time.time()
     runner = train(config, work_dir=work_dir,
@@ -105,14 +109,19 @@ def main(out_dir: str = 'work_dirs/quickstart', data_root: str = 'data/toy',
     busy-waiting threads slow training down many times over whenever other processes
     share the cores; on an idle 2-core machine two are about 25% faster.
     """
+    check_quickstart_args(tasks, det_iters, seg_iters, threads)
     import torch
     torch.set_num_threads(threads)
     total = time.time()
     out_dir, data_root = osp.abspath(out_dir), osp.abspath(data_root)
     os.makedirs(out_dir, exist_ok=True)
     if not toy_data_ready(data_root, **DATA_ARGS):
-        print(f'[quickstart] writing the toy dataset to {data_root}', flush=True)
-        write_toy_data(data_root, **DATA_ARGS)
+        # a toy dataset written with other arguments (it has its stamp) is replaced;
+        # anything else in the folder is refused by write_toy_data
+        replace = osp.isfile(osp.join(data_root, 'toy_data.json'))
+        print(f'[quickstart] {"replacing" if replace else "writing"} the toy dataset in '
+              f'{data_root}', flush=True)
+        write_toy_data(data_root, **DATA_ARGS, force=replace)
     results = {}
     iters = dict(det=det_iters, seg=seg_iters)
     for task in tasks:
@@ -125,6 +134,20 @@ def main(out_dir: str = 'work_dirs/quickstart', data_root: str = 'data/toy',
         json.dump(results, f, indent=2)
     print(summary(results), flush=True)
     return results
+
+
+def check_quickstart_args(tasks, det_iters, seg_iters, threads) -> None:
+    """Raises TypeError / ValueError naming a bad quickstart argument."""
+    if isinstance(tasks, str) or not tasks or set(tasks) - {'det', 'seg'}:
+        raise ValueError(f"tasks must be a non-empty sequence of 'det' / 'seg', got {tasks!r}")
+    for name, value in (('det_iters', det_iters), ('seg_iters', seg_iters),
+                        ('threads', threads)):
+        if value is None and name != 'threads':
+            continue
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+            raise TypeError(f'{name} must be an int, got {value!r} ({type(value).__name__})')
+        if value < 1:
+            raise ValueError(f'--{name.replace("_", "-")} must be at least 1, got {value}')
 
 
 def summary(results: dict) -> str:

@@ -71,16 +71,21 @@ def prepare_train_config(cfg: Config, resume: Union[bool, str, None] = None,
         resume: ``True`` or ``'auto'``: resume from the latest checkpoint in the work
             dir (a fresh start if there is none); a path: resume from that checkpoint;
             ``None``/``False``: no resuming.
-        amp: Mixed precision (``AmpOptimWrapper`` with dynamic loss scale).
+        amp: Mixed precision: ``AmpOptimWrapper`` with dynamic loss scale on a GPU;
+            without one, ``CPUAmpOptimWrapper`` (bfloat16 autocast on the CPU).
         auto_scale_lr: Scale the lr by (total batch size / ``auto_scale_lr.
             base_batch_size``).
     """
     if amp:
-        if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+        from pvtfpn_mm.engine import amp_optim_wrapper_type
+        wrapper = amp_optim_wrapper_type()  # CPUAmpOptimWrapper where there is no GPU
+        if cfg.optim_wrapper.get('type', 'OptimWrapper') in ('AmpOptimWrapper', wrapper):
             print('AMP training is already enabled in the config.')
         else:
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.type = wrapper
             cfg.optim_wrapper.loss_scale = 'dynamic'
+            if wrapper == 'CPUAmpOptimWrapper':
+                print('--amp without a GPU: bfloat16 autocast on the CPU (CPUAmpOptimWrapper)')
     if auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise RuntimeError('the config has no auto_scale_lr.base_batch_size; '

@@ -16,8 +16,11 @@ the class names and the schedule. Everything is a pure function of ``seed`` and 
 image index: writing twice gives byte-identical files.
 """
 import json
+import numbers
 import os
 import os.path as osp
+import shutil
+import tempfile
 from typing import Dict, List, Optional, Sequence
 
 import cv2
@@ -136,23 +139,100 @@ def _coco_annotation(obj: dict, ann_id: int, image_id: int) -> dict:
                                              float(y1 - y0)], iscrowd=0)
 
 
-def write_toy_data(root: str, num_train: int = 200, num_val: int = 50,
-                   img_size: int = 96, seed: int = 0,
-                   formats: Sequence[str] = FORMATS) -> Dict[str, str]:
-    """Writes the toy dataset under ``root``; returns the data root of each format.
+#: The range of image sides write_toy_data accepts (PVT-v2 needs at least 29 pixels; the
+#: shapes need room).
+IMG_SIZE_RANGE = (32, 2048)
 
-    Args:
-        root (str): Output folder (created; existing files are overwritten).
-        num_train (int): Training images. Defaults to 200.
-        num_val (int): Validation images (COCO val2017 / ADE validation / NYU test).
-            Defaults to 50.
-        img_size (int): Side of the square images. Defaults to 96.
-        seed (int): Seed; the output is a pure function of the arguments.
-        formats (Sequence[str]): Any of ``'coco'``, ``'ade'``, ``'nyu'``.
-    """
+
+def _check_count(name: str, value, minimum: int = 1) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f'{name} must be an int, got {value!r} ({type(value).__name__})')
+    if value < minimum:
+        raise ValueError(f'{name} must be at least {minimum}, got {value}')
+    return int(value)
+
+
+def check_toy_data_args(num_train, num_val, img_size, seed, formats) -> None:
+    """Raises TypeError / ValueError naming a bad argument of :func:`write_toy_data`."""
+    _check_count('num_train', num_train)
+    _check_count('num_val', num_val)
+    _check_count('img_size', img_size, IMG_SIZE_RANGE[0])
+    if img_size > IMG_SIZE_RANGE[1]:
+        raise ValueError(f'img_size must be at most {IMG_SIZE_RANGE[1]}, got {img_size}')
+    _check_count('seed', seed, 0)
+    if isinstance(formats, str) or not formats:
+        raise ValueError(f'formats must be a non-empty list of {FORMATS}, got {formats!r}')
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f'unknown formats {sorted(unknown)}; choose from {FORMATS}')
+
+
+def _format_dirs(root: str) -> Dict[str, str]:
+    """The top-level folder of each format under ``root``."""
+    return dict(coco=osp.join(root, 'coco'), ade=osp.join(root, 'ade'),
+                nyu=osp.join(root, 'nyu'))
+
+
+def write_toy_data(root: str, num_train: int = 200, num_val: int = 50,
+                   img_size: int = 96, seed: int = 0,
+                   formats: Sequence[str] = FORMATS, force: bool = False) -> Dict[str, str]:
+    """Writes the toy dataset under ``root``; returns the data root of each format.
+
+    The dataset is written into a fresh folder inside ``root`` and then moved into
+    place, replacing each format's folder as a whole: nothing of an earlier dataset
+    (e.g. more images) stays, and an interrupted run leaves the earlier dataset as it
+    was (a ``.toy_data.*`` folder at most).
+
+    Args:
+        root (str): Output folder (created).
+        num_train (int): Training images, >= 1. Defaults to 200.
+        num_val (int): Validation images (COCO val2017 / ADE validation / NYU test),
+            >= 1. Defaults to 50.
+        img_size (int): Side of the square images, 32 .. 2048. Defaults to 96.
+        seed (int): Seed, >= 0; the output is a pure function of the arguments.
+        formats (Sequence[str]): Any of ``'coco'``, ``'ade'``, ``'nyu'``.
+        force (bool): Replace the formats' folders when ``root`` already has them.
+            Defaults to False: refuse.
+
+    Raises:
+        TypeError, ValueError: A bad argument (named).
+        FileExistsError: ``root`` already holds one of the formats' folders and
+            ``force`` is False.
+    """
+    check_toy_data_args(num_train, num_val, img_size, seed, formats)
+    root = osp.abspath(osp.expanduser(root))
+    targets = {f: d for f, d in _format_dirs(root).items() if f in formats}
+    existing = [d for d in targets.values() if osp.lexists(d)]
+    if existing and not force:
+        raise FileExistsError(
+            f'{root} already holds {", ".join(osp.basename(d) + "/" for d in existing)}; '
+            'pass --force (force=True) to replace them with a fresh toy dataset, or '
+            'choose another --out')
+    os.makedirs(root, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix='.toy_data.new-', dir=root)
+    try:
+        _write(staging, num_train, num_val, img_size, seed, formats)
+        for fmt, target in targets.items():
+            old = None
+            if osp.lexists(target):
+                old = tempfile.mkdtemp(prefix=f'.toy_data.old-{fmt}-', dir=root)
+                os.replace(target, osp.join(old, fmt))
+            os.replace(osp.join(staging, fmt), target)
+            if old is not None:
+                shutil.rmtree(old)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    stamp = osp.join(root, 'toy_data.json')
+    with open(stamp + '.tmp', 'w') as f:
+        json.dump(_stamp(num_train, num_val, img_size, seed, formats), f)
+    os.replace(stamp + '.tmp', stamp)
+    roots = dict(coco=osp.join(root, 'coco'), ade=osp.join(root, 'ade', 'ADEChallengeData2016'),
+                 nyu=osp.join(root, 'nyu'))
+    return {k: v for k, v in roots.items() if k in formats}
+
+
+def _write(root: str, num_train: int, num_val: int, img_size: int, seed: int,
+           formats: Sequence[str]) -> None:
     roots = dict(coco=osp.join(root, 'coco'), ade=osp.join(root, 'ade', 'ADEChallengeData2016'),
                  nyu=osp.join(root, 'nyu'))
     categories = [dict(id=i + 1, name=n, supercategory='shape') for i, n in enumerate(CLASSES)]
@@ -197,9 +277,6 @@ def write_toy_data(root: str, num_train: int = 200, num_val: int = 50,
             os.makedirs(osp.dirname(path), exist_ok=True)
             with open(path, 'w') as f:
                 json.dump(coco, f)
-    with open(osp.join(root, 'toy_data.json'), 'w') as f:
-        json.dump(_stamp(num_train, num_val, img_size, seed, formats), f)
-    return {k: v for k, v in roots.items() if k in formats}
 
 
 def _stamp(num_train, num_val, img_size, seed, formats) -> dict:

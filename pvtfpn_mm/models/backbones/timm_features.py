@@ -28,7 +28,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from pvtfpn_mm.compat import timm_load_state_dict
 from pvtfpn_mm.registry import register_model
-from pvtfpn_mm.weights import StateDictMismatchError
+from pvtfpn_mm.weights import (READ_ERRORS, CheckpointReadError, StateDictMismatchError,
+                               checkpoint_read_error)
 
 #: timm keywords that :class:`TimmFeatures` sets itself (or refuses).
 RESERVED_TIMM_KWARGS = ('pretrained', 'features_only', 'out_indices', 'checkpoint_path',
@@ -489,9 +490,16 @@ class TimmFeatures(BaseModule):
             StateDictMismatchError: Missing / unexpected keys or shape mismatches.
         """
         self._check_checkpoint_arg(checkpoint, 'checkpoint')
+        checkpoint = os.path.expanduser(os.fspath(checkpoint))
         if not os.path.isfile(checkpoint):
             raise FileNotFoundError(f'checkpoint file {str(checkpoint)!r} does not exist')
-        state = timm_load_state_dict(str(checkpoint))  # weights_only=True on every timm
+        if os.path.getsize(checkpoint) == 0:
+            raise CheckpointReadError(f'checkpoint file {checkpoint!r} is empty (0 bytes): an '
+                                      'interrupted save or download?')
+        try:
+            state = timm_load_state_dict(str(checkpoint))  # weights_only=True on every timm
+        except READ_ERRORS as err:  # say what is wrong with the file, not torch's hint
+            raise checkpoint_read_error(checkpoint, err) from None
         source = f'checkpoint {str(checkpoint)!r}'
         if prefix:
             state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
