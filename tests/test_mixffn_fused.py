@@ -1,0 +1,176 @@
+"""The row-blocked CPU path of PVT-v2's MLP: equal to the op-by-op path for every block
+layout, taken only when no observer can tell the difference."""
+import itertools
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.nn.modules.module import register_module_forward_hook
+
+from _helpers import random_params_
+
+from pvtfpn_mm.models.backbones import mixffn_fused, pvt_v2
+from pvtfpn_mm.models.backbones.pvt_v2 import MixFFN, PVTv2
+
+# fp32: the same products, only summed in blocks of other sizes
+ATOL = 1e-5
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread (no OpenMP fork/join per block)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_mlp(dims=8, hidden=24, relu=False, seed=0):
+    return random_params_(MixFFN(dims, hidden, extra_relu=relu), seed=seed).eval()
+
+
+def reference(mlp, x, hw):
+    mlp.fused = False
+    try:
+        with torch.no_grad():
+            return mlp(x, hw)
+    finally:
+        del mlp.fused
+
+
+@pytest.mark.parametrize('relu', [False, True])
+@pytest.mark.parametrize('h, w', [(1, 1), (1, 5), (2, 3), (3, 1), (5, 4), (7, 3)])
+def test_blocked_forward_equals_op_by_op(h, w, relu):
+    mlp = make_mlp(relu=relu)
+    x = torch.randn(2, h * w, 8)
+    ref = reference(mlp, x, (h, w))
+    for rows in range(1, h + 2):  # one row per block ... one block for the whole image
+        out = mixffn_fused.mixffn_forward(
+            x, (h, w), mlp.fc1.weight, mlp.fc1.bias, mlp.dwconv.weight, mlp.dwconv.bias,
+            mlp.fc2.weight, mlp.fc2.bias, relu=relu, rows=rows)
+        torch.testing.assert_close(out, ref, rtol=0, atol=ATOL, msg=f'rows={rows}')
+
+
+def test_blocked_forward_without_biases():
+    mlp = make_mlp(seed=1)
+    for m in (mlp.fc1, mlp.dwconv, mlp.fc2):
+        m.bias = None
+    x = torch.randn(1, 6 * 5, 8)
+    ref = reference(mlp, x, (6, 5))
+    out = mixffn_fused.mixffn_forward(
+        x, (6, 5), mlp.fc1.weight, None, mlp.dwconv.weight, None, mlp.fc2.weight, None,
+        relu=False, rows=2)
+    torch.testing.assert_close(out, ref, rtol=0, atol=ATOL)
+
+
+def test_input_is_not_changed_and_output_is_new():
+    mlp = make_mlp()
+    x = torch.randn(2, 4 * 4, 8)
+    x_clone = x.clone()
+    with torch.no_grad():
+        out = mlp(x, (4, 4))
+    assert torch.equal(x, x_clone)
+    assert out.data_ptr() != x.data_ptr() and out.is_contiguous()
+
+
+@pytest.mark.parametrize('width, hidden, rows', [
+    (128, 512, 8),     # b2 stage 1 at 512 x 512: 2 MiB blocks
+    (336, 256, 6),     # b0 stage 1 at 800 x 1344
+    (32, 1280, 32),    # b2 stage 3 at 512 x 512: at least 1024 tokens
+    (5000, 512, 1),    # at least one row
+])
+def test_block_rows(width, hidden, rows):
+    assert mixffn_fused.block_rows(width, hidden, 4) == rows
+
+
+class Calls:
+    """Counts the calls of the blocked forward."""
+
+    def __init__(self, monkeypatch):
+        self.n = 0
+        original = pvt_v2.mixffn_forward
+
+        def counting(*args, **kwargs):
+            self.n += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(pvt_v2, 'mixffn_forward', counting)
+
+
+def _run(mlp, grad=False, autocast=False):
+    x = torch.randn(1, 9, 8)
+    with torch.set_grad_enabled(grad), torch.autocast('cpu', enabled=autocast):
+        return mlp(x, (3, 3))
+
+
+def test_fused_only_when_unobservable(monkeypatch):
+    calls = Calls(monkeypatch)
+    mlp = make_mlp()
+    _run(mlp)
+    assert calls.n == 1  # eval, no grad: fused
+
+    for child in ('fc1', 'relu', 'dwconv', 'act', 'drop', 'fc2'):
+        for register in ('register_forward_hook', 'register_forward_pre_hook'):
+            handle = getattr(getattr(mlp, child), register)(lambda *args: None)
+            _run(mlp)
+            assert calls.n == 1, (child, register)
+            handle.remove()
+    handle = mlp.fc2.register_full_backward_hook(lambda *args: None)
+    _run(mlp)
+    assert calls.n == 1
+    handle.remove()
+    handle = register_module_forward_hook(lambda *args: None)
+    _run(mlp)
+    assert calls.n == 1
+    handle.remove()
+
+    mlp.register_forward_hook(lambda *args: None)  # on the MLP itself: fine
+    _run(mlp)
+    assert calls.n == 2
+
+    mlp.fused = False
+    _run(mlp)
+    assert calls.n == 2
+    del mlp.fused
+    _run(mlp, autocast=True)
+    assert calls.n == 2
+    _run(mlp, grad=True)
+    assert calls.n == 2  # autograd: op by op (for now)
+    dropout = make_mlp()
+    dropout.drop.p = 0.1
+    _run(dropout.train())
+    assert calls.n == 2
+    _run(dropout.eval())
+    assert calls.n == 3
+
+
+def test_fused_not_taken_for_replaced_submodules(monkeypatch):
+    calls = Calls(monkeypatch)
+    mlp = make_mlp()
+    mlp.act = nn.GELU(approximate='tanh')
+    _run(mlp)
+    mlp = make_mlp()
+    mlp.fc1 = type('MyLinear', (nn.Linear, ), {})(8, 24)
+    _run(mlp)
+    assert calls.n == 0
+
+
+def test_whole_model_any_block_layout_equals_timm(monkeypatch):
+    """PVTv2 with blocks of one row, three rows and whole images gives timm's features
+    (batch 2, odd sizes); every MLP took the blocked path."""
+    import timm
+    calls = Calls(monkeypatch)
+    ref = random_params_(timm.create_model('pvt_v2_b0', features_only=True), seed=2).eval()
+    model = PVTv2('b0').eval()
+    pvt_v2.load_pretrained(model, ref.state_dict())
+    x = torch.randn(2, 3, 75, 97)
+    with torch.no_grad():
+        expected = ref(x)
+        for rows, block_bytes in itertools.product((1, 3), (0, 1 << 30)):
+            monkeypatch.setattr(mixffn_fused, 'BLOCK_BYTES', block_bytes)
+            monkeypatch.setattr(mixffn_fused, 'BLOCK_MIN_TOKENS', rows)
+            n = calls.n
+            outs = model(x)
+            assert calls.n - n == sum(model.depths)
+            for out, exp in zip(outs, expected):
+                torch.testing.assert_close(out, exp, rtol=0, atol=ATOL)
