@@ -283,15 +283,6 @@ def test_quickstart_bad_arguments(tmp_path, kwargs, error, match):
 # --------------------------------------------------------------------- datasets
 
 
-@pytest.fixture
-def keep_default_scope():
-    from mmengine.registry import DefaultScope
-    before = DefaultScope._instance_dict.copy()
-    yield
-    DefaultScope._instance_dict.clear()
-    DefaultScope._instance_dict.update(before)
-
-
 @pytest.fixture(scope='module')
 def toy(tmp_path_factory):
     from pvtfpn_mm.tools_lib.toy_data import write_toy_data
@@ -308,7 +299,7 @@ def coco_loader(toy, classes, ann='instances_val2017.json', **dataset):
                      metainfo=dict(classes=classes), pipeline=[], **dataset))
 
 
-def test_class_names_not_in_the_annotation_file(toy, keep_default_scope):
+def test_class_names_not_in_the_annotation_file(toy):
     from mmengine.registry import init_default_scope
     from pvtfpn_mm.engine import DatasetError, SafeRunner
     init_default_scope('mmdet')
@@ -322,7 +313,7 @@ def test_class_names_not_in_the_annotation_file(toy, keep_default_scope):
     assert len(loader.dataset) == 2
 
 
-def test_empty_val_sets(toy, tmp_path, keep_default_scope):
+def test_empty_val_sets(toy, tmp_path):
     import json
     from mmengine.registry import init_default_scope
     from pvtfpn_mm.engine import DatasetError, SafeRunner

@@ -21,17 +21,6 @@ from pvtfpn_mm.weights import StateDictMismatchError
 LOCK_MODULE = osp.join(osp.dirname(pvtfpn_mm.__file__), 'engine', 'lock.py')
 
 
-@pytest.fixture(autouse=True)
-def _keep_default_scope():
-    """A runner makes its ``default_scope`` the current one for the whole process; put the
-    previous one back so later tests build mmdet / mmseg models as before."""
-    from mmengine.registry import DefaultScope
-    before = DefaultScope._instance_dict.copy()
-    yield
-    DefaultScope._instance_dict.clear()
-    DefaultScope._instance_dict.update(before)
-
-
 class TinyRegressor(BaseModel):
 
     def __init__(self, width=4):
@@ -381,3 +370,37 @@ def test_heads_pretrained_load_strictly(tmp_path):
                               init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     with pytest.raises(StateDictMismatchError, match='for PyramidClsHead does not match'):
         cls_head.init_weights()
+
+
+
+class PVTDetector(BaseModel):
+    """Just the parts a layout conversion looks at: our PVTv2 and a neck."""
+
+    def __init__(self):
+        super().__init__()
+        from pvtfpn_mm.models.backbones import PVTv2
+        from pvtfpn_mm.models.necks import TopDownFPN
+        self.backbone = PVTv2('b0', embed_norm_eps=1e-6)
+        self.neck = TopDownFPN([32, 64, 160, 256], 8)
+
+    def forward(self, *args, **kwargs):
+        return None
+
+
+def test_a_released_layout_is_converted_right_before_the_strict_load(tmp_path):
+    """convert_to_model_layout runs inside StrictLoadHook: a checkpoint in mmdet's
+    PyramidVisionTransformerV2 layout loads into our model, and the log says so."""
+    from _helpers import random_params_
+    from pvtfpn_mm.weights import from_ours
+    source = random_params_(PVTDetector(), seed=3)
+    state = {'backbone.' + k: v for k, v in
+             from_ours(source.backbone.state_dict(), 'mmdet').items()}
+    state.update({'neck.' + k: v for k, v in source.neck.state_dict().items()})
+    assert 'backbone.layers.0.0.projection.weight' in state  # mmdet's names
+    path = tmp_path / 'mmdet_layout.pth'
+    torch.save({'meta': {}, 'state_dict': state}, path)
+    runner = make_runner(tmp_path / 'work', model=PVTDetector())
+    runner.load_checkpoint(str(path))
+    for key, value in source.state_dict().items():
+        assert torch.equal(runner.model.state_dict()[key], value), key
+    assert "converted on the fly from the 'mmdet' layout" in log_text(runner)
