@@ -154,8 +154,8 @@ def test_two_trainings_into_one_work_dir(tmp_path, toy):  # noqa: F811
                       '--cfg-options', *SCHEDULE, check=False)
         assert second.returncode != 0
         assert re.search(rf'the work dir {re.escape(work)} is in use by another training: '
-                         rf'pid {first.pid} on \S+, started [\d: -]+: .*train\.py', second.stdout), \
-            second.stdout[-3000:]
+                         rf'pid {first.pid} on \S+, started [\d: -]+: .*train\.py',
+                         second.stdout), second.stdout[-3000:]
         assert first.poll() is None  # the first one is untouched
     finally:
         first.kill()

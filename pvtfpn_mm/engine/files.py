@@ -66,12 +66,6 @@ def read_last_checkpoint(work_dir: str) -> Optional[str]:
         return None
 
 
-def step_of(path: str) -> int:
-    """N of ``iter_N.pth`` / ``epoch_N.pth``; -1 for other names."""
-    m = CHECKPOINT_NAME.match(osp.basename(path))
-    return int(m.group(1)) if m else -1
-
-
 def name_pattern(filename_tmpl: str) -> 're.Pattern':
     """A regex for the file names of a ``CheckpointHook`` ``filename_tmpl`` (``'{}'``
     becomes group 1, the step)."""

@@ -12,7 +12,6 @@ import os.path as osp
 from copy import deepcopy
 from typing import Optional, Union
 
-import torch
 from mmengine.config import Config, ConfigDict
 
 TASKS = ('mmdet', 'mmseg')

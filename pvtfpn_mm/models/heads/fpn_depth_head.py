@@ -48,11 +48,12 @@ class FPNDepthHead(FPNConcatHead):
             ``dict(type='SiLogLoss')``.
         **kwargs: The other arguments of :class:`FPNConcatHead` and mmseg's
             ``BaseDecodeHead`` (``interpolate_mode='bilinear'``, ``norm_cfg=None``,
-            ``act_cfg=dict(type='ReLU')``, ``align_corners=False``, ...), except ``num_classes``/``out_channels``, which are 1.
+            ``act_cfg=dict(type='ReLU')``, ``align_corners=False``, ...), except
+            ``num_classes`` / ``out_channels``, which are 1.
 
     Raises:
-        ValueError: a non-positive or non-finite ``max_depth``, or ``num_classes``/``out_channels``
-            other than 1.
+        ValueError: a non-positive or non-finite ``max_depth``, or ``num_classes`` /
+            ``out_channels`` other than 1.
         TypeError: a non-numeric ``max_depth``.
     """
 
