@@ -404,3 +404,21 @@ def test_a_released_layout_is_converted_right_before_the_strict_load(tmp_path):
     for key, value in source.state_dict().items():
         assert torch.equal(runner.model.state_dict()[key], value), key
     assert "converted on the fly from the 'mmdet' layout" in log_text(runner)
+
+
+def test_the_lock_waits_for_the_children_of_an_ended_holder(tmp_path):
+    """The lock belongs to the open file: children forked by the holder (dataloader
+    workers) keep it a few seconds after the holder was killed; a new run waits for them
+    instead of naming a dead pid."""
+    code = ('import importlib.util as u, os, sys, time; '
+            f's = u.spec_from_file_location("lock", {LOCK_MODULE!r}); '
+            'm = u.module_from_spec(s); s.loader.exec_module(m); '
+            f'm.WorkDirLock({str(tmp_path)!r}).acquire(); '
+            'child = os.fork()\n'
+            'if child == 0:\n    time.sleep(2); os._exit(0)\n'  # holds the inherited lock
+            'print("locked", flush=True); os._exit(0)')  # the holder ends at once
+    holder = subprocess.run([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True,
+                            timeout=60)
+    assert holder.stdout.strip() == 'locked'
+    with WorkDirLock(str(tmp_path)):  # waited for the child, then took it
+        pass

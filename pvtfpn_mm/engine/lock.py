@@ -18,6 +18,23 @@ from typing import Optional
 LOCK_NAME = 'train.lock'
 
 
+#: How long to wait for the children of an ended holder to release the lock (seconds).
+ORPHAN_WAIT_S = 15
+
+
+def _alive(pid) -> bool:
+    """Whether process ``pid`` of this host exists."""
+    if not isinstance(pid, int) or pid <= 0:
+        return True  # unknown: assume it does
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class WorkDirBusyError(RuntimeError):
     """Another process is training into the same work dir."""
 
@@ -43,21 +60,34 @@ class WorkDirLock:
         return self._fd is not None
 
     def acquire(self) -> 'WorkDirLock':
-        """Takes the lock at once or raises :class:`WorkDirBusyError` naming the holder."""
+        """Takes the lock at once or raises :class:`WorkDirBusyError` naming the holder.
+
+        When the holder recorded in the file is a process of this host that has ended,
+        the lock is still held by its children (dataloader workers notice their parent's
+        death within seconds): then it waits up to :data:`ORPHAN_WAIT_S` for them.
+        """
         if self._fd is not None:
             return self
         os.makedirs(self.work_dir, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            os.close(fd)
-            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
+        deadline = time.monotonic() + ORPHAN_WAIT_S
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as err:
+                os.close(fd)
+                if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+            info = self.holder_info()
+            if (info.get('host') == socket.gethostname() and not _alive(info.get('pid'))
+                    and time.monotonic() < deadline):
+                time.sleep(0.5)
+                continue
             raise WorkDirBusyError(
                 f'the work dir {self.work_dir} is in use by another training: '
                 f'{self.holder_text()} (lock file {self.path}). Wait for it to finish, '
-                'or train into another --work-dir') from None
+                'or train into another --work-dir')
         info = dict(pid=os.getpid(), host=socket.gethostname(),
                     command=' '.join([sys.executable] + sys.argv),
                     started=time.strftime('%Y-%m-%d %H:%M:%S'))
@@ -67,13 +97,18 @@ class WorkDirLock:
         self._fd = fd
         return self
 
-    def holder_text(self) -> str:
-        """``'pid N on HOST, started T: COMMAND'`` of the lock file's current content."""
+    def holder_info(self) -> dict:
+        """The lock file's content: pid, host, command, started (empty if unreadable)."""
         try:
             with open(self.path) as f:
                 info = json.loads(f.read() or '{}')
         except (OSError, ValueError):
-            info = {}
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    def holder_text(self) -> str:
+        """``'pid N on HOST, started T: COMMAND'`` of the lock file's current content."""
+        info = self.holder_info()
         if not info:
             return 'a process that has not written its details yet'
         return (f'pid {info.get("pid")} on {info.get("host")}, started '
