@@ -14,10 +14,13 @@ mmdet and mmseg configs, and ``mim train`` / ``mim test``, find them by name):
 It also registers :func:`pvtfpn_mm.weights.read_checkpoint` as mmengine's loader of
 local checkpoint files (``CheckpointLoader``'s scheme ``''``): the same
 ``torch.load`` with safe loading, ``~`` expanded, and errors that name the file and say
-what is wrong with it instead of suggesting to switch safe loading off.
+what is wrong with it instead of suggesting to switch safe loading off. Only on torch
+>= 2.5, where :mod:`pvtfpn_mm.checkpoint` can allowlist what mmengine's checkpoints
+hold; older torch keeps mmengine's loader (see :mod:`pvtfpn_mm.compat`).
 """
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from pvtfpn_mm.compat import HAS_SAFE_GLOBALS
 from pvtfpn_mm.weights import read_checkpoint
 from .amp import CPUAmpOptimWrapper, accelerator_available, amp_optim_wrapper_type
 from .checkpoint_hook import AtomicCheckpointHook
@@ -32,7 +35,8 @@ def load_local_checkpoint(filename: str, map_location=None):
     return read_checkpoint(filename, map_location=map_location)
 
 
-CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint, force=True)
+if HAS_SAFE_GLOBALS:
+    CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint, force=True)
 
 __all__ = [
     'AtomicCheckpointHook', 'CPUAmpOptimWrapper', 'DatasetError', 'ExistingCheckpointsError',

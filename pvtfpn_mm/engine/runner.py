@@ -35,8 +35,9 @@ from mmengine.dist import broadcast_object_list, get_world_size, is_main_process
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from mmengine.runner.checkpoint import _load_checkpoint
 
-from pvtfpn_mm.weights import CheckpointReadError, read_checkpoint
+from pvtfpn_mm.weights import READ_ERRORS, CheckpointReadError
 from .amp import cpu_amp_config
 from .data_checks import EMPTY_DATASET_MESSAGE, DatasetError, check_built_dataset, explain_empty
 from .files import (CHECKPOINT_NAME, LAST_CHECKPOINT, list_checkpoints, list_partial_files,
@@ -217,14 +218,15 @@ class SafeRunner(Runner):
         failures = []
         for path in candidates:
             try:
-                checkpoint = read_checkpoint(path)
+                # the loader resume() uses (read_checkpoint where pvtfpn_mm registered it)
+                checkpoint = _load_checkpoint(path, map_location='cpu')
                 lacks = [k for k in RESUME_KEYS
                          if not isinstance(checkpoint, dict) or k not in checkpoint]
                 del checkpoint
                 if lacks:
                     raise CheckpointReadError(
                         f'{path!r} is not a training checkpoint (it lacks {lacks})')
-            except (CheckpointReadError, OSError) as err:
+            except (CheckpointReadError, OSError) + READ_ERRORS as err:
                 failures.append(f'{path}: {err}')
                 continue
             for failure in failures:

@@ -349,6 +349,13 @@ FOREIGN_KEYWORDS = {
 }
 
 
+def _tracing() -> bool:
+    """Whether torch.jit / torch.compile / torch.export is tracing (input checks on
+    symbolic sizes would only add guards there)."""
+    is_compiling = getattr(getattr(torch, 'compiler', None), 'is_compiling', None)
+    return torch.jit.is_tracing() or bool(is_compiling is not None and is_compiling())
+
+
 def _unknown_keywords(kwargs: dict) -> TypeError:
     names = sorted(kwargs)
     known = {k: FOREIGN_KEYWORDS[k] for k in names if k in FOREIGN_KEYWORDS}
@@ -679,7 +686,7 @@ class PVTv2(BaseModule):
             TypeError, ValueError: Not a tensor, not 4-D, other than ``in_channels``
                 channels, or smaller than :attr:`min_input_size`.
         """
-        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+        if not _tracing():
             self._check_input(x)
             if x.shape[0] == 0:
                 return self._empty_outputs(x)
