@@ -377,6 +377,7 @@ def test_bad_checkpoint_files_everywhere_we_load(tmp_path, kind):
     """PVTv2 / TopDownFPN / TimmFeatures Pretrained and mmengine's own loader (load_from,
     --resume, tools/test.py) all say what is wrong with the file."""
     from mmengine.runner.checkpoint import _load_checkpoint
+    from pvtfpn_mm.compat import HAS_SAFE_GLOBALS
     from pvtfpn_mm.models.backbones import TimmFeatures
     from pvtfpn_mm.models.necks import TopDownFPN
     from pvtfpn_mm.weights import CheckpointReadError
@@ -388,9 +389,10 @@ def test_bad_checkpoint_files_everywhere_we_load(tmp_path, kind):
         TopDownFPN([8], 4, init_cfg=dict(type='Pretrained', checkpoint=path)).init_weights()
     with pytest.raises(CheckpointReadError, match=name):
         TimmFeatures('resnet18', checkpoint=path)
-    with pytest.raises(CheckpointReadError, match=name) as info:
-        _load_checkpoint(path, map_location='cpu')
-    assert 'weights_only=False' not in str(info.value)
+    if HAS_SAFE_GLOBALS:  # mmengine's loader is ours there (pvtfpn_mm/engine/__init__.py)
+        with pytest.raises(CheckpointReadError, match=name) as info:
+            _load_checkpoint(path, map_location='cpu')
+        assert 'weights_only=False' not in str(info.value)
 
 
 def test_non_tensors_in_a_state_dict_are_named(tmp_path):

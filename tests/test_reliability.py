@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModel
+from mmengine.runner.checkpoint import _load_checkpoint
 
 import pvtfpn_mm  # noqa: F401  (registers the engine)
 from pvtfpn_mm.engine import (AtomicCheckpointHook, CPUAmpOptimWrapper, ExistingCheckpointsError,
@@ -117,7 +118,7 @@ def test_save_order_keeps_the_previous_checkpoint_until_the_new_one_is_complete(
     ], RecordingHook.events
     assert files(tmp_path) == ['iter_4.pth']  # removed only at the end
     # the checkpoint records both: a run resumed from it removes iter_2 itself
-    saved = torch.load(tmp_path / 'iter_4.pth', weights_only=True)
+    saved = _load_checkpoint(str(tmp_path / 'iter_4.pth'), map_location='cpu')
     assert saved['message_hub']['runtime_info']['keep_ckpt_ids'] == [2, 4]
 
 

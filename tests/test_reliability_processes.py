@@ -13,6 +13,7 @@ import time
 
 import pytest
 import torch
+from mmengine.runner.checkpoint import _load_checkpoint
 
 from test_tools import MIM, ROOT, TESTS, run, tiny_config, tool, toy  # noqa: F401
 
@@ -52,7 +53,7 @@ def pointed(work):
 
 
 def loads(path):
-    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    checkpoint = _load_checkpoint(path, map_location='cpu')  # the runner's loader
     return checkpoint['meta']['iter']
 
 
@@ -226,6 +227,6 @@ def test_amp_on_cpu_trains_with_bfloat16(tmp_path, toy):  # noqa: F811
     assert 'bfloat16 autocast on the CPU (CPUAmpOptimWrapper)' in out.stdout
     losses = [float(v) for v in re.findall(r' loss: ([\d.naninf]+)', out.stdout)]
     assert len(losses) == 2 and all(v == v and v < 1e4 for v in losses), out.stdout[-2000:]
-    state = torch.load(osp.join(work, 'iter_2.pth'), map_location='cpu', weights_only=True)
+    state = _load_checkpoint(osp.join(work, 'iter_2.pth'), map_location='cpu')
     assert all(v.dtype == torch.float32 for v in state['state_dict'].values()
                if v.is_floating_point())
