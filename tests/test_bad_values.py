@@ -230,14 +230,14 @@ def test_timm_features_layer_norms():
 
 
 @pytest.mark.parametrize('kwargs, error, match', [
-    (dict(img_size=0), ValueError, 'img_size must be at least 32, got 0'),
-    (dict(img_size=20), ValueError, 'img_size must be at least 32, got 20'),
-    (dict(img_size=5000), ValueError, 'img_size must be at most 2048, got 5000'),
-    (dict(img_size=64.0), TypeError, r'img_size must be an int, got 64\.0'),
-    (dict(num_train=0), ValueError, 'num_train must be at least 1, got 0'),
-    (dict(num_val=0), ValueError, 'num_val must be at least 1, got 0'),
-    (dict(num_val=-3), ValueError, 'num_val must be at least 1, got -3'),
-    (dict(seed=-1), ValueError, 'seed must be at least 0, got -1'),
+    (dict(img_size=0), ValueError, r'img_size \(--size\) must be at least 32, got 0'),
+    (dict(img_size=20), ValueError, r'img_size \(--size\) must be at least 32, got 20'),
+    (dict(img_size=5000), ValueError, r'img_size \(--size\) must be at most 2048, got 5000'),
+    (dict(img_size=64.0), TypeError, r'img_size \(--size\) must be an int, got 64\.0'),
+    (dict(num_train=0), ValueError, r'num_train \(--num-train\) must be at least 1, got 0'),
+    (dict(num_val=0), ValueError, r'num_val \(--num-val\) must be at least 1, got 0'),
+    (dict(num_val=-3), ValueError, r'num_val \(--num-val\) must be at least 1, got -3'),
+    (dict(seed=-1), ValueError, r'seed \(--seed\) must be at least 0, got -1'),
     (dict(formats=[]), ValueError, 'formats must be a non-empty list'),
     (dict(formats=['voc']), ValueError, r"unknown formats \['voc'\]"),
 ])

@@ -154,12 +154,13 @@ def _check_count(name: str, value, minimum: int = 1) -> int:
 
 def check_toy_data_args(num_train, num_val, img_size, seed, formats) -> None:
     """Raises TypeError / ValueError naming a bad argument of :func:`write_toy_data`."""
-    _check_count('num_train', num_train)
-    _check_count('num_val', num_val)
-    _check_count('img_size', img_size, IMG_SIZE_RANGE[0])
+    _check_count('num_train (--num-train)', num_train)
+    _check_count('num_val (--num-val)', num_val)
+    _check_count('img_size (--size)', img_size, IMG_SIZE_RANGE[0])
     if img_size > IMG_SIZE_RANGE[1]:
-        raise ValueError(f'img_size must be at most {IMG_SIZE_RANGE[1]}, got {img_size}')
-    _check_count('seed', seed, 0)
+        raise ValueError(f'img_size (--size) must be at most {IMG_SIZE_RANGE[1]}, got '
+                         f'{img_size}')
+    _check_count('seed (--seed)', seed, 0)
     if isinstance(formats, str) or not formats:
         raise ValueError(f'formats must be a non-empty list of {FORMATS}, got {formats!r}')
     unknown = set(formats) - set(FORMATS)
