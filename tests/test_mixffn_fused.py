@@ -135,7 +135,7 @@ def test_fused_only_when_unobservable(monkeypatch):
     _run(mlp, autocast=True)
     assert calls.n == 2
     _run(mlp, grad=True)
-    assert calls.n == 2  # autograd: op by op (for now)
+    assert calls.n == 2  # autograd, small hidden tensors: op by op
     dropout = make_mlp()
     dropout.drop.p = 0.1
     _run(dropout.train())
@@ -174,3 +174,104 @@ def test_whole_model_any_block_layout_equals_timm(monkeypatch):
             assert calls.n - n == sum(model.depths)
             for out, exp in zip(outs, expected):
                 torch.testing.assert_close(out, exp, rtol=0, atol=ATOL)
+
+
+# ---- autograd: MixFFNFunction / mixffn_backward ---------------------------------------
+
+def _params(mlp):
+    return (mlp.fc1.weight, mlp.fc1.bias, mlp.dwconv.weight, mlp.dwconv.bias,
+            mlp.fc2.weight, mlp.fc2.bias)
+
+
+@pytest.mark.parametrize('relu', [False, True])
+@pytest.mark.parametrize('b, h, w', [(2, 5, 3), (1, 1, 4), (1, 4, 1)])
+def test_function_gradcheck(b, h, w, relu):
+    mlp = MixFFN(3, 5, extra_relu=relu).double()
+    x = torch.randn(b, h * w, 3, dtype=torch.double, requires_grad=True)
+
+    def f(x, *params):
+        return mixffn_fused.MixFFNFunction.apply(x, (h, w), *params, relu)
+
+    assert torch.autograd.gradcheck(f, (x, *_params(mlp)), eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize('relu', [False, True])
+@pytest.mark.parametrize('h, w', [(1, 3), (2, 2), (6, 3), (7, 2)])
+def test_blocked_backward_equals_autograd(h, w, relu):
+    """Every block size (one row ... one block), every subset of wanted gradients."""
+    mlp = MixFFN(4, 12, extra_relu=relu).double()
+    mlp.fused = False
+    x = torch.randn(2, h * w, 4, dtype=torch.double, requires_grad=True)
+    out = mlp(x, (h, w))
+    grad_out = torch.randn_like(out)
+    inputs = (x, *_params(mlp))
+    expected = torch.autograd.grad(out, inputs, grad_out)
+    detached = [t.detach() for t in inputs]
+    for rows in range(1, h + 2):
+        for needs in ([True] * 7, [True] + [False] * 6, [False] + [True] * 6,
+                      [False, False, False, True, False, True, False]):
+            grads = mixffn_fused.mixffn_backward(
+                grad_out, detached[0], (h, w), *detached[1:], relu, needs, rows=rows)
+            for need, grad, exp in zip(needs, grads, expected):
+                if not need:
+                    assert grad is None
+                else:
+                    torch.testing.assert_close(grad, exp, rtol=1e-10, atol=1e-10,
+                                               msg=f'rows={rows} needs={needs}')
+
+
+def test_module_takes_the_autograd_path_for_large_hidden_tensors(monkeypatch):
+    calls = []
+    apply = mixffn_fused.MixFFNFunction.apply
+    monkeypatch.setattr(pvt_v2.MixFFNFunction, 'apply',
+                        lambda *args: calls.append(1) or apply(*args))
+    mlp = make_mlp().train()
+    x = torch.randn(2, 5 * 4, 8, requires_grad=True)
+    expected = torch.autograd.grad(reference_grad(mlp, x, (5, 4)), x)
+    mlp(x, (5, 4)).square().sum().backward()
+    assert calls == []  # 2 x 20 tokens x 24 hidden: below FUSED_AUTOGRAD_MIN_BYTES
+    monkeypatch.setattr(pvt_v2, 'FUSED_AUTOGRAD_MIN_BYTES', 2 * 20 * 24 * 4)
+    out = mlp(x, (5, 4))
+    assert calls == [1]
+    grad, = torch.autograd.grad(out.square().sum(), x)
+    torch.testing.assert_close(grad, expected[0], rtol=1e-5, atol=1e-5)
+
+
+def reference_grad(mlp, x, hw):
+    mlp.fused = False
+    try:
+        return mlp(x, hw).square().sum()
+    finally:
+        del mlp.fused
+
+
+@pytest.mark.parametrize('with_cp', [False, True])
+def test_whole_model_training_step_equals_op_by_op(monkeypatch, with_cp):
+    """Same loss and gradients (b2_li: the ReLU; frozen stage 0: no parameter grads
+    there) with the blocked autograd path forced for every MLP, with and without
+    with_cp."""
+    monkeypatch.setattr(pvt_v2, 'FUSED_AUTOGRAD_MIN_BYTES', 0)
+    calls = []
+    apply = mixffn_fused.MixFFNFunction.apply
+    monkeypatch.setattr(pvt_v2.MixFFNFunction, 'apply',
+                        lambda *args: calls.append(1) or apply(*args))
+    kwargs = dict(depths=(1, 2, 1, 1), frozen_stages=0, with_cp=with_cp)
+    fused = random_params_(PVTv2('b2_li', **kwargs), seed=3).train()
+    plain = PVTv2('b2_li', **kwargs).train()
+    plain.load_state_dict(fused.state_dict())
+    for m in plain.modules():
+        if isinstance(m, MixFFN):
+            m.fused = False
+    x = torch.randn(2, 3, 64, 48)
+    grads = []
+    for model in (fused, plain):
+        loss = sum((o * torch.linspace(-1, 1, o.shape[1])[:, None, None]).square().mean()
+                   for o in model(x))
+        loss.backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    # stage 0 is frozen (no autograd there); with_cp runs the others again in backward
+    assert len(calls) == 4 * (2 if with_cp else 1)
+    assert grads[0].keys() == grads[1].keys()
+    assert not any(n.startswith('stages.0.') for n in grads[0])
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grad, grads[1][name], rtol=1e-4, atol=1e-6, msg=name)

@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from _helpers import random_params_
 
+from pvtfpn_mm.models.backbones import pvt_v2
 from pvtfpn_mm.models.backbones.pvt_v2 import PVTv2
 
 
@@ -50,11 +51,16 @@ def _mlp_child(name: str) -> bool:
 @pytest.mark.parametrize('arch', ['b0', 'b2_li'])
 @pytest.mark.parametrize('mode', ['eval_no_grad', 'train_grad'])
 @pytest.mark.parametrize('hooked', ['every_module', 'all_but_mlp_children'])
-def test_returned_tensors_are_never_changed(arch, mode, hooked):
+def test_returned_tensors_are_never_changed(arch, mode, hooked, monkeypatch):
     """Every tensor any submodule returned still equals its clone after the whole
     forward (and backward). With hooks on the MLPs' children too, MixFFN calls each of
-    them; without, it may take its fused path -- which must not change anything a
-    caller sees either."""
+    them; without, it takes its fused path (forced here for autograd too) -- which must
+    not change anything a caller sees either."""
+    monkeypatch.setattr(pvt_v2, 'FUSED_AUTOGRAD_MIN_BYTES', 0)
+    fused = []
+    forward, apply = pvt_v2.mixffn_forward, pvt_v2.MixFFNFunction.apply
+    monkeypatch.setattr(pvt_v2, 'mixffn_forward', lambda *a: fused.append(1) or forward(*a))
+    monkeypatch.setattr(pvt_v2.MixFFNFunction, 'apply', lambda *a: fused.append(1) or apply(*a))
     model = random_params_(PVTv2(arch, drop_path_rate=0.1), seed=7)
     modules = [(n or 'PVTv2', m) for n, m in model.named_modules()
                if hooked == 'every_module' or not _mlp_child(n)]
@@ -71,6 +77,7 @@ def test_returned_tensors_are_never_changed(arch, mode, hooked):
         sum(o.square().mean() for o in outs).backward()
     assert len(outs) == 4
     assert len(recorder.records) >= len(modules)  # every hooked module returned something
+    assert len(fused) == (0 if hooked == 'every_module' else sum(model.depths))
     assert recorder.changed() == []
     assert torch.equal(x, x_clone)
     recorder.remove()

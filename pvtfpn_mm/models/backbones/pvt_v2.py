@@ -30,7 +30,8 @@ from mmengine.model import BaseModule, initialize
 from timm.layers import DropPath, trunc_normal_
 
 from pvtfpn_mm.compat import calculate_drop_path_rates
-from pvtfpn_mm.models.backbones.mixffn_fused import (any_global_module_hook, has_hooks,
+from pvtfpn_mm.models.backbones.mixffn_fused import (FUSED_AUTOGRAD_MIN_BYTES, MixFFNFunction,
+                                                      any_global_module_hook, has_hooks,
                                                       mixffn_forward)
 from pvtfpn_mm.registry import register_model
 from pvtfpn_mm.weights import load_pretrained
@@ -162,13 +163,17 @@ class SpatialReductionAttention(nn.Module):
 class MixFFN(nn.Module):
     """MLP with a 3 x 3 depthwise convolution between its two linear layers.
 
-    On the CPU, without gradients, :func:`~.mixffn_fused.mixffn_forward` computes it by
-    blocks of image rows that stay in the cache (the hidden tensor is 4-8 times the
-    input; see :mod:`.mixffn_fused`). That path calls no submodule, so it is taken only
-    when nothing could tell the difference: no hook on ``fc1``, ``relu``, ``dwconv``,
-    ``act``, ``drop``, ``fc2`` (nor a global module hook), the submodules of the stock
-    types, dropout inactive, no autocast, not tracing or compiling. Otherwise (and with
-    :attr:`fused` set to False) the submodules are called one after another.
+    On the CPU, :func:`~.mixffn_fused.mixffn_forward` computes it by blocks of image
+    rows that stay in the cache (the hidden tensor is 4-8 times the input; see
+    :mod:`.mixffn_fused`); with autograd, where the hidden tensors of the batch are
+    large (:data:`~.mixffn_fused.FUSED_AUTOGRAD_MIN_BYTES`),
+    :class:`~.mixffn_fused.MixFFNFunction` does the same and recomputes them block by
+    block in the backward pass instead of keeping them. That path calls no submodule,
+    so it is taken only when nothing could tell the difference: no hook on ``fc1``,
+    ``relu``, ``dwconv``, ``act``, ``drop``, ``fc2`` (nor a global module hook), the
+    submodules of the stock types, dropout inactive, no autocast, no functorch
+    transform, not tracing or compiling. Otherwise (and with :attr:`fused` set to
+    False) the submodules are called one after another.
 
     Args:
         embed_dims (int): Input and output channels.
@@ -190,37 +195,42 @@ class MixFFN(nn.Module):
         self.drop = nn.Dropout(drop)
         self.fc2 = nn.Linear(hidden_dims, embed_dims)
 
-    def _can_fuse(self, x: torch.Tensor) -> bool:
-        """Whether the row-blocked CPU path gives what the module calls would, to every
-        observer (see the class docstring)."""
+    def _fused_path(self, x: torch.Tensor) -> Optional[str]:
+        """``'no_grad'`` or ``'autograd'`` when the row-blocked CPU path gives what the
+        module calls would, to every observer (see the class docstring); else None."""
         if not self.fused or type(x) is not torch.Tensor or x.device.type != 'cpu' \
                 or torch.jit.is_tracing() or torch.jit.is_scripting() \
                 or torch.compiler.is_compiling() or torch.is_autocast_enabled('cpu') \
-                or (self.training and self.drop.p > 0):
-            return False
-        if torch.is_grad_enabled() and (
-                x.requires_grad or any(p.requires_grad for p in self.parameters())):
-            return False
-        if any_global_module_hook():
-            return False
+                or torch._C._are_functorch_transforms_active() \
+                or (self.training and self.drop.p > 0) or any_global_module_hook():
+            return None
         children = (self.fc1, self.relu, self.dwconv, self.act, self.drop, self.fc2)
         if any(has_hooks(m) for m in children):
-            return False
+            return None
         dw = self.dwconv
-        return (type(self.fc1) is nn.Linear and type(self.fc2) is nn.Linear
+        if not (type(self.fc1) is nn.Linear and type(self.fc2) is nn.Linear
                 and type(self.relu) in (nn.ReLU, nn.Identity)
                 and type(self.act) is nn.GELU and self.act.approximate == 'none'
                 and type(dw) is nn.Conv2d and dw.padding_mode == 'zeros'
                 and dw.kernel_size == (3, 3) and dw.stride == (1, 1)
                 and dw.padding == (1, 1) and dw.dilation == (1, 1)
-                and dw.groups == dw.in_channels == dw.out_channels)
+                and dw.groups == dw.in_channels == dw.out_channels):
+            return None
+        if not torch.is_grad_enabled() or not (
+                x.requires_grad or any(p.requires_grad for p in self.parameters())):
+            return 'no_grad'
+        # With autograd, recomputing fc1 in the backward pass pays only where the hidden
+        # tensors autograd would keep are too large for the cache.
+        hidden_bytes = x.shape[0] * x.shape[1] * self.fc1.out_features * x.element_size()
+        return 'autograd' if hidden_bytes >= FUSED_AUTOGRAD_MIN_BYTES else None
 
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
-        if self._can_fuse(x):
-            return mixffn_forward(
-                x, hw_shape, self.fc1.weight, self.fc1.bias, self.dwconv.weight,
-                self.dwconv.bias, self.fc2.weight, self.fc2.bias,
-                relu=type(self.relu) is nn.ReLU)
+        path = self._fused_path(x)
+        if path is not None:
+            args = (x, hw_shape, self.fc1.weight, self.fc1.bias, self.dwconv.weight,
+                    self.dwconv.bias, self.fc2.weight, self.fc2.bias,
+                    type(self.relu) is nn.ReLU)
+            return mixffn_forward(*args) if path == 'no_grad' else MixFFNFunction.apply(*args)
         x = self.relu(self.fc1(x))
         x = self.act(_nchw_to_tokens(self.dwconv(_nhwc_as_nchw(x, hw_shape))))
         return self.drop(self.fc2(self.drop(x)))
