@@ -275,11 +275,22 @@ def count_flops(model: nn.Module, batch: dict) -> int:
         model.train(was_training)
 
 
+def quiet_init(model: nn.Module) -> None:
+    """``model.init_weights()`` without mmengine's log line for every parameter."""
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
+
+
 def build_for_benchmark(config: str, device: torch.device,
                         cfg_options: Optional[dict] = None):
     """``(cfg, model, optim_wrapper)``: the config's model (no pretrained weights, SyncBN
     reverted, initialized, on ``device``) and its optimizer wrapper."""
-    from mmengine.logging import MMLogger
     from mmengine.model import revert_sync_batchnorm
     from mmengine.optim import build_optim_wrapper
 
@@ -289,13 +300,7 @@ def build_for_benchmark(config: str, device: torch.device,
     cfg.model = _drop_pretrained(cfg.model.to_dict() if hasattr(cfg.model, 'to_dict')
                                  else cfg.model)
     model = revert_sync_batchnorm(build_model_from_config(cfg))
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)  # not the initialization of every parameter
-    try:
-        model.init_weights()
-    finally:
-        logger.setLevel(level)
+    quiet_init(model)
     model.to(device)
     optim_wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
     return cfg, model, optim_wrapper

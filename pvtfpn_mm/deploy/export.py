@@ -1,0 +1,199 @@
+"""``tools/export_onnx.py``: a config + checkpoint -> one ONNX file, preprocessing to NMS.
+
+The model is built from the config, the checkpoint loaded strictly (a released checkpoint
+of a foreign layout is converted first, :func:`pvtfpn_mm.weights.convert_to_model_layout`),
+wrapped by :func:`pvtfpn_mm.deploy.graph.end_to_end` and exported with PyTorch's ONNX
+exporter (``torch.onnx.export(dynamo=True)``, which needs ``onnxscript``; the
+TorchScript exporter cannot express the data-dependent sizes of score filtering and NMS
+without baking the trace's sizes in), opset 18, image height and width dynamic. The
+file's metadata (``metadata_props``) holds what :mod:`pvtfpn_mm.deploy.infer` needs:
+the task, the class names, the test pipeline (resizing happens before the graph).
+"""
+import contextlib
+import json
+import os
+from typing import Iterator, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from .graph import end_to_end
+
+#: ONNX opset (RoiAlign with half_pixel coordinates needs >= 16).
+OPSET = 18
+#: Image size of the example input traced; every pyramid level of it must be larger
+#: than 1 x 1 (size-1 dimensions are specialized by the tracer).
+TRACE_SIZE = (320, 384)
+
+INPUTS = {
+    'single_stage': ('image', 'scale_factor'),
+    'two_stage': ('image', 'scale_factor'),
+    'segmentor': ('image',),
+}
+
+
+def output_names(kind: str, model: nn.Module) -> Tuple[str, ...]:
+    if kind == 'segmentor':
+        return ('seg_logits', 'labels')
+    if kind == 'two_stage' and getattr(model.roi_head, 'with_mask', False):
+        return ('boxes', 'scores', 'labels', 'mask_probs')
+    return ('boxes', 'scores', 'labels')
+
+
+def load_model(config: str, checkpoint: Optional[str],
+               cfg_options: Optional[dict] = None):
+    """``(cfg, model)``: ``config``'s model in eval mode, with ``checkpoint`` loaded
+    strictly (None: the model's own initialization, for tests)."""
+    from mmengine.model import revert_sync_batchnorm
+
+    from pvtfpn_mm.benchmark.configs import _drop_pretrained
+    from pvtfpn_mm.tools_lib.build import build_model_from_config, load_model_config
+    from pvtfpn_mm.weights import (_unwrap, convert_to_model_layout, load_state_dict_strict,
+                                   read_checkpoint)
+    cfg = load_model_config(config, cfg_options)
+    cfg.model = _drop_pretrained(cfg.model.to_dict())
+    model = revert_sync_batchnorm(build_model_from_config(cfg))
+    if checkpoint is None:
+        from pvtfpn_mm.benchmark.configs import quiet_init
+        quiet_init(model)
+    else:
+        state = dict(_unwrap(read_checkpoint(checkpoint)))
+        state = {k[len('module.'):] if k.startswith('module.') else k: v
+                 for k, v in state.items()}
+        state, layout = convert_to_model_layout(state, model)
+        if layout is not None:
+            print(f'checkpoint {checkpoint!r}: converted from the {layout!r} layout')
+        load_state_dict_strict(model, state, source=f'checkpoint {checkpoint!r}')
+    return cfg, model.eval()
+
+
+def _upsample_by_factor(self, x):
+    """mmseg ``Upsample.forward`` with ``size=None``: ``resize`` to ``int(s * factor)``,
+    written as a scale factor (the same output: for these integer factors ``int(s *
+    factor) == s * factor`` and the source coordinates are ``(d + 0.5) / factor - 0.5``
+    either way) so that the size stays symbolic."""
+    import torch.nn.functional as F
+    return F.interpolate(x, scale_factor=self.scale_factor, mode=self.mode,
+                         align_corners=self.align_corners)
+
+
+@contextlib.contextmanager
+def exportable(model: nn.Module) -> Iterator[None]:
+    """Makes Python-side size handling symbolic while exporting, with the same numbers:
+
+    - input validation (``_check_inputs`` of our necks and heads) is left out of the
+      traced graph -- it turns sizes into Python ints, which would fix the image size
+      (the eager run on the example input before export still checks it);
+    - mmseg's ``Upsample`` modules computing their output size as ``int(size *
+      scale_factor)`` interpolate by the (integer) factor instead.
+    """
+    patched = []
+    for module in model.modules():
+        if callable(getattr(module, '_check_inputs', None)):
+            module._check_inputs = lambda *args, **kwargs: None
+            patched.append((module, '_check_inputs'))
+        if type(module).__name__ == 'Upsample' and getattr(module, 'size', 0) is None \
+                and float(module.scale_factor).is_integer():
+            module.forward = _upsample_by_factor.__get__(module)
+            patched.append((module, 'forward'))
+    try:
+        yield
+    finally:
+        for module, name in patched:
+            delattr(module, name)
+
+
+def class_names(cfg, model: nn.Module) -> list:
+    """The class names of the config's test dataset (metainfo), else ``class i``."""
+    loader = cfg.get('test_dataloader') or {}
+    dataset = loader.get('dataset', {})
+    while 'dataset' in dataset:
+        dataset = dataset['dataset']
+    classes = (dataset.get('metainfo') or {}).get('classes')
+    if classes is None:
+        try:
+            from mmengine.registry import DATASETS, init_default_scope
+            init_default_scope(cfg.default_scope)
+            classes = DATASETS.get(dataset['type']).METAINFO['classes']
+        except Exception:  # noqa: BLE001  (any dataset class: names are optional)
+            classes = None
+    if classes is None:
+        head = getattr(model, 'bbox_head', None) or getattr(model, 'decode_head', None)
+        if head is None and hasattr(model, 'roi_head'):
+            head = model.roi_head.bbox_head
+        classes = [f'class {i}' for i in range(int(getattr(head, 'num_classes', 0)))]
+    return list(classes)
+
+
+def test_pipeline(cfg) -> list:
+    """The config's test pipeline without annotation loading (the helper's input)."""
+    loader = cfg.get('test_dataloader') or {}
+    dataset = loader.get('dataset', {})
+    while 'dataset' in dataset:
+        dataset = dataset['dataset']
+    pipeline = dataset.get('pipeline') or cfg.get('test_pipeline') or []
+    return [dict(step) for step in pipeline
+            if not str(step.get('type', '')).split('.')[-1].startswith('LoadAnnotations')]
+
+
+def export_onnx(config: str, checkpoint: Optional[str], out: str, force: bool = False,
+                cfg_options: Optional[dict] = None, check: bool = True) -> str:
+    """Exports ``config`` with ``checkpoint`` end to end to ``out`` (see the module doc).
+
+    Args:
+        config (str): One of our mmdet / mmseg configs.
+        checkpoint (str, optional): Its trained weights (None: initialization only).
+        out (str): The ``.onnx`` file to write (``~`` expanded; its folder must exist).
+        force (bool): Overwrite ``out``. Defaults to False.
+        cfg_options (dict, optional): Overrides of the config.
+        check (bool): Run ``onnx.checker`` on the result. Defaults to True.
+
+    Returns:
+        str: The file written.
+    """
+    import onnx
+
+    from pvtfpn_mm.weights import _check_output
+    out = os.path.expanduser(out)
+    _check_output(out, force, checkpoint)
+    cfg, model = load_model(config, checkpoint, cfg_options)
+    graph, kind = end_to_end(model)
+    graph.eval()
+    example = [torch.randint(0, 256, (1, 3, *TRACE_SIZE)).float()]
+    if kind != 'segmentor':
+        example.append(torch.ones(2))
+    with torch.no_grad():
+        graph(*example)  # eager run: the models' own input checks see the example
+    # DYNAMIC, not AUTO: an export that would fix the image size fails instead
+    dims = {'image': {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}}
+    if kind != 'segmentor':
+        dims['scale_factor'] = None
+    folder = os.path.dirname(os.path.abspath(out))
+    tmp = os.path.join(folder, f'.{os.path.basename(out)}.tmp')
+    try:
+        with torch.no_grad(), exportable(model):
+            program = torch.onnx.export(
+                graph, tuple(example), dynamo=True, opset_version=OPSET,
+                input_names=list(INPUTS[kind]), output_names=list(output_names(kind, model)),
+                dynamic_shapes=dims, external_data=False, verbose=False)
+        proto = program.model_proto
+        meta = dict(task=cfg.default_scope, kind=kind,
+                    classes=json.dumps(class_names(cfg, model)),
+                    pipeline=json.dumps(test_pipeline(cfg)),
+                    align_corners=bool(getattr(getattr(model, 'decode_head', None),
+                                               'align_corners', False)),
+                    config=os.path.basename(config),
+                    exporter=f'torch {torch.__version__} dynamo, opset {OPSET}')
+        for key, value in meta.items():
+            proto.metadata_props.add(key=key, value=str(value))
+        if check:
+            onnx.checker.check_model(proto)
+        with open(tmp, 'wb') as f:
+            f.write(proto.SerializeToString())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return out
