@@ -1,26 +1,87 @@
+import os
 import os.path as osp
+import shutil
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+ROOT = osp.dirname(osp.abspath(__file__))
+#: What OpenMMLab's tools look for in ``<package>/.mim`` of an installed package: mim
+#: (``mim search / train / test pvtfpn_mm``) and mmengine's inferencers read
+#: ``.mim/model-index.yml`` and the configs under ``.mim/configs``; ``mim train`` runs
+#: ``.mim/tools/train.py``.
+MIM_FILES = ('configs', 'tools', 'model-index.yml', 'README.md')
 
 
 def read_version():
     namespace = {}
-    with open(osp.join(osp.dirname(__file__), 'pvtfpn_mm', 'version.py')) as f:
+    with open(osp.join(ROOT, 'pvtfpn_mm', 'version.py')) as f:
         exec(f.read(), namespace)
     return namespace['__version__']
 
+
+class BuildPyWithMim(build_py):
+    """build_py that also copies configs/, tools/, model-index.yml and README.md into
+    ``pvtfpn_mm/.mim`` of the build -- OpenMMLab's layout (mmdet's ``add_mim_extension``
+    copies the same files into its source tree; here the source tree stays untouched).
+
+    An editable install (``pip install -e .``) gets no ``.mim``: there the configs sit
+    next to the package (``<repo>/configs``), where mmengine's inferencers look first.
+    """
+
+    def run(self):
+        super().run()
+        if getattr(self, 'editable_mode', False):
+            return
+        target = osp.join(self.build_lib, 'pvtfpn_mm', '.mim')
+        for name in MIM_FILES:
+            src, dst = osp.join(ROOT, name), osp.join(target, name)
+            if osp.isdir(dst):
+                shutil.rmtree(dst)
+            os.makedirs(target, exist_ok=True)
+            if osp.isdir(src):
+                shutil.copytree(src, dst, ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+            else:
+                shutil.copyfile(src, dst)
+
+
+# Lower bounds: the "oldest supported" stack (requirements/constraints-oldest.txt) that
+# ./test.sh tests besides the pinned newest one (requirements/constraints.txt). Loose on
+# purpose: installing into an existing mmdet 3.3 / mmseg 1.2 environment (torch 2.1,
+# mmcv 2.1.0, timm 0.9, numpy 1.26) changes none of them. torch and mmcv come from that
+# environment (or tools/setup_env.sh): mmcv has no wheels for most torch versions and
+# builds from source, so pip must never pick another one.
+INSTALL_REQUIRES = [
+    'torch>=2.1',
+    'mmcv>=2.1.0,<2.2.0',  # mmdet 3.3 / mmseg 1.2 refuse mmcv >= 2.2
+    'mmengine>=0.10.3,<1.0',
+    'timm>=0.9.16',
+    'numpy>=1.26',
+    'packaging',
+]
+EXTRAS_REQUIRE = {
+    'mmdet': ['mmdet>=3.3.0,<3.4', 'pycocotools>=2.0.7'],
+    # mmseg 1.2 imports ftfy and regex without declaring them.
+    'mmseg': ['mmsegmentation>=1.2.2,<1.3', 'ftfy>=6.1', 'regex'],
+    'mmpretrain': ['mmpretrain>=1.2.0,<1.3'],
+    # ONNX export and its check; torchvision (its nms / roi_align) must match your torch.
+    'deploy': ['onnx>=1.16', 'onnxruntime>=1.18'],
+    # mmdet's / mmseg's analysis tools (analyze_logs, benchmark).
+    'analysis': ['seaborn>=0.13', 'psutil>=5.9'],
+    'tests': ['pytest>=7'],
+}
 
 setup(
     name='pvtfpn_mm',
     version=read_version(),
     description='PVT-v2 backbones and an FPN neck with heads for mmdetection 3.x '
     'and mmsegmentation 1.x',
-    long_description=open(osp.join(osp.dirname(__file__), 'README.md')).read(),
+    long_description=open(osp.join(ROOT, 'README.md')).read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['pvtfpn_mm', 'pvtfpn_mm.*']),
+    cmdclass={'build_py': BuildPyWithMim},
     python_requires='>=3.9',
-    # The tested stack is pinned in requirements/constraints.txt and installed by
-    # tools/setup_env.sh (mmcv needs a source build); these are the loose requirements.
-    install_requires=['torch>=2.0', 'mmengine>=0.10', 'timm>=0.9'],
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
     license='Apache-2.0',
 )

@@ -50,3 +50,71 @@ def test_no_config_name_is_an_openmmlab_name(package):
     if package == 'mmdet':
         # The names we had before: the check can fail.
         assert 'retinanet_pvtv2-b0_fpn_1x_coco.py' in shipped
+
+
+# --- the model index (model-index.yml + configs/*/metafile.yml) ---------------------------
+
+def index_models():
+    import yaml
+    with open(osp.join(ROOT, 'model-index.yml')) as f:
+        imports = yaml.safe_load(f)['Import']
+    models = []
+    for metafile in imports:
+        with open(osp.join(ROOT, metafile)) as f:
+            models += yaml.safe_load(f)['Models']
+    return imports, models
+
+
+def test_model_index_lists_every_config_once():
+    imports, models = index_models()
+    metafiles = sorted(osp.relpath(p, ROOT) for p in glob.glob(
+        osp.join(ROOT, 'configs', '*', 'metafile.yml')))
+    assert sorted(imports) == metafiles
+    listed = [m['Config'] for m in models]
+    assert sorted(listed) == sorted(osp.relpath(p, ROOT) for p in CONFIGS)
+    for m in models:
+        assert m['Name'] == osp.basename(m['Config'])[:-3]
+        assert isinstance(m['Metadata']['Parameters'], int)
+        assert 'Weights' in m  # mmengine's inferencers read it; null: none released
+        trained = m['Metadata']['Trained Weights']
+        assert trained == (m['Weights'] or 'none released')
+        if 'Results' in m:
+            assert m['Metadata']['Results Source'], m['Name']
+        backbone_weights = m['Metadata'].get('Pretrained')
+        if backbone_weights:
+            assert backbone_weights.startswith(
+                'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b')
+
+
+def test_mim_parses_the_index():
+    """What ``mim search pvtfpn_mm`` does with the index: every config is a row."""
+    pytest.importorskip('mim')
+    from mim.commands.search import convert2df
+    from modelindex.load_model_index import load
+    table = convert2df(load(osp.join(ROOT, 'model-index.yml')))
+    assert set(table.index) == {osp.basename(p)[:-3] for p in CONFIGS}
+    assert table.loc['retinanet_pvtv2-b0_topdownfpn_1x_coco', 'coco/box_ap'] == 37.2
+    assert table.loc['fpn_pvtv2-b5_topdownfpn_8xb4-40k_ade20k-512x512', 'ade20k/miou'] == 48.7
+
+
+def test_lookup_by_name():
+    from pvtfpn_mm.model_index import get_config_path, get_model_info, list_models
+    assert len(list_models()) == len(CONFIGS)
+    path = get_config_path('mask-rcnn_pvtv2-b2_topdownfpn_ms-3x_coco')
+    assert path == osp.join(ROOT, 'configs', 'mask_rcnn',
+                            'mask-rcnn_pvtv2-b2_topdownfpn_ms-3x_coco.py')
+    assert get_config_path('retinanet_r50_topdownfpn_1x_coco.py').endswith(
+        'configs/resnet/retinanet_r50_topdownfpn_1x_coco.py')
+    assert get_model_info('retinanet_r50_topdownfpn_1x_coco')['Weights'].startswith(
+        'https://download.openmmlab.com/mmdetection/')
+    with pytest.raises(KeyError, match="no pvtfpn_mm config named 'retinanet_pvtv2-b0_fpn_1x_coco'"):
+        get_config_path('retinanet_pvtv2-b0_fpn_1x_coco')
+
+
+def test_every_config_resolves():
+    from mmengine.config import Config
+    for path in CONFIGS:
+        cfg = Config.fromfile(path)
+        assert 'pvtfpn_mm' in cfg.custom_imports['imports'], path
+        assert cfg.model.get('backbone') and cfg.model.get('neck' if 'upernet' not in path
+                                                             else 'decode_head'), path
