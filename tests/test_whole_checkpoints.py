@@ -14,6 +14,7 @@ loaded with their keys as they are.
 import glob
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import warnings
@@ -378,3 +379,53 @@ def test_no_warning_for_layouts_trained_with_the_models_eps():
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         convert_to_model_layout(official_checkpoint('retinanet')['state_dict'], model)
+
+
+# ------------------------------------------------- tools/test.py and mim test, end to end
+
+
+@pytest.mark.slow
+def test_test_tools_convert_a_released_layout_on_the_fly(tmp_path):
+    """An mmdet-layout checkpoint of the quickstart RetinaNet tested as it is: the
+    strict loading of our configs converts it (logging so) and the metrics are those of
+    the same weights in our layout."""
+    from pvtfpn_mm.tools_lib.toy_data import write_toy_data
+    from pvtfpn_mm.weights import from_ours
+    toy = tmp_path / 'toy'
+    write_toy_data(str(toy), num_train=2, num_val=4, img_size=64, seed=0)
+    base = config('quickstart/retinanet_pvtv2-b0_*toy-96.py')
+    cfg_path = tmp_path / 'tiny.py'
+    cfg_path.write_text(
+        f"_base_ = '{base}'\ndata_root = '{toy}/coco/'\n"
+        "test_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False,\n"
+        "                       dataset=dict(data_root=data_root))\n"
+        "test_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')\n"
+        "model = dict(test_cfg=dict(score_thr=0.0))\n")
+    model = random_params_(build(str(cfg_path)), seed=2)
+    ours = tmp_path / 'ours.pth'
+    torch.save({'meta': {}, 'state_dict': model.state_dict()}, ours)
+    state = model.state_dict()
+    backbone = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+    mmdet_state = {'backbone.' + k: v for k, v in from_ours(backbone, 'mmdet').items()}
+    mmdet_state.update((k, v) for k, v in state.items() if not k.startswith('backbone.'))
+    assert detect_layout(mmdet_state) == 'mmdet'
+    released = tmp_path / 'released_mmdet.pth'
+    save_checkpoint(dict(meta=dict(epoch=12), state_dict=mmdet_state), str(released))
+
+    def test_tool(*cmd):
+        proc = subprocess.run([*cmd, '--work-dir', str(tmp_path / 'work')], cwd=REPO,
+                              capture_output=True, text=True, timeout=600,
+                              env=dict(os.environ, OMP_NUM_THREADS='1'))
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        out = proc.stdout + proc.stderr
+        return out, re.search(r'coco/bbox_mAP: (\S+)', out).group(1)
+
+    tool = [sys.executable, osp.join(REPO, 'tools', 'test.py'), str(cfg_path)]
+    out, converted_map = test_tool(*tool, str(released))
+    assert "converted on the fly from the 'mmdet' layout" in out
+    out, ours_map = test_tool(*tool, str(ours))
+    assert 'converted on the fly' not in out
+    assert converted_map == ours_map
+    mim = osp.join(osp.dirname(sys.executable), 'mim')
+    out, mim_map = test_tool(mim, 'test', 'mmdet', str(cfg_path), '--checkpoint', str(released))
+    assert "converted on the fly from the 'mmdet' layout" in out and mim_map == ours_map
