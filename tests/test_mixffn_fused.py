@@ -63,12 +63,14 @@ def test_blocked_forward_without_biases():
     torch.testing.assert_close(out, ref, rtol=0, atol=ATOL)
 
 
-def test_input_is_not_changed_and_output_is_new():
+def test_input_is_not_changed_and_output_is_new(monkeypatch):
+    calls = Calls(monkeypatch)
     mlp = make_mlp()
     x = torch.randn(2, 4 * 4, 8)
     x_clone = x.clone()
     with torch.no_grad():
         out = mlp(x, (4, 4))
+    assert calls.n == 1
     assert torch.equal(x, x_clone)
     assert out.data_ptr() != x.data_ptr() and out.is_contiguous()
 
@@ -88,6 +90,7 @@ class Calls:
 
     def __init__(self, monkeypatch):
         self.n = 0
+        monkeypatch.setattr(pvt_v2, 'FUSED_MIN_BYTES', 0)  # tiny test tensors
         original = pvt_v2.mixffn_forward
 
         def counting(*args, **kwargs):
@@ -142,6 +145,17 @@ def test_fused_only_when_unobservable(monkeypatch):
     assert calls.n == 2
     _run(dropout.eval())
     assert calls.n == 3
+
+
+def test_fused_only_for_large_hidden_tensors(monkeypatch):
+    calls = Calls(monkeypatch)
+    monkeypatch.setattr(pvt_v2, 'FUSED_MIN_BYTES', 9 * 24 * 4 + 1)
+    mlp = make_mlp()
+    _run(mlp)  # 1 x 9 tokens x 24 hidden channels x 4 bytes
+    assert calls.n == 0
+    monkeypatch.setattr(pvt_v2, 'FUSED_MIN_BYTES', 9 * 24 * 4)
+    _run(mlp)
+    assert calls.n == 1
 
 
 def test_fused_not_taken_for_replaced_submodules(monkeypatch):

@@ -56,6 +56,7 @@ def test_returned_tensors_are_never_changed(arch, mode, hooked, monkeypatch):
     forward (and backward). With hooks on the MLPs' children too, MixFFN calls each of
     them; without, it takes its fused path (forced here for autograd too) -- which must
     not change anything a caller sees either."""
+    monkeypatch.setattr(pvt_v2, 'FUSED_MIN_BYTES', 0)
     monkeypatch.setattr(pvt_v2, 'FUSED_AUTOGRAD_MIN_BYTES', 0)
     fused = []
     forward, apply = pvt_v2.mixffn_forward, pvt_v2.MixFFNFunction.apply

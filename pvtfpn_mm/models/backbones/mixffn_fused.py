@@ -34,6 +34,10 @@ BLOCK_BYTES = 2 << 20
 #: Tokens a block has at least (whole rows), so that the linear layers of the wide
 #: late stages still multiply matrices of >= 1024 rows.
 BLOCK_MIN_TOKENS = 1024
+#: Without autograd, :func:`mixffn_forward` is used when one hidden tensor of the batch
+#: has at least this many bytes: smaller ones stay in the cache anyway, and the blocks
+#: only add calls.
+FUSED_MIN_BYTES = 4 << 20
 #: With autograd, :class:`MixFFNFunction` is used when one hidden tensor of the batch
 #: has at least this many bytes (b2 at 512 x 512, batch 2: stages 0 and 1). Smaller
 #: ones stay in the cache anyway, and recomputing ``fc1`` makes it slower there.

@@ -29,10 +29,10 @@ import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule, initialize
 from timm.layers import DropPath, trunc_normal_
 
-from pvtfpn_mm.compat import calculate_drop_path_rates
-from pvtfpn_mm.models.backbones.mixffn_fused import (FUSED_AUTOGRAD_MIN_BYTES, MixFFNFunction,
-                                                      any_global_module_hook, has_hooks,
-                                                      mixffn_forward)
+from pvtfpn_mm.compat import calculate_drop_path_rates, is_autocast_enabled, is_compiling
+from pvtfpn_mm.models.backbones.mixffn_fused import (FUSED_AUTOGRAD_MIN_BYTES, FUSED_MIN_BYTES,
+                                                      MixFFNFunction, any_global_module_hook,
+                                                      has_hooks, mixffn_forward)
 from pvtfpn_mm.registry import register_model
 from pvtfpn_mm.weights import load_pretrained
 
@@ -165,8 +165,9 @@ class MixFFN(nn.Module):
 
     On the CPU, :func:`~.mixffn_fused.mixffn_forward` computes it by blocks of image
     rows that stay in the cache (the hidden tensor is 4-8 times the input; see
-    :mod:`.mixffn_fused`); with autograd, where the hidden tensors of the batch are
-    large (:data:`~.mixffn_fused.FUSED_AUTOGRAD_MIN_BYTES`),
+    :mod:`.mixffn_fused`), where the hidden tensors of the batch are large
+    (:data:`~.mixffn_fused.FUSED_MIN_BYTES`); with autograd, where they are larger
+    still (:data:`~.mixffn_fused.FUSED_AUTOGRAD_MIN_BYTES`),
     :class:`~.mixffn_fused.MixFFNFunction` does the same and recomputes them block by
     block in the backward pass instead of keeping them. That path calls no submodule,
     so it is taken only when nothing could tell the difference: no hook on ``fc1``,
@@ -200,7 +201,7 @@ class MixFFN(nn.Module):
         module calls would, to every observer (see the class docstring); else None."""
         if not self.fused or type(x) is not torch.Tensor or x.device.type != 'cpu' \
                 or torch.jit.is_tracing() or torch.jit.is_scripting() \
-                or torch.compiler.is_compiling() or torch.is_autocast_enabled('cpu') \
+                or is_compiling() or is_autocast_enabled('cpu') \
                 or torch._C._are_functorch_transforms_active() \
                 or (self.training and self.drop.p > 0) or any_global_module_hook():
             return None
@@ -216,12 +217,12 @@ class MixFFN(nn.Module):
                 and dw.padding == (1, 1) and dw.dilation == (1, 1)
                 and dw.groups == dw.in_channels == dw.out_channels):
             return None
+        # Blocks pay only where the hidden tensors are too large for the cache (and,
+        # with autograd, where that outweighs recomputing fc1 in the backward pass).
+        hidden_bytes = x.shape[0] * x.shape[1] * self.fc1.out_features * x.element_size()
         if not torch.is_grad_enabled() or not (
                 x.requires_grad or any(p.requires_grad for p in self.parameters())):
-            return 'no_grad'
-        # With autograd, recomputing fc1 in the backward pass pays only where the hidden
-        # tensors autograd would keep are too large for the cache.
-        hidden_bytes = x.shape[0] * x.shape[1] * self.fc1.out_features * x.element_size()
+            return 'no_grad' if hidden_bytes >= FUSED_MIN_BYTES else None
         return 'autograd' if hidden_bytes >= FUSED_AUTOGRAD_MIN_BYTES else None
 
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
