@@ -172,3 +172,39 @@ def test_mm_analysis_tools_import(tool):
     path = osp.join(SITE, tool)
     spec = importlib.util.spec_from_file_location('_tool_' + tool.replace('/', '_')[:-3], path)
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+@pytest.mark.slow
+def test_mim_get_flops_counts_attention(tmp_path):
+    """``mim run mmdet get_flops`` (mmdet's own tool, our config's custom_imports) gives
+    what get_model_complexity_info gives here, attention included."""
+    import re
+    import subprocess
+
+    from mmengine.analysis.print_helper import _format_size
+
+    from pvtfpn_mm.tools_lib.toy_data import write_toy_data
+    toy = tmp_path / 'toy'
+    write_toy_data(str(toy), num_train=1, num_val=1, img_size=96, seed=0)
+    cfg_path = tmp_path / 'tiny.py'
+    cfg_path.write_text(
+        f"_base_ = '{config('quickstart/retinanet_pvtv2-b0_*toy-96.py')}'\n"
+        f"data_root = '{toy}/coco/'\n"
+        "val_dataloader = dict(num_workers=0, persistent_workers=False,\n"
+        "                      dataset=dict(data_root=data_root))\n")
+    mim = osp.join(osp.dirname(sys.executable), 'mim')
+    proc = subprocess.run([mim, 'run', 'mmdet', 'get_flops', str(cfg_path), '--num-images',
+                           '1'], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    reported = re.search(r'Flops: (\S+)', proc.stdout).group(1)
+    model = build_model_from_config(Config.fromfile(str(cfg_path)))
+    flops, _ = _get_flops(model, (96, 96))
+    assert reported == _format_size(flops)
+    from mmengine.analysis import complexity_analysis
+    handle = complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS.pop(SDPA_OP)
+    try:
+        without, _ = _get_flops(build_model_from_config(Config.fromfile(str(cfg_path))),
+                                (96, 96))
+    finally:
+        complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS[SDPA_OP] = handle
+    assert without < flops  # what get_flops reported before the counter
