@@ -123,6 +123,15 @@ def test_preprocess_is_the_data_preprocessors():
     assert torch.equal(Preprocess(model.data_preprocessor)(img[None].float()), data['inputs'])
 
 
+def test_adaptive_pool_written_out_is_pytorchs():
+    from pvtfpn_mm.deploy.export import _adaptive_avg_pool
+    gen = torch.Generator().manual_seed(0)
+    for size, out in (((13, 7), 6), ((3, 4), 6), ((29, 31), 7), ((5, 5), (2, 3))):
+        pool = torch.nn.AdaptiveAvgPool2d(out)
+        x = torch.randn(2, 3, *size, generator=gen)
+        assert torch.allclose(_adaptive_avg_pool(pool, x), pool(x), atol=1e-6, rtol=0)
+
+
 # ---------------------------------------------------------- exported, onnxruntime
 
 
@@ -199,3 +208,16 @@ def test_mask_rcnn_detections_and_masks_equal(tmp_path):
         assert_same_detections(outs, pred, img)
         masks = paste_masks(outs['mask_probs'], outs['boxes'], *img.shape[1:])
         assert np.array_equal(masks, pred.pred_instances.masks.numpy())
+
+
+@pytest.mark.slow
+def test_upernet_label_maps_equal(tmp_path):
+    """UPerNet's pyramid pooling (adaptive pools) follows the image size."""
+    cfg_path = config('upernet/upernet_pvtv2-b0_*.py')
+    ckpt = random_checkpoint(cfg_path, tmp_path / 'upernet.pth')
+    out = export_onnx(cfg_path, ckpt, str(tmp_path / 'upernet.onnx'))
+    model, onnx_model = load_model(cfg_path, ckpt)[1], OnnxModel(out, threads=2)
+    for img in images():
+        outs = onnx_run(onnx_model, img, 'segmentor')
+        pred = torch_predict(model, img, 'segmentor')
+        assert np.array_equal(outs['labels'][0], pred.pred_sem_seg.data[0].numpy())

@@ -77,6 +77,25 @@ def _upsample_by_factor(self, x):
                          align_corners=self.align_corners)
 
 
+def _adaptive_avg_pool(self, x):
+    """``nn.AdaptiveAvgPool2d`` written out bin by bin (rows ``floor(i H / n)`` to
+    ``ceil((i + 1) H / n)``, as PyTorch's kernel) so that the bins follow the symbolic
+    input size; the exporter's own decomposition fixes them at the traced size."""
+    import torch
+    from torch.nn.modules.utils import _pair
+    out_h, out_w = _pair(self.output_size)
+    if out_h is None or out_w is None:
+        raise NotImplementedError(f'AdaptiveAvgPool2d(output_size={self.output_size!r})')
+    h, w = x.shape[-2:]
+    rows = []
+    for i in range(out_h):
+        top, bottom = (i * h) // out_h, ((i + 1) * h + out_h - 1) // out_h
+        cells = [x[..., top:bottom, (j * w) // out_w:((j + 1) * w + out_w - 1) // out_w]
+                 .mean(dim=(-2, -1)) for j in range(out_w)]
+        rows.append(torch.stack(cells, dim=-1))
+    return torch.stack(rows, dim=-2)
+
+
 @contextlib.contextmanager
 def exportable(model: nn.Module) -> Iterator[None]:
     """Makes Python-side size handling symbolic while exporting, with the same numbers:
@@ -85,13 +104,18 @@ def exportable(model: nn.Module) -> Iterator[None]:
       traced graph -- it turns sizes into Python ints, which would fix the image size
       (the eager run on the example input before export still checks it);
     - mmseg's ``Upsample`` modules computing their output size as ``int(size *
-      scale_factor)`` interpolate by the (integer) factor instead.
+      scale_factor)`` interpolate by the (integer) factor instead;
+    - adaptive average pooling (UPerNet's pyramid pooling, PVT-v2-li's attention) is
+      written out bin by bin.
     """
     patched = []
     for module in model.modules():
         if callable(getattr(module, '_check_inputs', None)):
             module._check_inputs = lambda *args, **kwargs: None
             patched.append((module, '_check_inputs'))
+        if isinstance(module, nn.AdaptiveAvgPool2d):
+            module.forward = _adaptive_avg_pool.__get__(module)
+            patched.append((module, 'forward'))
         if type(module).__name__ == 'Upsample' and getattr(module, 'size', 0) is None \
                 and float(module.scale_factor).is_integer():
             module.forward = _upsample_by_factor.__get__(module)
