@@ -6,6 +6,9 @@
   description, progress bar and CSV / Markdown output, shared by every mode;
 - :mod:`.configs`: the ``configs`` mode, per config: parameters, FLOPs, inference
   latency, training-step time, peak memory.
+- :mod:`.compare`: the ``compare`` mode, ours against timm's and mmdet's models side by
+  side (backbone, training step, inference, memory; what ``tools/benchmark_backbone.py``
+  measured, now folded in).
 
 Importing this package imports nothing heavy.
 """
@@ -16,6 +19,8 @@ from types import ModuleType
 #: package with ``add_arguments(parser)`` and ``run(args)``.
 MODES = {
     'configs': 'per config: params, FLOPs, inference latency, training step, peak memory',
+    'compare': 'ours vs timm / mmdet side by side: backbone fwd and fwd+bwd by batch size, '
+               'training step and inference with per-part profile, peak memory',
 }
 
 

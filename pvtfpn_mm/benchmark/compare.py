@@ -1,0 +1,571 @@
+"""The ``compare`` mode of ``tools/benchmark.py``: ours against timm and mmdet, side by side.
+
+Every measurement runs the candidates interleaved in one process (A B C, A B C, ...),
+reports the median of the rounds and the ratios ``other / ours`` (the ratio of the
+medians, and the median of the per-round ratios -- neighbours in time, less disturbed
+by other processes), with the load average at that moment. Parts (``--parts``):
+
+``peak``
+    This machine's matmul peak (``torch.mm`` of 2048 x 2048 fp32 matrices, at the
+    benchmark's threads): the denominator of the roofline fractions below.
+``backbone``
+    ``PVTv2`` against timm's ``pvt_v2_*`` (``features_only``) and mmdet's
+    ``PyramidVisionTransformerV2``, loaded with the same random weights (max |diff| of
+    the features printed): forward without gradients and forward + backward (a sum of
+    the feature means), per arch, input size and batch size. With ``--unfused`` also
+    ours with :class:`~pvtfpn_mm.models.backbones.pvt_v2.MixFFN`'s row-blocked CPU
+    path switched off (where the gain comes from). Roofline fraction of the forward:
+    FLOPs (2 x multiply-adds, attention included) per second over ``peak``.
+``train``
+    The whole training step (``model.train_step``: data preprocessing, forward, losses,
+    backward, the config's optimizer) of our configs against the same model built from
+    mmdet's parts (:data:`PAIRS`): RetinaNet-b0/b2 against mmdet's own
+    ``configs/pvt`` configs, Mask R-CNN-b0 against mmdet's PVTv2 + mmdet's FPN, UPerNet-b0
+    against mmdet's PVTv2. Per part: backbone, neck, heads (their forward calls),
+    loss + assigner (the rest of the forward), backward, optimizer step.
+``infer``
+    Inference end to end (``model.test_step``, batch 1: preprocessing, forward, box
+    decoding and NMS) of RetinaNet-b0 at 800 x 1333 against mmdet's config, per part.
+``memory``
+    Peak memory of one training step (batch 2, 512 x 512; RetinaNet-b0 and -b2), ours,
+    ours with ``with_cp=True`` and mmdet's config, each in a fresh process (CUDA: peak
+    allocated; CPU: the growth of the peak resident set, see :mod:`.common`).
+
+Weights are random (nothing is downloaded); the detectors' inference work after the
+score threshold is not a trained model's. On CUDA every timed call is synchronized;
+``--amp bf16|fp16`` runs forward passes under autocast.
+"""
+import copy
+import functools
+import gc
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+from .common import describe_machine, interleaved_rounds, synchronize
+
+Size = Tuple[int, int]
+
+#: The training-step / inference pairs: name -> (our config, reference config, the
+#: reference's cfg_options). ``mmdet::`` paths are mmdet's installed configs.
+PAIRS: Dict[str, Tuple[str, str, dict]] = {
+    'retinanet-b0': (
+        'configs/retinanet/retinanet_pvtv2-b0_topdownfpn_1x_coco.py',
+        'mmdet::pvt/retinanet_pvtv2-b0_fpn_1x_coco.py',
+        {'model.backbone.init_cfg': None}),
+    'retinanet-b2': (
+        'configs/retinanet/retinanet_pvtv2-b2_topdownfpn_1x_coco.py',
+        'mmdet::pvt/retinanet_pvtv2-b2_fpn_1x_coco.py',
+        {'model.backbone.init_cfg': None}),
+    'mask-rcnn-b0': (
+        'configs/mask_rcnn/mask-rcnn_pvtv2-b0_topdownfpn_1x_coco.py',
+        'configs/mask_rcnn/mask-rcnn_pvtv2-b0_topdownfpn_1x_coco.py',
+        {'model.backbone': dict(_delete_=True, type='PyramidVisionTransformerV2',
+                                embed_dims=32, num_layers=[2, 2, 2, 2], init_cfg=None),
+         'model.neck': dict(_delete_=True, type='FPN', in_channels=[32, 64, 160, 256],
+                            out_channels=256, num_outs=5)}),
+    'upernet-b0': (
+        'configs/upernet/upernet_pvtv2-b0_pvtfpnmm_8xb2-160k_ade20k-512x512.py',
+        'configs/upernet/upernet_pvtv2-b0_pvtfpnmm_8xb2-160k_ade20k-512x512.py',
+        {'model.backbone': dict(_delete_=True, type='mmdet.PyramidVisionTransformerV2',
+                                embed_dims=32, num_layers=[2, 2, 2, 2], init_cfg=None)}),
+}
+#: What the reference of each pair is, for the report.
+REFERENCE_NAMES = {
+    'retinanet-b0': "mmdet's configs/pvt/retinanet_pvtv2-b0_fpn_1x_coco.py",
+    'retinanet-b2': "mmdet's configs/pvt/retinanet_pvtv2-b2_fpn_1x_coco.py",
+    'mask-rcnn-b0': "our config with mmdet's PyramidVisionTransformerV2 + mmdet's FPN",
+    'upernet-b0': "our config with mmdet's PyramidVisionTransformerV2",
+}
+#: The parts of a step the per-part profile names (submodules whose forward is timed).
+PART_MODULES = {
+    'backbone': ('backbone', ),
+    'neck': ('neck', ),
+    'heads': ('bbox_head', 'rpn_head', 'roi_head.bbox_roi_extractor', 'roi_head.bbox_head',
+              'roi_head.mask_roi_extractor', 'roi_head.mask_head', 'decode_head',
+              'auxiliary_head'),
+}
+PARTS = ('peak', 'backbone', 'train', 'infer', 'memory')
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def load_text() -> str:
+    """The 1-, 5- and 15-minute load averages."""
+    if not hasattr(os, 'getloadavg'):
+        return 'load ?'
+    return 'load ' + ' '.join(f'{x:.2f}' for x in os.getloadavg())
+
+
+def ratios(times: Mapping[str, Sequence[float]], ref: str = 'ours') -> Dict[str, Dict]:
+    """``other / ref`` per other candidate: ratio of the medians and median of the
+    per-round ratios."""
+    mine = times[ref]
+    out = {}
+    for name, t in times.items():
+        if name == ref:
+            continue
+        out[name] = dict(
+            of_medians=statistics.median(t) / statistics.median(mine),
+            per_round=statistics.median(o / m for o, m in zip(t, mine)))
+    return out
+
+
+def ratio_text(times: Mapping[str, Sequence[float]], ref: str = 'ours') -> str:
+    return ', '.join(f'{name}/{ref} {r["of_medians"]:.2f}x (per round {r["per_round"]:.2f}x)'
+                     for name, r in ratios(times, ref).items())
+
+
+def times_text(times: Mapping[str, Sequence[float]]) -> str:
+    return ', '.join(f'{name} {statistics.median(t):.0f} ms' for name, t in times.items())
+
+
+# ------------------------------------------------------------------------------ peak
+
+
+def matmul_peak(device: torch.device, size: int = 2048, rounds: int = 7) -> float:
+    """GFLOP/s of ``torch.mm`` of two ``size`` x ``size`` fp32 matrices (best round)."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    out = torch.empty(size, size, device=device)
+    times = interleaved_rounds({'mm': lambda: torch.mm(a, b, out=out)}, rounds, device)
+    return 2 * size ** 3 / (min(times['mm']) / 1000) / 1e9
+
+
+# -------------------------------------------------------------------------- backbone
+
+
+def build_backbones(arch: str, device: torch.device, with_mmdet: bool = True,
+                    unfused: bool = False) -> Dict[str, nn.Module]:
+    """Ours (timm-style init) and timm's / mmdet's loaded with the same weights."""
+    import timm
+
+    from pvtfpn_mm.models.backbones.pvt_v2 import MixFFN, PVTv2, arch_settings
+    from pvtfpn_mm.weights import from_ours, load_state_dict_strict
+
+    ours = PVTv2(arch)
+    ours.init_weights()
+    state = ours.state_dict()
+    models = {'ours': ours}
+    if unfused:
+        plain = PVTv2(arch)
+        plain.load_state_dict(state)
+        for m in plain.modules():
+            if isinstance(m, MixFFN):
+                m.fused = False
+        models['ours-unfused'] = plain
+    timm_model = timm.create_model(f'pvt_v2_{arch}', features_only=True)
+    load_state_dict_strict(timm_model, from_ours(state, 'timm_features'))
+    models['timm'] = timm_model
+    settings = arch_settings(arch)
+    if with_mmdet and not settings['linear']:
+        from mmdet.models.backbones.pvt import PyramidVisionTransformerV2
+        mmdet_model = PyramidVisionTransformerV2(
+            embed_dims=settings['embed_dims'][0], num_layers=list(settings['depths']),
+            num_heads=list(settings['num_heads']), mlp_ratios=list(settings['mlp_ratios']),
+            drop_path_rate=0.)
+        load_state_dict_strict(mmdet_model, from_ours(state, 'mmdet'))
+        models['mmdet'] = mmdet_model
+    return {name: m.to(device) for name, m in models.items()}
+
+
+def backbone_flops(model: nn.Module, x: torch.Tensor) -> float:
+    """FLOPs (2 x multiply-adds, attention included) of ``model(x)``."""
+    from mmengine.analysis import FlopAnalyzer
+
+    import pvtfpn_mm.benchmark.flops  # noqa: F401  (the SDPA counter)
+    analyzer = FlopAnalyzer(model.eval(), (x, ))
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    with torch.no_grad():
+        return 2.0 * analyzer.total()
+
+
+def _autocast(device: torch.device, amp: Optional[str]):
+    if amp is None:
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype={'bf16': torch.bfloat16,
+                                              'fp16': torch.float16}[amp])
+
+
+def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, amp):
+    model.eval()
+    with torch.no_grad(), _autocast(device, amp):
+        return model(x)
+
+
+def _forward_backward(model: nn.Module, x: torch.Tensor, device: torch.device, amp):
+    model.train()
+    with _autocast(device, amp):
+        outs = model(x)
+        loss = sum(o.float().mean() for o in outs)
+    loss.backward()
+    for p in model.parameters():
+        p.grad = None
+
+
+def measure_backbones(archs: Sequence[str], sizes: Sequence[Size], batches: Sequence[int],
+                      modes: Sequence[str], rounds: int, device: torch.device,
+                      peak_gflops: Optional[float] = None, with_mmdet: bool = True,
+                      unfused: bool = False, amp: Optional[str] = None,
+                      echo: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+    """The ``backbone`` part; one row per arch, size, batch and mode."""
+    rows = []
+    for arch in archs:
+        models = build_backbones(arch, device, with_mmdet, unfused)
+        for size in sizes:
+            for batch in batches:
+                x = torch.randn(batch, 3, *size, device=device)
+                outs = {n: _forward(m, x, device, amp) for n, m in models.items()}
+                diffs = {n: max(float((a.float() - b.float()).abs().max())
+                                for a, b in zip(outs['ours'], out))
+                         for n, out in outs.items() if n != 'ours'}
+                del outs
+                flops = backbone_flops(models['ours'], x) if 'fwd' in modes else None
+                for mode in modes:
+                    step = _forward if mode == 'fwd' else _forward_backward
+                    fns = {n: functools.partial(step, m, x, device, amp)
+                           for n, m in models.items()}
+                    times = interleaved_rounds(fns, rounds, device)
+                    row = dict(part='backbone', arch=arch, size='x'.join(map(str, size)),
+                               batch=batch, mode=mode, load=load_text(),
+                               ms={n: statistics.median(t) for n, t in times.items()},
+                               ratios=ratios(times), max_diff=diffs)
+                    line = (f'{arch} {row["size"]} batch {batch} {mode}: {times_text(times)}'
+                            f' | {ratio_text(times)}')
+                    if mode == 'fwd' and flops and peak_gflops:
+                        row['roofline'] = {
+                            n: flops / (statistics.median(t) / 1000) / 1e9 / peak_gflops
+                            for n, t in times.items()}
+                        line += ' | roofline ' + ', '.join(
+                            f'{n} {100 * f:.0f}%' for n, f in row['roofline'].items())
+                        line += f' ({flops / 1e9:.1f} GFLOP)'
+                    if mode == 'fwd':
+                        line += ' | max|diff| ' + ', '.join(
+                            f'{n} {d:.1e}' for n, d in diffs.items())
+                    echo(line + f' | {row["load"]}')
+                    rows.append(row)
+        del models
+        gc.collect()
+    return rows
+
+
+# ------------------------------------------------------------------ detectors / segm.
+
+
+def resolve_config(path: str) -> str:
+    """``mmdet::x/y.py`` -> mmdet's installed config; a relative path -> from the
+    repository root (or the installed package's ``.mim``)."""
+    if path.startswith('mmdet::'):
+        import mmdet
+        return osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs',
+                        path[len('mmdet::'):])
+    if osp.isfile(path):
+        return path
+    from .configs import config_root
+    return osp.join(osp.dirname(config_root()), path)
+
+
+class PartTimer:
+    """Times the forward calls of named submodules (summed per part, per step) by
+    wrapping their ``forward`` (so it also sees ``self.forward(...)`` calls that skip
+    ``__call__``, as mmseg's decode heads make); the wrappers change nothing else."""
+
+    def __init__(self, model: nn.Module, device: torch.device):
+        self.device = device
+        self.totals: Dict[str, float] = {}
+        self._depth = 0
+        self._restore = []
+        modules = dict(model.named_modules())
+        for part, names in PART_MODULES.items():
+            for name in names:
+                if name in modules:
+                    self._wrap(part, modules[name])
+
+    def _wrap(self, part: str, module: nn.Module) -> None:
+        original = module.forward
+
+        @functools.wraps(original)
+        def timed(*args, **kwargs):
+            if self._depth:  # a part inside a part (roi_head's bbox_head in roi_head)
+                return original(*args, **kwargs)
+            self._depth += 1
+            synchronize(self.device)
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                synchronize(self.device)
+                self.totals[part] = self.totals.get(part, 0.) + 1000 * (
+                    time.perf_counter() - start)
+                self._depth -= 1
+
+        module.forward = timed
+        self._restore.append(module)
+
+    def remove(self) -> None:
+        for module in self._restore:
+            del module.forward
+        self._restore = []
+
+    def take(self) -> Dict[str, float]:
+        totals, self.totals = self.totals, {}
+        return totals
+
+
+class StepCandidate:
+    """A config's model with its optimizer wrapper and a batch; ``train_step`` and
+    ``test_step`` record the time of each part (``.parts``, one dict per call)."""
+
+    def __init__(self, config: str, device: torch.device, cfg_options: Optional[dict],
+                 train_size: Size, train_batch: int, test_size: Optional[Size] = None,
+                 amp: Optional[str] = None):
+        from .configs import build_for_benchmark, make_batch, task_of
+        self.device, self.amp = device, amp
+        self.cfg, self.model, self.optim_wrapper = build_for_benchmark(
+            resolve_config(config), device, cfg_options)
+        self.task = task_of(self.cfg)
+        self.train_data = make_batch(self.model, self.task, train_size, train_batch, True,
+                                     seed=1)
+        self.test_data = (make_batch(self.model, self.task, test_size, 1, False)
+                          if test_size else None)
+        self.timer = PartTimer(self.model, device)
+        self.parts: List[Dict[str, float]] = []
+
+    def train_step(self) -> None:
+        """``model.train_step`` split into its parts (same calls, in the same order)."""
+        model, ow, device = self.model, self.optim_wrapper, self.device
+        model.train()
+        times = {}
+        synchronize(device)
+        start = time.perf_counter()
+        with _autocast(device, self.amp):
+            data = model.data_preprocessor(copy.copy(self.train_data), True)
+            losses = model._run_forward(data, mode='loss')
+            loss, _ = model.parse_losses(losses)
+        synchronize(device)
+        forward = 1000 * (time.perf_counter() - start)
+        times.update(self.timer.take())
+        times['loss+assigner'] = forward - sum(times.values())
+        start = time.perf_counter()
+        ow.backward(loss)
+        synchronize(device)
+        times['backward'] = 1000 * (time.perf_counter() - start)
+        start = time.perf_counter()
+        ow.step()
+        ow.zero_grad()
+        synchronize(device)
+        times['optimizer'] = 1000 * (time.perf_counter() - start)
+        self.parts.append(times)
+
+    def test_step(self) -> None:
+        model, device = self.model, self.device
+        model.eval()
+        synchronize(device)
+        start = time.perf_counter()
+        with torch.no_grad(), _autocast(device, self.amp):
+            model.test_step(copy.copy(self.test_data))
+        synchronize(device)
+        total = 1000 * (time.perf_counter() - start)
+        times = self.timer.take()
+        times['rest (preprocess, decode, NMS)'] = total - sum(times.values())
+        self.parts.append(times)
+
+
+def _median_parts(parts: Sequence[Dict[str, float]]) -> Dict[str, float]:
+    keys = list(dict.fromkeys(k for p in parts for k in p))
+    return {k: statistics.median(p.get(k, 0.) for p in parts) for k in keys}
+
+
+def parts_text(parts: Mapping[str, float]) -> str:
+    total = sum(parts.values())
+    return ', '.join(f'{k} {v:.0f} ms ({100 * v / total:.0f}%)' for k, v in parts.items())
+
+
+def measure_steps(pairs: Sequence[str], kind: str, size: Size, batch: int, rounds: int,
+                  device: torch.device, amp: Optional[str] = None,
+                  echo: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+    """The ``train`` (``kind='train'``) or ``infer`` part for ``pairs``."""
+    rows = []
+    for pair in pairs:
+        ours_cfg, ref_cfg, ref_options = PAIRS[pair]
+        kwargs = dict(train_size=size, train_batch=batch,
+                      test_size=size if kind == 'infer' else None, amp=amp)
+        cands = {'ours': StepCandidate(ours_cfg, device, None, **kwargs),
+                 'mmdet': StepCandidate(ref_cfg, device, ref_options, **kwargs)}
+        fns = {n: (c.train_step if kind == 'train' else c.test_step)
+               for n, c in cands.items()}
+        times = interleaved_rounds(fns, rounds, device)
+        for c in cands.values():
+            c.parts = c.parts[-rounds:]  # not the warm-up call
+        row = dict(part=kind, pair=pair, reference=REFERENCE_NAMES[pair],
+                   size='x'.join(map(str, size)), batch=batch if kind == 'train' else 1,
+                   load=load_text(), ms={n: statistics.median(t) for n, t in times.items()},
+                   ratios=ratios(times),
+                   parts={n: _median_parts(c.parts) for n, c in cands.items()})
+        echo(f'{kind} {pair} {row["size"]} batch {row["batch"]}: {times_text(times)} | '
+             f'{ratio_text(times)} | {row["load"]}')
+        for name, parts in row['parts'].items():
+            echo(f'    {name}: {parts_text(parts)}')
+        rows.append(row)
+        for c in cands.values():
+            c.timer.remove()
+        del cands
+        gc.collect()
+    return rows
+
+
+# ---------------------------------------------------------------------------- memory
+
+
+def memory_child(config: str, cfg_options: Optional[dict], size: Size, batch: int,
+                 threads: int) -> None:
+    """One training step (after a first one) in this fresh process; prints its peak
+    memory growth (MiB) as ``PVTFPN_MEMORY {...}``."""
+    from .common import PeakMemory, release_freed_memory
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if device.type == 'cpu':
+        release_freed_memory()
+    torch.set_num_threads(threads)
+    cand = StepCandidate(config, device, cfg_options, size, batch)
+    cand.train_step()  # the optimizer state is created in the first step
+    gc.collect()
+    with PeakMemory(device) as peak:
+        cand.train_step()
+    print('PVTFPN_MEMORY ' + json.dumps(dict(train=peak.mib)), flush=True)
+
+
+def _memory_in_child(config: str, cfg_options: Optional[dict], size: Size, batch: int,
+                     threads: int) -> Optional[float]:
+    code = ('import sys, json; from pvtfpn_mm.benchmark.compare import memory_child; '
+            'memory_child(*json.loads(sys.argv[1]))')
+    args = json.dumps([config, cfg_options, list(size), batch, threads])
+    out = subprocess.run([sys.executable, '-c', code, args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f'memory measurement of {config!r} failed:\n{out.stderr[-3000:]}')
+    line = [x for x in out.stdout.splitlines() if x.startswith('PVTFPN_MEMORY ')][-1]
+    return json.loads(line.split(' ', 1)[1])['train']
+
+
+def measure_memory(pairs: Sequence[str], size: Size, batch: int, repeats: int = 1,
+                   echo: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+    """The ``memory`` part: ours, ours with ``with_cp`` and the reference, alternating
+    fresh processes, median of ``repeats``."""
+    rows = []
+    for pair in pairs:
+        ours_cfg, ref_cfg, ref_options = PAIRS[pair]
+        cands = {'ours': (ours_cfg, None),
+                 'ours with_cp': (ours_cfg, {'model.backbone.with_cp': True}),
+                 'mmdet': (ref_cfg, ref_options)}
+        runs = {n: [] for n in cands}
+        for _ in range(repeats):
+            for name, (config, options) in cands.items():
+                runs[name].append(_memory_in_child(resolve_config(config), options, size,
+                                                   batch, torch.get_num_threads()))
+        mib = {n: statistics.median(v) for n, v in runs.items()}
+        row = dict(part='memory', pair=pair, size='x'.join(map(str, size)), batch=batch,
+                   mib=mib, runs=runs, load=load_text())
+        echo(f'memory {pair} {row["size"]} batch {batch}: ' + ', '.join(
+            f'{n} {v:.0f} MiB' for n, v in mib.items())
+            + f' | with_cp saves {100 * (1 - mib["ours with_cp"] / mib["ours"]):.0f}%'
+            + f', ours/mmdet {mib["ours"] / mib["mmdet"]:.2f} | runs {runs} | {row["load"]}')
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def _sizes(texts: Sequence[str]) -> List[Size]:
+    from .configs import parse_size
+    return [parse_size(t) for t in texts]
+
+
+def add_arguments(parser) -> None:
+    """The ``compare`` mode's command-line arguments."""
+    parser.add_argument('--parts', nargs='+', default=list(PARTS), choices=PARTS,
+                        help='what to measure (default: all)')
+    parser.add_argument('--device', default=None,
+                        help='cuda or cpu (default: cuda when present)')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch threads (default: torch\'s, = the cores)')
+    parser.add_argument('--amp', choices=('bf16', 'fp16'), default=None,
+                        help='forward passes under autocast with this dtype')
+    parser.add_argument('--archs', nargs='+', default=['b0', 'b2'], help='backbone archs')
+    parser.add_argument('--sizes', nargs='+', default=['512x512', '800x1344'],
+                        help='backbone input sizes, HxW')
+    parser.add_argument('--batches', nargs='+', type=int, default=[1, 2],
+                        help='backbone batch sizes')
+    parser.add_argument('--modes', nargs='+', default=['fwd', 'fwd+bwd'],
+                        choices=('fwd', 'fwd+bwd'), help='backbone: forward (no grad), '
+                        'forward + backward')
+    parser.add_argument('--unfused', action='store_true',
+                        help='backbone: also ours with the row-blocked CPU MLP off')
+    parser.add_argument('--no-mmdet', action='store_true', help='backbone: skip mmdet')
+    parser.add_argument('--rounds', type=int, default=7, help='timed rounds (backbone, '
+                        'inference)')
+    parser.add_argument('--pairs', nargs='+', default=list(PAIRS), choices=list(PAIRS),
+                        help='train: the model pairs')
+    parser.add_argument('--train-size', default='512x512', help='train: HxW')
+    parser.add_argument('--train-batch', type=int, default=2, help='train: images a step')
+    parser.add_argument('--train-rounds', type=int, default=5, help='train: timed steps')
+    parser.add_argument('--infer-pairs', nargs='+', default=['retinanet-b0'],
+                        choices=list(PAIRS), help='infer: the model pairs')
+    parser.add_argument('--infer-size', default='800x1333', help='infer: HxW')
+    parser.add_argument('--memory-pairs', nargs='+', default=['retinanet-b0', 'retinanet-b2'],
+                        choices=list(PAIRS), help='memory: the model pairs')
+    parser.add_argument('--memory-repeats', type=int, default=1,
+                        help='memory: fresh processes per candidate')
+    parser.add_argument('--out-json', default=None, help='write every result here')
+
+
+def run(args) -> List[Dict[str, Any]]:
+    """Runs the ``compare`` mode from parsed ``args``; prints one line per result."""
+    from .common import default_device
+    for name in ('rounds', 'train_rounds', 'train_batch', 'memory_repeats'):
+        if getattr(args, name) < 1:
+            raise ValueError(f'--{name.replace("_", "-")} must be >= 1, '
+                             f'got {getattr(args, name)}')
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device) if args.device else default_device()
+    machine = describe_machine(device)
+    print(f"compare on {machine['device_name']} ({machine['device']}), "
+          f"{machine['threads']} threads, torch {machine['torch']}, "
+          f"amp {args.amp or 'off (fp32)'}; medians of interleaved rounds; "
+          f'ratio = other ms / our ms; {load_text()}', flush=True)
+    echo = functools.partial(print, flush=True)
+    results: List[Dict[str, Any]] = []
+    peak = None
+    if 'peak' in args.parts:
+        peak = matmul_peak(device)
+        results.append(dict(part='peak', gflops=peak, load=load_text()))
+        echo(f'matmul peak (2048^2 fp32 torch.mm, {torch.get_num_threads()} threads): '
+             f'{peak:.0f} GFLOP/s | {load_text()}')
+    if 'backbone' in args.parts:
+        results += measure_backbones(
+            args.archs, _sizes(args.sizes), args.batches, args.modes, args.rounds, device,
+            peak, not args.no_mmdet, args.unfused, args.amp, echo)
+    if 'train' in args.parts:
+        results += measure_steps(args.pairs, 'train', _sizes([args.train_size])[0],
+                                 args.train_batch, args.train_rounds, device, args.amp, echo)
+    if 'infer' in args.parts:
+        results += measure_steps(args.infer_pairs, 'infer', _sizes([args.infer_size])[0], 1,
+                                 args.rounds, device, args.amp, echo)
+    if 'memory' in args.parts:
+        results += measure_memory(args.memory_pairs, _sizes([args.train_size])[0],
+                                  args.train_batch, args.memory_repeats, echo)
+    if args.out_json:
+        from .common import write_text
+        write_text(args.out_json, json.dumps(dict(machine=machine, results=results),
+                                             indent=1))
+    return results
