@@ -77,23 +77,29 @@ def _upsample_by_factor(self, x):
                          align_corners=self.align_corners)
 
 
-def _adaptive_avg_pool(self, x):
-    """``nn.AdaptiveAvgPool2d`` written out bin by bin (rows ``floor(i H / n)`` to
-    ``ceil((i + 1) H / n)``, as PyTorch's kernel) so that the bins follow the symbolic
-    input size; the exporter's own decomposition fixes them at the traced size."""
+def _pool_matrix(size, bins: int, like):
+    """``(bins, size)``: row ``i`` averages input rows ``floor(i size / bins)`` to
+    ``ceil((i + 1) size / bins)`` (exclusive), PyTorch's adaptive-pooling bins."""
     import torch
+    index = torch.arange(bins, device=like.device)
+    start = (index * size) // bins
+    end = ((index + 1) * size + bins - 1) // bins
+    rows = torch.arange(size, device=like.device)
+    inside = (rows[None] >= start[:, None]) & (rows[None] < end[:, None])
+    return inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)
+
+
+def _adaptive_avg_pool(self, x):
+    """``nn.AdaptiveAvgPool2d`` as two products with averaging matrices built from the
+    symbolic input size (the same bins as PyTorch's kernel; sums in another order), so
+    that the bins follow the image; the exporter's own decomposition fixes them at the
+    traced size."""
     from torch.nn.modules.utils import _pair
     out_h, out_w = _pair(self.output_size)
     if out_h is None or out_w is None:
         raise NotImplementedError(f'AdaptiveAvgPool2d(output_size={self.output_size!r})')
     h, w = x.shape[-2:]
-    rows = []
-    for i in range(out_h):
-        top, bottom = (i * h) // out_h, ((i + 1) * h + out_h - 1) // out_h
-        cells = [x[..., top:bottom, (j * w) // out_w:((j + 1) * w + out_w - 1) // out_w]
-                 .mean(dim=(-2, -1)) for j in range(out_w)]
-        rows.append(torch.stack(cells, dim=-1))
-    return torch.stack(rows, dim=-2)
+    return _pool_matrix(h, out_h, x) @ x @ _pool_matrix(w, out_w, x).transpose(0, 1)
 
 
 @contextlib.contextmanager
@@ -106,7 +112,7 @@ def exportable(model: nn.Module) -> Iterator[None]:
     - mmseg's ``Upsample`` modules computing their output size as ``int(size *
       scale_factor)`` interpolate by the (integer) factor instead;
     - adaptive average pooling (UPerNet's pyramid pooling, PVT-v2-li's attention) is
-      written out bin by bin.
+      computed with averaging matrices built from the symbolic size.
     """
     patched = []
     for module in model.modules():
