@@ -64,10 +64,11 @@ EXTRAS_REQUIRE = {
     # mmseg 1.2 imports ftfy and regex without declaring them.
     'mmseg': ['mmsegmentation>=1.2.2,<1.3', 'ftfy>=6.1', 'regex'],
     'mmpretrain': ['mmpretrain>=1.2.0,<1.3'],
-    # ONNX export and its check; torchvision (its nms / roi_align) must match your torch.
-    'deploy': ['onnx>=1.16', 'onnxruntime>=1.18'],
-    # mmdet's / mmseg's analysis tools (analyze_logs, benchmark).
-    'analysis': ['seaborn>=0.13', 'psutil>=5.9'],
+    # ONNX export (torch.onnx.export(dynamo=True)) and its check with onnxruntime; tested
+    # on the newest stack only; torchvision (its nms / roi_align) must match your torch.
+    'deploy': ['onnx>=1.23.2', 'onnxruntime>=1.31.1', 'onnxscript>=0.7.2'],
+    # mmdet's / mmseg's analysis tools (analyze_logs: seaborn; benchmark: psutil).
+    'analysis': ['seaborn>=0.13.2', 'psutil>=7.2.2'],
     'tests': ['pytest>=7'],
 }
 

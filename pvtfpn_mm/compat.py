@@ -12,6 +12,10 @@ constraints.txt) has; each gap gets a fallback here that behaves the same:
   allowlist there; our own loading passes ``weights_only=True`` on every version, so on
   torch < 2.5 it refuses checkpoints holding mmengine's message hub (``HistoryBuffer``):
   read their weights on a newer torch).
+* torch < 2.3 has no ``torch.compiler.is_compiling`` and torch < 2.4 no
+  ``torch.is_autocast_enabled(device_type)``: :func:`is_compiling` and
+  :func:`is_autocast_enabled` ask what those versions have (the fast paths of
+  :mod:`pvtfpn_mm.models.backbones.pvt_v2` use them to step aside).
 * timm 0.9's ``load_state_dict`` takes no ``weights_only`` (and so loads unsafely on
   torch < 2.6): :func:`timm_load_state_dict` reads the file safely itself there.
 """
@@ -29,6 +33,35 @@ TORCH_VERSION = Version(torch.__version__.split('+')[0])
 #: default, so mmengine's own loading needs no allowlist there.
 HAS_SAFE_GLOBALS = (hasattr(torch.serialization, 'add_safe_globals')
                     and TORCH_VERSION >= Version('2.5'))
+
+
+_is_compiling = getattr(getattr(torch, 'compiler', None), 'is_compiling', None)
+if _is_compiling is None:  # torch < 2.3
+    from torch._dynamo import is_compiling as _is_compiling
+
+
+def is_compiling() -> bool:
+    """True while torch.compile / dynamo traces (``torch.compiler.is_compiling``)."""
+    return bool(_is_compiling())
+
+
+try:
+    torch.is_autocast_enabled('cpu')
+    _AUTOCAST_TAKES_DEVICE = True
+except TypeError:  # torch < 2.4: no device argument
+    _AUTOCAST_TAKES_DEVICE = False
+
+
+def is_autocast_enabled(device_type: str) -> bool:
+    """``torch.is_autocast_enabled(device_type)`` on every torch (cpu / cuda before 2.4)."""
+    if _AUTOCAST_TAKES_DEVICE:
+        return torch.is_autocast_enabled(device_type)
+    if device_type == 'cpu':
+        return torch.is_autocast_cpu_enabled()
+    if device_type == 'cuda':
+        return torch.is_autocast_enabled()
+    raise ValueError(f'device_type must be cpu or cuda on torch {TORCH_VERSION}, '
+                     f'got {device_type!r}')
 
 
 def _drop_path_rates(drop_path_rate: float, depths: Union[int, Sequence[int]],

@@ -5,8 +5,8 @@ from typing import Dict, List
 
 from .registry import DOWNSTREAM_SCOPES, MODELS, downstream_registry
 
-STACK = ('torch', 'torchvision', 'mmengine', 'mmcv', 'mmdet', 'mmsegmentation', 'timm',
-         'pycocotools', 'openmim')
+STACK = ('torch', 'torchvision', 'mmengine', 'mmcv', 'mmdet', 'mmsegmentation', 'mmpretrain',
+         'timm', 'numpy', 'pycocotools', 'openmim')
 
 
 def stack_versions() -> Dict[str, str]:
@@ -39,3 +39,29 @@ def mmcv_ops_compiled() -> bool:
     except ImportError:
         return False
     return True
+
+
+def mmcv_cuda_ops() -> str:
+    """The CUDA version mmcv's ops were compiled with, or why there are none.
+
+    ``'not available'`` (mmcv's own words) means CPU-only ops: mmdet's focal loss, NMS and
+    RoIAlign then fail on CUDA tensors. ``tools/setup_env.sh`` builds CUDA ops where it
+    finds a usable NVIDIA GPU.
+    """
+    if not mmcv_ops_compiled():
+        return 'no compiled ops'
+    from mmcv.ops import get_compiling_cuda_version
+    return get_compiling_cuda_version()
+
+
+def torch_cuda() -> Dict[str, str]:
+    """torch's CUDA build and whether a GPU is usable."""
+    import torch
+    info = dict(build=torch.version.cuda or 'CPU only',
+                available=str(torch.cuda.is_available()))
+    if torch.cuda.is_available():
+        info['devices'] = ', '.join(
+            '{} (sm {}.{})'.format(torch.cuda.get_device_name(i),
+                                   *torch.cuda.get_device_capability(i))
+            for i in range(torch.cuda.device_count()))
+    return info

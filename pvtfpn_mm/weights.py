@@ -119,7 +119,8 @@ def checkpoint_read_error(path: str, err: BaseException) -> CheckpointReadError:
         head = f.read(512)
     text = str(err)
     where = f'checkpoint file {path!r} ({size} bytes)'
-    found = re.search(r'GLOBAL ([\w.]+)', text)
+    # torch >= 2.4 names the global ("GLOBAL x.y ..."), older torch an "Unsupported class"
+    found = re.search(r'GLOBAL ([\w.]+)', text) or re.search(r'Unsupported class ([\w.]+)', text)
     detail = re.search(r'WeightsUnpickler error: \s*(.+)', text)
     detail = detail.group(1).strip() if detail else (
         text.splitlines()[0] if text else type(err).__name__)

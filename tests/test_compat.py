@@ -112,3 +112,22 @@ def test_safe_load_refuses_arbitrary_pickles(tmp_path):
 
 class _Custom:
     pass
+
+
+def test_is_compiling():
+    assert compat.is_compiling() is False
+
+    def f(x):
+        return x + (1.0 if compat.is_compiling() else 0.0)
+
+    torch._dynamo.reset()
+    assert torch.compile(f, backend='eager')(torch.zeros(1)).item() == 1.0
+    assert f(torch.zeros(1)).item() == 0.0
+
+
+def test_is_autocast_enabled():
+    assert compat.is_autocast_enabled('cpu') is False
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert compat.is_autocast_enabled('cpu') is True
+        assert compat.is_autocast_enabled('cuda') is False
+    assert compat.is_autocast_enabled('cpu') is False

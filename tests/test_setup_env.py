@@ -190,3 +190,19 @@ def test_dry_run_bad_argument(tmp_path):
     rc, out = dry_run(tmp_path, 'middle')
     assert rc == 2
     assert "unknown argument 'middle' (allowed: --dry-run, newest, oldest)" in out
+
+
+def test_env_info_reports_mmcv_cuda_ops():
+    import torch
+    from pvtfpn_mm.env_info import mmcv_cuda_ops, torch_cuda
+    ops = mmcv_cuda_ops()
+    info = torch_cuda()
+    assert info['build'] == (torch.version.cuda or 'CPU only')
+    assert info['available'] == str(torch.cuda.is_available())
+    if torch.cuda.is_available():  # a GPU host's set-up builds CUDA ops (and checks them)
+        assert ops[0].isdigit(), ops
+    else:
+        assert ops == 'not available' or ops[0].isdigit(), ops
+    out = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'env_info.py')],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    assert 'mmcv CUDA ops   ' in out and 'torch CUDA build' in out

@@ -3,6 +3,8 @@
 Families: ResNet (resnet18), ConvNeXt (convnext_atto), Swin (a 1-block-per-stage
 swin_tiny with 24 channels; NHWC in timm), PVT-v2 (pvt_v2_b0).
 """
+import inspect
+
 import pytest
 import timm
 import torch
@@ -32,6 +34,17 @@ FAMILIES = {
                {'patch_embed', 'stages_0', 'stages_1'}),
 }
 MEAN_STD = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
+#: timm 0.9 (the oldest stack): Swin takes only its fixed 224 x 224 input (no
+#: dynamic_img_size; the configs' Swin needs timm >= 1.0).
+SWIN_DYNAMIC = 'dynamic_img_size' in inspect.signature(
+    timm.models.swin_transformer.SwinTransformer.__init__).parameters
+needs_dynamic_swin = pytest.mark.skipif(
+    not SWIN_DYNAMIC, reason="this timm's Swin has no dynamic_img_size (timm < 1.0)")
+
+
+def skip_swin_without_dynamic_size(family):
+    if family == 'swin' and not SWIN_DYNAMIC:
+        pytest.skip("this timm's Swin has no dynamic_img_size (timm < 1.0)")
 
 
 def full_checkpoint(tmp_path, name, **kwargs):
@@ -85,6 +98,7 @@ def test_configs_compute_in_channels():
 
 @pytest.mark.parametrize('family', sorted(FAMILIES))
 def test_levels_are_timm_features_nchw_and_load_full_weights(family, tmp_path):
+    skip_swin_without_dynamic_size(family)
     name, out_indices, kwargs, channels, _ = FAMILIES[family]
     full, path = full_checkpoint(tmp_path, name, **kwargs)
     backbone = TimmFeatures(name, out_indices, checkpoint=path, **kwargs).eval()
@@ -94,8 +108,13 @@ def test_levels_are_timm_features_nchw_and_load_full_weights(family, tmp_path):
     with torch.no_grad():
         feats = backbone(x)
         # timm's own NCHW intermediates of the full model with the same weights.
-        expected = full.forward_intermediates(
-            x, indices=list(out_indices), intermediates_only=True)
+        if hasattr(full, 'forward_intermediates'):
+            expected = full.forward_intermediates(
+                x, indices=list(out_indices), intermediates_only=True)
+        else:  # timm 0.9: its own features_only model, the file loaded by timm
+            expected = timm.create_model(
+                name, features_only=True, out_indices=out_indices, pretrained=True,
+                pretrained_cfg_overlay=dict(file=path), **kwargs).eval()(x)
     assert isinstance(feats, tuple) and len(feats) == 4
     for f, e, c, s in zip(feats, expected, channels, backbone.strides):
         assert tuple(f.shape) == (1, c, 64 // s, 96 // s)
@@ -205,6 +224,7 @@ def test_frozen_stages_match_mmdet_resnet():
 
 @pytest.mark.parametrize('family', sorted(FAMILIES))
 def test_frozen_stages_and_gradients(family):
+    skip_swin_without_dynamic_size(family)
     name, out_indices, kwargs, _, frozen_roots = FAMILIES[family]
     backbone = TimmFeatures(name, out_indices, frozen_stages=1, **kwargs).train()
     frozen = {n for n, p in backbone.model.named_parameters() if not p.requires_grad}
@@ -356,6 +376,7 @@ def test_retinanet_with_timm_backbone(family):
     assert len(results) == 1 and 'bboxes' in results[0].pred_instances
 
 
+@needs_dynamic_swin
 def test_mask_rcnn_with_timm_swin():
     cfg = timm_model_cfg('configs/timm/mask-rcnn_timm-swin-tiny_topdownfpn_1x_coco.py',
                          'swin')

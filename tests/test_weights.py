@@ -12,7 +12,10 @@ from collections import OrderedDict
 import pytest
 import timm
 import torch
-from timm.models.pvt_v2 import checkpoint_filter_fn
+try:
+    from timm.models.pvt_v2 import checkpoint_filter_fn
+except ImportError:  # timm 0.9 (the oldest stack): the same function, private
+    from timm.models.pvt_v2 import _checkpoint_filter_fn as checkpoint_filter_fn
 
 from _helpers import random_params_
 
@@ -49,6 +52,12 @@ def features(model, x):
     with torch.no_grad():
         if hasattr(model, 'forward_intermediates'):  # timm's plain model
             return model.forward_intermediates(x, intermediates_only=True)
+        if hasattr(model, 'stages') and hasattr(model, 'head'):  # the same in timm 0.9
+            x, maps = model.patch_embed(x), []
+            for stage in model.stages:
+                x = stage(x)
+                maps.append(x)
+            return maps
         return model(x)
 
 

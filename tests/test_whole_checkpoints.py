@@ -25,7 +25,10 @@ import torch
 from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.runner.checkpoint import save_checkpoint
-from timm.models.pvt_v2 import checkpoint_filter_fn
+try:
+    from timm.models.pvt_v2 import checkpoint_filter_fn
+except ImportError:  # timm 0.9 (the oldest stack): the same function, private
+    from timm.models.pvt_v2 import _checkpoint_filter_fn as checkpoint_filter_fn
 
 from _helpers import random_params_
 from _official_layout import official_checkpoint

@@ -2,7 +2,8 @@
 # with the optimizer of mmdet's mask-rcnn_swin-t-p4-w7_fpn_1x_coco. Swin's four stages are
 # timm feature levels 0..3 (strides 4..32, 96/192/384/768 channels; TimmFeatures turns
 # timm's NHWC maps into NCHW). dynamic_img_size=True lets timm's Swin take any input
-# whose sides are multiples of 4 (mmdet pads to 32) instead of only 224 x 224.
+# whose sides are multiples of 4 (mmdet pads to 32) instead of only 224 x 224 (timm >= 1.0;
+# timm 0.9's Swin ignores it and refuses other sizes).
 # Weights: a local file with timm's swin_tiny_patch4_window7_224 state dict:
 #   python -c "import timm, torch; torch.save(timm.create_model( \
 #       'swin_tiny_patch4_window7_224', pretrained=True).state_dict(), \
