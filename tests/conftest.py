@@ -9,15 +9,18 @@ torch.set_num_threads(int(os.environ.get('PVTFPN_TEST_THREADS', '2')))
 #: The tests ./test.sh also runs on the oldest supported stack (.venv-oldest: torch 2.1,
 #: timm 0.9, numpy 1.26, Python 3.10; `pytest -m oldest`), by file or test id: import and
 #: registration, compatibility fallbacks, every config (names, index, build, parameters,
-#: forward), backbone / neck parity with timm, mmdet and torchvision, weight formats and
-#: safe loading, install requirements met by the stack, training with a real Runner and
-#: resuming, the quickstart data.
+#: forward), backbone / neck parity with timm, mmdet and torchvision (and the backbone's
+#: CPU fast path against its plain path, with the version-gated checks of pvtfpn_mm.compat
+#: in use), weight formats and safe loading, install requirements met by the stack,
+#: training with a real Runner and resuming, the quickstart data.
 OLDEST_STACK_TESTS = (
     'tests/test_foundation.py',
     'tests/test_compat.py',
     'tests/test_config_index.py',
     'tests/test_configs.py',
     'tests/test_pvt_v2.py',
+    'tests/test_mixffn_fused.py',
+    'tests/test_pvt_v2_hooks.py',
     'tests/test_top_down_fpn.py',
     'tests/test_resnet_fpn.py',
     'tests/test_timm_features.py',
