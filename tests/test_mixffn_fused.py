@@ -76,8 +76,8 @@ def test_input_is_not_changed_and_output_is_new(monkeypatch):
 
 
 @pytest.mark.parametrize('width, hidden, rows', [
-    (128, 512, 8),     # b2 stage 1 at 512 x 512: 2 MiB blocks
-    (336, 256, 6),     # b0 stage 1 at 800 x 1344
+    (128, 512, 16),    # b2 stage 1 at 512 x 512: 4 MiB blocks
+    (336, 256, 12),    # b0 stage 1 at 800 x 1344
     (32, 1280, 32),    # b2 stage 3 at 512 x 512: at least 1024 tokens
     (5000, 512, 1),    # at least one row
 ])

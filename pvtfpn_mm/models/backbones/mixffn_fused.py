@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from torch.nn.modules import module as _module
 
 #: Hidden-tensor bytes of one row block (about). Measured on a 2-core AMD EPYC (1 MiB
-#: L2 per core, 32 MiB L3): 1-4 MiB are equally fast, 0.25 MiB too small for the linear
-#: layers, 16 MiB out of the cache.
-BLOCK_BYTES = 2 << 20
+#: L2 per core, 32 MiB L3): with one thread 1-4 MiB are equally fast, 0.25 MiB too small
+#: for the linear layers, 16 MiB out of the cache; with two threads on a busy machine
+#: every call waits for the other thread, and 4 MiB (half the calls of 2 MiB) is best.
+BLOCK_BYTES = 4 << 20
 #: Tokens a block has at least (whole rows), so that the linear layers of the wide
 #: late stages still multiply matrices of >= 1024 rows.
 BLOCK_MIN_TOKENS = 1024
