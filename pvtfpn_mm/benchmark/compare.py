@@ -30,6 +30,9 @@ by other processes), with the load average at that moment. Parts (``--parts``):
     Peak memory of one training step (batch 2, 512 x 512; RetinaNet-b0 and -b2), ours,
     ours with ``with_cp=True`` and mmdet's config, each in a fresh process (CUDA: peak
     allocated; CPU: the growth of the peak resident set, see :mod:`.common`).
+``compile`` (only when named)
+    ``torch.compile(PVTv2, dynamic=True)`` against eager: compile time (the first call)
+    and the speed after it, forward and forward + backward.
 
 Weights are random (nothing is downloaded); the detectors' inference work after the
 score threshold is not a trained model's. On CUDA every timed call is synchronized;
@@ -93,7 +96,9 @@ PART_MODULES = {
               'roi_head.mask_roi_extractor', 'roi_head.mask_head', 'decode_head',
               'auxiliary_head'),
 }
-PARTS = ('peak', 'backbone', 'train', 'infer', 'memory')
+PARTS = ('peak', 'backbone', 'train', 'infer', 'memory', 'compile')
+#: The parts run when ``--parts`` is not given (``compile`` takes minutes of compiling).
+DEFAULT_PARTS = ('peak', 'backbone', 'train', 'infer', 'memory')
 
 
 # ---------------------------------------------------------------------------- output
@@ -129,15 +134,47 @@ def times_text(times: Mapping[str, Sequence[float]]) -> str:
     return ', '.join(f'{name} {statistics.median(t):.0f} ms' for name, t in times.items())
 
 
+# ---------------------------------------------------------------------------- timing
+
+#: ``--clock``: wall time, or this process's CPU time (user + system, all threads).
+CLOCKS = {'wall': time.perf_counter, 'cpu': time.process_time}
+
+
+def rounds_of(fns: Mapping[str, Callable[[], Any]], rounds: int, device: torch.device,
+              clock: str = 'wall', warmup: int = 1) -> Dict[str, List[float]]:
+    """Milliseconds of each callable, ``rounds`` interleaved rounds after ``warmup``
+    calls each. ``clock='cpu'`` counts the process's CPU time instead of wall time: with
+    one thread on a shared machine it leaves out the time other processes held the core
+    (with more threads it also counts threads spinning while they wait for each other)."""
+    if clock == 'wall':
+        return interleaved_rounds(fns, rounds, device, warmup=warmup)
+    if device.type != 'cpu':
+        raise ValueError(f'--clock cpu measures CPU work; it cannot time {device}')
+    if rounds < 1:
+        raise ValueError(f'rounds must be >= 1, got {rounds}')
+    now = CLOCKS[clock]
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: Dict[str, List[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = now()
+            fn()
+            times[name].append(1000 * (now() - start))
+    return times
+
+
 # ------------------------------------------------------------------------------ peak
 
 
-def matmul_peak(device: torch.device, size: int = 2048, rounds: int = 7) -> float:
+def matmul_peak(device: torch.device, size: int = 2048, rounds: int = 7,
+                clock: str = 'wall') -> float:
     """GFLOP/s of ``torch.mm`` of two ``size`` x ``size`` fp32 matrices (best round)."""
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
     out = torch.empty(size, size, device=device)
-    times = interleaved_rounds({'mm': lambda: torch.mm(a, b, out=out)}, rounds, device)
+    times = rounds_of({'mm': lambda: torch.mm(a, b, out=out)}, rounds, device, clock)
     return 2 * size ** 3 / (min(times['mm']) / 1000) / 1e9
 
 
@@ -217,7 +254,8 @@ def measure_backbones(archs: Sequence[str], sizes: Sequence[Size], batches: Sequ
                       modes: Sequence[str], rounds: int, device: torch.device,
                       peak_gflops: Optional[float] = None, with_mmdet: bool = True,
                       unfused: bool = False, amp: Optional[str] = None,
-                      echo: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+                      echo: Callable[[str], None] = print,
+                      clock: str = 'wall') -> List[Dict[str, Any]]:
     """The ``backbone`` part; one row per arch, size, batch and mode."""
     rows = []
     for arch in archs:
@@ -235,7 +273,7 @@ def measure_backbones(archs: Sequence[str], sizes: Sequence[Size], batches: Sequ
                     step = _forward if mode == 'fwd' else _forward_backward
                     fns = {n: functools.partial(step, m, x, device, amp)
                            for n, m in models.items()}
-                    times = interleaved_rounds(fns, rounds, device)
+                    times = rounds_of(fns, rounds, device, clock)
                     row = dict(part='backbone', arch=arch, size='x'.join(map(str, size)),
                                batch=batch, mode=mode, load=load_text(),
                                ms={n: statistics.median(t) for n, t in times.items()},
@@ -256,6 +294,48 @@ def measure_backbones(archs: Sequence[str], sizes: Sequence[Size], batches: Sequ
                     rows.append(row)
         del models
         gc.collect()
+    return rows
+
+
+# --------------------------------------------------------------------------- compile
+
+
+def measure_compile(archs: Sequence[str], size: Size, batch: int, modes: Sequence[str],
+                    rounds: int, device: torch.device, clock: str = 'wall',
+                    echo: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+    """The ``compile`` part: ``torch.compile(PVTv2, dynamic=True)`` (inductor) against
+    the same model in eager mode: the time of the first call (compiling) and the speed
+    after it, forward without gradients and forward + backward."""
+    from pvtfpn_mm.models.backbones.pvt_v2 import PVTv2
+    rows = []
+    for arch in archs:
+        eager = PVTv2(arch)
+        eager.init_weights()
+        twin = PVTv2(arch)
+        twin.load_state_dict(eager.state_dict())
+        x = torch.randn(batch, 3, *size, device=device)
+        for mode in modes:
+            torch._dynamo.reset()
+            compiled = torch.compile(twin.to(device), dynamic=True)
+            step = _forward if mode == 'fwd' else _forward_backward
+            synchronize(device)
+            start = time.perf_counter()
+            step(compiled, x, device, None)
+            synchronize(device)
+            compile_s = time.perf_counter() - start
+            fns = {'ours': functools.partial(step, eager.to(device), x, device, None),
+                   'ours compiled': functools.partial(step, compiled, x, device, None)}
+            times = rounds_of(fns, rounds, device, clock)
+            row = dict(part='compile', arch=arch, size='x'.join(map(str, size)), batch=batch,
+                       mode=mode, compile_s=compile_s, load=load_text(),
+                       ms={n: statistics.median(t) for n, t in times.items()},
+                       speedup=statistics.median(times['ours']) / statistics.median(
+                           times['ours compiled']))
+            echo(f'compile {arch} {row["size"]} batch {batch} {mode}: first call (compiling) '
+                 f'{compile_s:.0f} s; then {times_text(times)} | compiled speed-up '
+                 f'{row["speedup"]:.2f}x | {row["load"]}')
+            rows.append(row)
+    torch._dynamo.reset()
     return rows
 
 
@@ -280,8 +360,8 @@ class PartTimer:
     wrapping their ``forward`` (so it also sees ``self.forward(...)`` calls that skip
     ``__call__``, as mmseg's decode heads make); the wrappers change nothing else."""
 
-    def __init__(self, model: nn.Module, device: torch.device):
-        self.device = device
+    def __init__(self, model: nn.Module, device: torch.device, clock: str = 'wall'):
+        self.device, self.now = device, CLOCKS[clock]
         self.totals: Dict[str, float] = {}
         self._depth = 0
         self._restore = []
@@ -300,13 +380,13 @@ class PartTimer:
                 return original(*args, **kwargs)
             self._depth += 1
             synchronize(self.device)
-            start = time.perf_counter()
+            start = self.now()
             try:
                 return original(*args, **kwargs)
             finally:
                 synchronize(self.device)
                 self.totals[part] = self.totals.get(part, 0.) + 1000 * (
-                    time.perf_counter() - start)
+                    self.now() - start)
                 self._depth -= 1
 
         module.forward = timed
@@ -328,9 +408,9 @@ class StepCandidate:
 
     def __init__(self, config: str, device: torch.device, cfg_options: Optional[dict],
                  train_size: Size, train_batch: int, test_size: Optional[Size] = None,
-                 amp: Optional[str] = None):
+                 amp: Optional[str] = None, clock: str = 'wall'):
         from .configs import build_for_benchmark, make_batch, task_of
-        self.device, self.amp = device, amp
+        self.device, self.amp, self.now = device, amp, CLOCKS[clock]
         self.cfg, self.model, self.optim_wrapper = build_for_benchmark(
             resolve_config(config), device, cfg_options)
         self.task = task_of(self.cfg)
@@ -338,7 +418,7 @@ class StepCandidate:
                                      seed=1)
         self.test_data = (make_batch(self.model, self.task, test_size, 1, False)
                           if test_size else None)
-        self.timer = PartTimer(self.model, device)
+        self.timer = PartTimer(self.model, device, clock)
         self.parts: List[Dict[str, float]] = []
 
     def train_step(self) -> None:
@@ -347,35 +427,35 @@ class StepCandidate:
         model.train()
         times = {}
         synchronize(device)
-        start = time.perf_counter()
+        start = self.now()
         with _autocast(device, self.amp):
             data = model.data_preprocessor(copy.copy(self.train_data), True)
             losses = model._run_forward(data, mode='loss')
             loss, _ = model.parse_losses(losses)
         synchronize(device)
-        forward = 1000 * (time.perf_counter() - start)
+        forward = 1000 * (self.now() - start)
         times.update(self.timer.take())
         times['loss+assigner'] = forward - sum(times.values())
-        start = time.perf_counter()
+        start = self.now()
         ow.backward(loss)
         synchronize(device)
-        times['backward'] = 1000 * (time.perf_counter() - start)
-        start = time.perf_counter()
+        times['backward'] = 1000 * (self.now() - start)
+        start = self.now()
         ow.step()
         ow.zero_grad()
         synchronize(device)
-        times['optimizer'] = 1000 * (time.perf_counter() - start)
+        times['optimizer'] = 1000 * (self.now() - start)
         self.parts.append(times)
 
     def test_step(self) -> None:
         model, device = self.model, self.device
         model.eval()
         synchronize(device)
-        start = time.perf_counter()
+        start = self.now()
         with torch.no_grad(), _autocast(device, self.amp):
             model.test_step(copy.copy(self.test_data))
         synchronize(device)
-        total = 1000 * (time.perf_counter() - start)
+        total = 1000 * (self.now() - start)
         times = self.timer.take()
         times['rest (preprocess, decode, NMS)'] = total - sum(times.values())
         self.parts.append(times)
@@ -393,18 +473,19 @@ def parts_text(parts: Mapping[str, float]) -> str:
 
 def measure_steps(pairs: Sequence[str], kind: str, size: Size, batch: int, rounds: int,
                   device: torch.device, amp: Optional[str] = None,
-                  echo: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+                  echo: Callable[[str], None] = print,
+                  clock: str = 'wall') -> List[Dict[str, Any]]:
     """The ``train`` (``kind='train'``) or ``infer`` part for ``pairs``."""
     rows = []
     for pair in pairs:
         ours_cfg, ref_cfg, ref_options = PAIRS[pair]
         kwargs = dict(train_size=size, train_batch=batch,
-                      test_size=size if kind == 'infer' else None, amp=amp)
+                      test_size=size if kind == 'infer' else None, amp=amp, clock=clock)
         cands = {'ours': StepCandidate(ours_cfg, device, None, **kwargs),
                  'mmdet': StepCandidate(ref_cfg, device, ref_options, **kwargs)}
         fns = {n: (c.train_step if kind == 'train' else c.test_step)
                for n, c in cands.items()}
-        times = interleaved_rounds(fns, rounds, device)
+        times = rounds_of(fns, rounds, device, clock)
         for c in cands.values():
             c.parts = c.parts[-rounds:]  # not the warm-up call
         row = dict(part=kind, pair=pair, reference=REFERENCE_NAMES[pair],
@@ -492,12 +573,15 @@ def _sizes(texts: Sequence[str]) -> List[Size]:
 
 def add_arguments(parser) -> None:
     """The ``compare`` mode's command-line arguments."""
-    parser.add_argument('--parts', nargs='+', default=list(PARTS), choices=PARTS,
-                        help='what to measure (default: all)')
+    parser.add_argument('--parts', nargs='+', default=list(DEFAULT_PARTS), choices=PARTS,
+                        help=f'what to measure (default: {" ".join(DEFAULT_PARTS)})')
     parser.add_argument('--device', default=None,
                         help='cuda or cpu (default: cuda when present)')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch threads (default: torch\'s, = the cores)')
+    parser.add_argument('--clock', choices=tuple(CLOCKS), default='wall',
+                        help='wall time, or process CPU time (with --threads 1 on a shared '
+                        'machine: leaves out the time other processes held the core)')
     parser.add_argument('--amp', choices=('bf16', 'fp16'), default=None,
                         help='forward passes under autocast with this dtype')
     parser.add_argument('--archs', nargs='+', default=['b0', 'b2'], help='backbone archs')
@@ -525,6 +609,8 @@ def add_arguments(parser) -> None:
                         choices=list(PAIRS), help='memory: the model pairs')
     parser.add_argument('--memory-repeats', type=int, default=1,
                         help='memory: fresh processes per candidate')
+    parser.add_argument('--compile-size', default='512x512', help='compile: HxW')
+    parser.add_argument('--compile-batch', type=int, default=2, help='compile: batch size')
     parser.add_argument('--out-json', default=None, help='write every result here')
 
 
@@ -541,29 +627,34 @@ def run(args) -> List[Dict[str, Any]]:
     machine = describe_machine(device)
     print(f"compare on {machine['device_name']} ({machine['device']}), "
           f"{machine['threads']} threads, torch {machine['torch']}, "
-          f"amp {args.amp or 'off (fp32)'}; medians of interleaved rounds; "
+          f"amp {args.amp or 'off (fp32)'}, {args.clock} clock; medians of interleaved rounds; "
           f'ratio = other ms / our ms; {load_text()}', flush=True)
     echo = functools.partial(print, flush=True)
     results: List[Dict[str, Any]] = []
     peak = None
     if 'peak' in args.parts:
-        peak = matmul_peak(device)
+        peak = matmul_peak(device, clock=args.clock)
         results.append(dict(part='peak', gflops=peak, load=load_text()))
         echo(f'matmul peak (2048^2 fp32 torch.mm, {torch.get_num_threads()} threads): '
              f'{peak:.0f} GFLOP/s | {load_text()}')
     if 'backbone' in args.parts:
         results += measure_backbones(
             args.archs, _sizes(args.sizes), args.batches, args.modes, args.rounds, device,
-            peak, not args.no_mmdet, args.unfused, args.amp, echo)
+            peak, not args.no_mmdet, args.unfused, args.amp, echo, args.clock)
     if 'train' in args.parts:
         results += measure_steps(args.pairs, 'train', _sizes([args.train_size])[0],
-                                 args.train_batch, args.train_rounds, device, args.amp, echo)
+                                 args.train_batch, args.train_rounds, device, args.amp, echo,
+                                 args.clock)
     if 'infer' in args.parts:
         results += measure_steps(args.infer_pairs, 'infer', _sizes([args.infer_size])[0], 1,
-                                 args.rounds, device, args.amp, echo)
+                                 args.rounds, device, args.amp, echo, args.clock)
     if 'memory' in args.parts:
         results += measure_memory(args.memory_pairs, _sizes([args.train_size])[0],
                                   args.train_batch, args.memory_repeats, echo)
+    if 'compile' in args.parts:
+        results += measure_compile(args.archs, _sizes([args.compile_size])[0],
+                                   args.compile_batch, args.modes, args.rounds, device,
+                                   args.clock, echo)
     if args.out_json:
         from .common import write_text
         write_text(args.out_json, json.dumps(dict(machine=machine, results=results),

@@ -1,0 +1,88 @@
+"""tools/benchmark.py compare: ours vs timm / mmdet side by side (tiny sizes, one round:
+the mechanics and the report, not the speed)."""
+import os.path as osp
+import sys
+
+import pytest
+import torch
+
+from pvtfpn_mm.benchmark import MODES, compare
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def benchmark_main(argv):
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    try:
+        import benchmark
+    finally:
+        sys.path.pop(0)
+    return benchmark.main(argv)
+
+
+def test_compare_is_a_mode_of_the_one_tool():
+    assert 'compare' in MODES
+    assert not osp.exists(osp.join(ROOT, 'tools', 'benchmark_backbone.py'))
+
+
+def test_backbone_part(capsys):
+    rows = benchmark_main(['compare', '--parts', 'backbone', '--archs', 'b0', '--sizes',
+                           '64x96', '--batches', '2', '--rounds', '1', '--unfused',
+                           '--threads', '1', '--clock', 'cpu'])
+    assert [(r['mode'], r['batch'], r['size']) for r in rows] == [
+        ('fwd', 2, '64x96'), ('fwd+bwd', 2, '64x96')]
+    for row in rows:
+        assert set(row['ms']) == {'ours', 'ours-unfused', 'timm', 'mmdet'}
+        assert set(row['ratios']) == {'ours-unfused', 'timm', 'mmdet'}
+        assert row['load'].startswith('load ')
+    # the same weights: the features agree (mmdet: its eps differs, see test_pvt_v2)
+    assert rows[0]['max_diff']['timm'] <= 1e-5
+    assert rows[0]['max_diff']['ours-unfused'] <= 1e-5
+    assert rows[0]['max_diff']['mmdet'] <= 1e-4
+    out = capsys.readouterr().out
+    assert 'b0 64x96 batch 2 fwd: ours' in out and 'timm/ours' in out and 'load ' in out
+
+
+@pytest.mark.slow
+def test_train_and_infer_parts(capsys):
+    rows = benchmark_main(['compare', '--parts', 'train', 'infer', '--pairs', 'retinanet-b0',
+                           '--train-size', '64x64', '--train-rounds', '1', '--rounds', '1',
+                           '--infer-size', '64x64', '--threads', '1'])
+    train, infer = rows
+    assert set(train['ms']) == {'ours', 'mmdet'} and 'mmdet' in train['ratios']
+    assert list(train['parts']['ours']) == [
+        'backbone', 'neck', 'heads', 'loss+assigner', 'backward', 'optimizer']
+    assert list(infer['parts']['mmdet']) == [
+        'backbone', 'neck', 'heads', 'rest (preprocess, decode, NMS)']
+    for row in rows:
+        for parts in row['parts'].values():
+            assert all(v >= 0 for k, v in parts.items() if k != 'loss+assigner')
+    assert 'train retinanet-b0 64x64 batch 2' in capsys.readouterr().out
+
+
+def test_part_timer_times_and_restores():
+    model = torch.nn.Module()
+    model.backbone = torch.nn.Linear(4, 4)
+    model.neck = torch.nn.Identity()
+    timer = compare.PartTimer(model, torch.device('cpu'))
+    model.neck(model.backbone(torch.randn(2, 4)))
+    model.backbone.forward(torch.randn(2, 4))  # a direct forward call is timed too
+    parts = timer.take()
+    assert set(parts) == {'backbone', 'neck'} and timer.take() == {}
+    timer.remove()
+    assert 'forward' not in vars(model.backbone)
+
+
+@pytest.mark.parametrize('argv, match', [
+    (['--rounds', '0'], '--rounds must be >= 1, got 0'),
+    (['--train-batch', '0'], '--train-batch must be >= 1, got 0'),
+    (['--sizes', '10x10'], 'at least 32x32'),
+])
+def test_bad_arguments(argv, match):
+    with pytest.raises(ValueError, match=match):
+        benchmark_main(['compare', '--parts', 'backbone', '--archs', 'b0'] + argv)
+
+
+def test_cpu_clock_refuses_cuda():
+    with pytest.raises(ValueError, match='--clock cpu measures CPU work'):
+        compare.rounds_of({'x': lambda: None}, 1, torch.device('cuda'), 'cpu')
