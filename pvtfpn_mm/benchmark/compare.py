@@ -27,9 +27,11 @@ by other processes), with the load average at that moment. Parts (``--parts``):
     Inference end to end (``model.test_step``, batch 1: preprocessing, forward, box
     decoding and NMS) of RetinaNet-b0 at 800 x 1333 against mmdet's config, per part.
 ``memory``
-    Peak memory of one training step (batch 2, 512 x 512; RetinaNet-b0 and -b2), ours,
-    ours with ``with_cp=True`` and mmdet's config, each in a fresh process (CUDA: peak
-    allocated; CPU: the growth of the peak resident set, see :mod:`.common`).
+    Peak memory of a backbone forward + backward (b2), ours, timm's and mmdet's, each
+    without and with gradient checkpointing; and of one whole training step (RetinaNet-b0
+    and -b2), ours, ours with ``with_cp=True`` and mmdet's config; batch 2, 512 x 512,
+    each in a fresh process (CUDA: peak allocated; CPU: the growth of the peak resident
+    set, see :mod:`.common`).
 ``compile`` (only when named)
     ``torch.compile(PVTv2, dynamic=True)`` against eager: compile time (the first call)
     and the speed after it, forward and forward + backward.
@@ -525,16 +527,78 @@ def memory_child(config: str, cfg_options: Optional[dict], size: Size, batch: in
     print('PVTFPN_MEMORY ' + json.dumps(dict(train=peak.mib)), flush=True)
 
 
-def _memory_in_child(config: str, cfg_options: Optional[dict], size: Size, batch: int,
-                     threads: int) -> Optional[float]:
-    code = ('import sys, json; from pvtfpn_mm.benchmark.compare import memory_child; '
-            'memory_child(*json.loads(sys.argv[1]))')
-    args = json.dumps([config, cfg_options, list(size), batch, threads])
-    out = subprocess.run([sys.executable, '-c', code, args], capture_output=True, text=True)
+def backbone_memory_child(arch: str, name: str, with_cp: bool, size: Size, batch: int,
+                          threads: int) -> None:
+    """One backbone forward + backward (after a first one) in this fresh process; prints
+    its peak memory growth (MiB) as ``PVTFPN_MEMORY {...}``."""
+    from .common import PeakMemory, release_freed_memory
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if device.type == 'cpu':
+        release_freed_memory()
+    torch.set_num_threads(threads)
+    if name == 'mmdet':
+        from mmdet.models.backbones.pvt import PyramidVisionTransformerV2
+
+        from pvtfpn_mm.models.backbones.pvt_v2 import arch_settings
+        settings = arch_settings(arch)
+        model = PyramidVisionTransformerV2(
+            embed_dims=settings['embed_dims'][0], num_layers=list(settings['depths']),
+            num_heads=list(settings['num_heads']), mlp_ratios=list(settings['mlp_ratios']),
+            drop_path_rate=0.)  # mmdet's PVT has no with_cp
+    elif name == 'timm':
+        import timm
+        model = timm.create_model(f'pvt_v2_{arch}', features_only=True)
+        model.set_grad_checkpointing(with_cp)
+    else:
+        from pvtfpn_mm.models.backbones.pvt_v2 import PVTv2
+        model = PVTv2(arch, with_cp=with_cp)
+    model.to(device)
+    x = torch.randn(batch, 3, *size, device=device)
+    _forward_backward(model, x, device, None)
+    gc.collect()
+    with PeakMemory(device) as peak:
+        _forward_backward(model, x, device, None)
+    print('PVTFPN_MEMORY ' + json.dumps(dict(train=peak.mib)), flush=True)
+
+
+def _child(function: str, *args) -> Optional[float]:
+    code = (f'import sys, json; from pvtfpn_mm.benchmark.compare import {function}; '
+            f'{function}(*json.loads(sys.argv[1]))')
+    out = subprocess.run([sys.executable, '-c', code, json.dumps(args)], capture_output=True,
+                         text=True)
     if out.returncode != 0:
-        raise RuntimeError(f'memory measurement of {config!r} failed:\n{out.stderr[-3000:]}')
+        raise RuntimeError(f'memory measurement {function}{args} failed:\n'
+                           f'{out.stderr[-3000:]}')
     line = [x for x in out.stdout.splitlines() if x.startswith('PVTFPN_MEMORY ')][-1]
     return json.loads(line.split(' ', 1)[1])['train']
+
+
+def measure_backbone_memory(archs: Sequence[str], size: Size, batch: int, repeats: int = 1,
+                            echo: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+    """Peak memory of a backbone forward + backward: ours and timm, each without and with
+    gradient checkpointing, and mmdet (which has no ``with_cp``), alternating fresh
+    processes, median of ``repeats``."""
+    rows = []
+    for arch in archs:
+        names = [('ours', False), ('ours', True), ('timm', False), ('timm', True)]
+        if arch != 'b2_li':
+            names.append(('mmdet', False))
+        runs = {f'{n}{" with_cp" if cp else ""}': [] for n, cp in names}
+        for _ in range(repeats):
+            for (name, cp), key in zip(names, runs):
+                runs[key].append(_child('backbone_memory_child', arch, name, cp,
+                                        list(size), batch, torch.get_num_threads()))
+        mib = {n: statistics.median(v) for n, v in runs.items()}
+        row = dict(part='memory', what='backbone fwd+bwd', arch=arch,
+                   size='x'.join(map(str, size)), batch=batch, mib=mib, runs=runs,
+                   load=load_text())
+        cuts = ', '.join(f'{n} {100 * (1 - mib[n + " with_cp"] / mib[n]):.0f}%'
+                         for n in ('ours', 'timm'))
+        echo(f'memory backbone {arch} {row["size"]} batch {batch} fwd+bwd: ' + ', '.join(
+            f'{n} {v:.0f} MiB' for n, v in mib.items()) + f' | with_cp saves: {cuts}'
+            + f' | {row["load"]}')
+        rows.append(row)
+    return rows
 
 
 def measure_memory(pairs: Sequence[str], size: Size, batch: int, repeats: int = 1,
@@ -550,8 +614,8 @@ def measure_memory(pairs: Sequence[str], size: Size, batch: int, repeats: int = 
         runs = {n: [] for n in cands}
         for _ in range(repeats):
             for name, (config, options) in cands.items():
-                runs[name].append(_memory_in_child(resolve_config(config), options, size,
-                                                   batch, torch.get_num_threads()))
+                runs[name].append(_child('memory_child', resolve_config(config), options,
+                                         list(size), batch, torch.get_num_threads()))
         mib = {n: statistics.median(v) for n, v in runs.items()}
         row = dict(part='memory', pair=pair, size='x'.join(map(str, size)), batch=batch,
                    mib=mib, runs=runs, load=load_text())
@@ -607,6 +671,8 @@ def add_arguments(parser) -> None:
     parser.add_argument('--infer-size', default='800x1333', help='infer: HxW')
     parser.add_argument('--memory-pairs', nargs='+', default=['retinanet-b0', 'retinanet-b2'],
                         choices=list(PAIRS), help='memory: the model pairs')
+    parser.add_argument('--memory-archs', nargs='+', default=['b2'],
+                        help='memory: backbones (forward + backward at the train size/batch)')
     parser.add_argument('--memory-repeats', type=int, default=1,
                         help='memory: fresh processes per candidate')
     parser.add_argument('--compile-size', default='512x512', help='compile: HxW')
@@ -649,6 +715,8 @@ def run(args) -> List[Dict[str, Any]]:
         results += measure_steps(args.infer_pairs, 'infer', _sizes([args.infer_size])[0], 1,
                                  args.rounds, device, args.amp, echo, args.clock)
     if 'memory' in args.parts:
+        results += measure_backbone_memory(args.memory_archs, _sizes([args.train_size])[0],
+                                           args.train_batch, args.memory_repeats, echo)
         results += measure_memory(args.memory_pairs, _sizes([args.train_size])[0],
                                   args.train_batch, args.memory_repeats, echo)
     if 'compile' in args.parts:
