@@ -97,6 +97,10 @@ class OverlapPatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         """``(B, C, H, W)`` -> ``(B, H'*W', C')`` tokens and ``(H', W')``."""
+        if x.device.type == 'cpu' and not x.is_contiguous(memory_format=torch.channels_last):
+            # The images (stage 0): a channels-last copy makes oneDNN return channels-last,
+            # whose tokens the LayerNorm takes as they are (an NCHW output it would copy).
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.proj(x)
         hw_shape = (x.shape[2], x.shape[3])
         return self.norm(_nchw_to_tokens(x)), hw_shape
