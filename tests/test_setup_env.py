@@ -124,6 +124,29 @@ def test_toolkit_wheels():
     assert mbe.toolkit_wheels('11.8') == []
 
 
+def fake_toolkit(home, version, headers=True):
+    (home / 'bin').mkdir(parents=True)
+    nvcc = home / 'bin' / 'nvcc'
+    nvcc.write_text(f'#!/bin/sh\necho "Cuda compilation tools, release {version}, V{version}.1"\n')
+    nvcc.chmod(0o755)
+    if headers:
+        (home / 'include').mkdir()
+        (home / 'include' / 'cuda_runtime.h').write_text('')
+    return str(home)
+
+
+def test_installed_toolkit_is_found_by_version(tmp_path, monkeypatch):
+    home = fake_toolkit(tmp_path / 'cuda-12.4', '12.4')
+    monkeypatch.setenv('CUDA_HOME', home)
+    assert mbe.installed_nvcc('12.4') == home
+    assert mbe.installed_nvcc('12.2') in (None, '/usr/local/cuda-12.2', '/usr/local/cuda')
+    # an nvcc (wrapper) on PATH without the CUDA headers beside it is not a toolkit
+    bare = fake_toolkit(tmp_path / 'wrapper', '12.6', headers=False)
+    monkeypatch.delenv('CUDA_HOME')
+    monkeypatch.setenv('PATH', osp.join(bare, 'bin') + os.pathsep + os.environ['PATH'])
+    assert mbe.installed_nvcc('12.6') in (None, '/usr/local/cuda-12.6', '/usr/local/cuda')
+
+
 def test_assemble_toolkit_links_the_wheels(tmp_path):
     wheels = tmp_path / 'wheels'
     for sub in ('cuda_nvcc/bin', 'cuda_nvcc/nvvm/bin', 'cuda_runtime/include',

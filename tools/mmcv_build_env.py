@@ -156,16 +156,19 @@ def nvcc_version(nvcc: str) -> Optional[str]:
 
 
 def installed_nvcc(cuda: str) -> Optional[str]:
-    """CUDA_HOME of an installed nvcc of version ``cuda`` (CUDA_HOME, PATH, /usr/local)."""
-    candidates = []
-    if os.environ.get('CUDA_HOME'):
-        candidates.append(osp.join(os.environ['CUDA_HOME'], 'bin', 'nvcc'))
+    """An installed CUDA toolkit of version ``cuda``: the first of CUDA_HOME,
+    /usr/local/cuda-<cuda>, /usr/local/cuda and the one of the ``nvcc`` on PATH whose
+    ``bin/nvcc`` is that version and which has the CUDA headers (``include/cuda_runtime.h``;
+    an ``nvcc`` wrapper script in /usr/local/bin does not make /usr/local a toolkit)."""
+    homes = [os.environ['CUDA_HOME']] if os.environ.get('CUDA_HOME') else []
+    homes += [f'/usr/local/cuda-{cuda}', '/usr/local/cuda']
     if shutil.which('nvcc'):
-        candidates.append(shutil.which('nvcc'))
-    candidates += [f'/usr/local/cuda-{cuda}/bin/nvcc', '/usr/local/cuda/bin/nvcc']
-    for nvcc in candidates:
-        if osp.isfile(nvcc) and nvcc_version(nvcc) == cuda:
-            return osp.dirname(osp.dirname(osp.realpath(nvcc)))
+        homes.append(osp.dirname(osp.dirname(osp.realpath(shutil.which('nvcc')))))
+    for home in homes:
+        nvcc = osp.join(home, 'bin', 'nvcc')
+        if (osp.isfile(nvcc) and osp.isfile(osp.join(home, 'include', 'cuda_runtime.h'))
+                and nvcc_version(nvcc) == cuda):
+            return home
     return None
 
 
