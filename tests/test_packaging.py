@@ -39,12 +39,12 @@ def pip(*args, **kwargs):
     return run([sys.executable, '-m', 'pip', '--disable-pip-version-check', *args], **kwargs)
 
 
-@pytest.mark.parametrize('target', ['.', '.[mmdet,mmseg,mmpretrain]'])
+@pytest.mark.parametrize('target', [['.'], ['-e', '.'], ['.[mmdet,mmseg,mmpretrain]']])
 def test_install_changes_nothing_in_this_stack(tmp_path, target):
     """Offline (--no-index): anything pip wanted to add or upgrade would fail or be listed."""
     report = tmp_path / 'report.json'
     pip('install', '--dry-run', '--no-index', '--no-build-isolation', '--report', str(report),
-        target)
+        *target)
     with open(report) as f:
         installs = [i['metadata']['name'] for i in json.load(f)['install']]
     assert installs == ['pvtfpn_mm'] or installs == ['pvtfpn-mm'], installs
