@@ -81,7 +81,7 @@ setup(
     long_description_content_type='text/markdown',
     packages=find_packages(include=['pvtfpn_mm', 'pvtfpn_mm.*']),
     cmdclass={'build_py': BuildPyWithMim},
-    python_requires='>=3.9',
+    python_requires='>=3.10',  # tested: 3.10 (oldest stack), 3.11 (newest)
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     license='Apache-2.0',
