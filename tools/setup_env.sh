@@ -167,7 +167,8 @@ fi
 # The stamp records what the venv was built from; a matching stamp means nothing to do.
 STAMP=$VENV/.pvtfpn_mm_stamp
 want_stamp=$({
-    cat "$PINS" "$ROOT/requirements/stack.txt" "$ROOT/setup.py" "$SELF" "$HELPER"
+    cat "$PINS" "$ROOT/requirements/stack.txt" "$ROOT/requirements/deploy.txt" \
+        "$ROOT/setup.py" "$SELF" "$HELPER"
     gpu_signature
     echo "${PVTFPN_TORCH_INDEX_URL:-} ${PVTFPN_MMCV_OPS:-auto} ${TORCH_CUDA_ARCH_LIST:-}"
 } | sha256sum | cut -c1-16)
@@ -250,6 +251,12 @@ fi
 
 log "mmdet, mmseg, timm and the rest"
 pip_c -r "$ROOT/requirements/stack.txt"
+if [[ $STACK == newest ]]; then
+    # The deploy extra (ONNX export needs torch.onnx.export(dynamo=True), torch >= 2.5):
+    # tools/export_onnx.py and tests/test_deploy.py; the oldest stack goes without it.
+    log "onnx, onnxruntime, onnxscript (deploy extra)"
+    pip_c -r "$ROOT/requirements/deploy.txt"
+fi
 # mim without its openxlab dependency (which pins old setuptools and requests).
 pip_c --no-deps openmim
 pip_c --no-deps -e "$ROOT"
