@@ -12,7 +12,10 @@ from .version import __version__
 allow_mmengine_checkpoints()
 register_flop_counters()  # scaled_dot_product_attention in mmengine's get_flops
 
+# The models register first, then the engine (side-effect imports, in this order).
+# isort: off
 from . import models  # noqa: E402,F401  (registers the models)
 from . import engine  # noqa: E402,F401  (registers the hooks, runner, AMP wrapper)
+# isort: on
 
 __all__ = ['__version__', 'allow_mmengine_checkpoints']

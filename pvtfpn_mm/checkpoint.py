@@ -45,7 +45,9 @@ def _history_buffer_getattr(obj, name):
 
 def _safe_globals():
     try:
-        from numpy._core import multiarray  # numpy >= 2; checkpoints of numpy 1: numpy.core
+        from numpy._core import (
+            multiarray,  # numpy >= 2; checkpoints of numpy 1: numpy.core
+        )
     except ImportError:  # numpy 1.x
         from numpy.core import multiarray
     entries = [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'),

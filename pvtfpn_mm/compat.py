@@ -20,7 +20,7 @@ constraints.txt) has; each gap gets a fallback here that behaves the same:
   torch < 2.6): :func:`timm_load_state_dict` reads the file safely itself there.
 """
 import inspect
-from typing import Dict, List, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from packaging.version import Version
@@ -64,8 +64,8 @@ def is_autocast_enabled(device_type: str) -> bool:
                      f'got {device_type!r}')
 
 
-def _drop_path_rates(drop_path_rate: float, depths: Union[int, Sequence[int]],
-                     stagewise: bool = False) -> Union[List[float], List[List[float]]]:
+def _drop_path_rates(drop_path_rate: float, depths: int | Sequence[int],
+                     stagewise: bool = False) -> list[float] | list[list[float]]:
     """timm's ``calculate_drop_path_rates`` (timm 1.0), for older timm.
 
     Linearly from 0 to ``drop_path_rate`` over all blocks; ``stagewise`` splits the list
@@ -87,7 +87,7 @@ except ImportError:  # timm 0.9
     calculate_drop_path_rates = _drop_path_rates
 
 
-def timm_load_state_dict(path: str) -> Dict[str, torch.Tensor]:
+def timm_load_state_dict(path: str) -> dict[str, torch.Tensor]:
     """timm's ``load_state_dict(path, use_ema=False)`` with safe loading on every timm.
 
     Where timm's takes ``weights_only``, it gets True; for older timm the file is read by
@@ -99,7 +99,7 @@ def timm_load_state_dict(path: str) -> Dict[str, torch.Tensor]:
     return safe_load_state_dict(path)
 
 
-def safe_load_state_dict(path: str) -> Dict[str, torch.Tensor]:
+def safe_load_state_dict(path: str) -> dict[str, torch.Tensor]:
     """A state dict file read as timm reads it, always with ``weights_only=True``.
 
     ``.safetensors`` through safetensors, anything else with

@@ -1,7 +1,6 @@
 """Versions of the stack and the model types pvtfpn_mm registers."""
 import importlib
 from importlib import metadata
-from typing import Dict, List
 
 from .registry import DOWNSTREAM_SCOPES, MODELS, downstream_registry
 
@@ -9,7 +8,7 @@ STACK = ('torch', 'torchvision', 'mmengine', 'mmcv', 'mmdet', 'mmsegmentation', 
          'timm', 'numpy', 'pycocotools', 'openmim')
 
 
-def stack_versions() -> Dict[str, str]:
+def stack_versions() -> dict[str, str]:
     """Maps each distribution of the stack to its version ('missing' when not installed)."""
     versions = {}
     for name in STACK:
@@ -20,7 +19,7 @@ def stack_versions() -> Dict[str, str]:
     return versions
 
 
-def registered_types() -> Dict[str, List[str]]:
+def registered_types() -> dict[str, list[str]]:
     """Maps each scope to the pvtfpn_mm types registered in it."""
     import pvtfpn_mm  # noqa: F401  (registers the models)
     ours = sorted(MODELS.module_dict)
@@ -54,7 +53,7 @@ def mmcv_cuda_ops() -> str:
     return get_compiling_cuda_version()
 
 
-def torch_cuda() -> Dict[str, str]:
+def torch_cuda() -> dict[str, str]:
     """torch's CUDA build and whether a GPU is usable."""
     import torch
     info = dict(build=torch.version.cuda or 'CPU only',

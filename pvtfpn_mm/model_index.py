@@ -14,7 +14,6 @@ mmdet's / mmseg's types, so pass the config path instead::
                                weights='checkpoint.pth')
 """
 import os.path as osp
-from typing import Dict, List
 
 import yaml
 
@@ -34,7 +33,7 @@ def index_root() -> str:
         'was installed without its configs (build it with setup.py, e.g. pip install .)')
 
 
-def list_models() -> List[Dict]:
+def list_models() -> list[dict]:
     """Every model of the index: its metafile entry, ``Config`` made an absolute path."""
     root = index_root()
     with open(osp.join(root, 'model-index.yml')) as f:
@@ -47,7 +46,7 @@ def list_models() -> List[Dict]:
     return models
 
 
-def get_model_info(name: str) -> Dict:
+def get_model_info(name: str) -> dict:
     """The index entry of the config called ``name`` (file name without ``.py``)."""
     key = osp.basename(name)[:-3] if name.endswith('.py') else name
     models = list_models()

@@ -8,7 +8,7 @@ ordinary mmdet or mmseg config builds our types by their bare names once
 name in mmdet or mmseg; registering one that is raises ``KeyError``.
 """
 import importlib
-from typing import Callable, Optional, Sequence, Type
+from collections.abc import Callable, Sequence
 
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
@@ -20,7 +20,7 @@ MODELS = Registry(
 DOWNSTREAM_SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
 
 
-def downstream_registry(scope: str) -> Optional[Registry]:
+def downstream_registry(scope: str) -> Registry | None:
     """Returns ``<scope>.registry.MODELS``, or None when that package is not installed."""
     try:
         return importlib.import_module(f'{scope}.registry').MODELS
@@ -28,7 +28,7 @@ def downstream_registry(scope: str) -> Optional[Registry]:
         return None
 
 
-def register_model(scopes: Sequence[str] = DOWNSTREAM_SCOPES) -> Callable[[Type], Type]:
+def register_model(scopes: Sequence[str] = DOWNSTREAM_SCOPES) -> Callable[[type], type]:
     """Class decorator: register in ``pvtfpn_mm`` and in each installed scope of ``scopes``.
 
     Args:
@@ -36,7 +36,7 @@ def register_model(scopes: Sequence[str] = DOWNSTREAM_SCOPES) -> Callable[[Type]
             (those not installed are skipped). Defaults to ``('mmdet', 'mmseg', 'mmpretrain')``.
     """
 
-    def wrap(cls: Type) -> Type:
+    def wrap(cls: type) -> type:
         registries = [MODELS] + [
             r for r in map(downstream_registry, scopes) if r is not None
         ]

@@ -39,12 +39,12 @@ import re
 import tempfile
 import warnings
 from collections import OrderedDict
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
 
-StateDict = Dict[str, torch.Tensor]
+StateDict = dict[str, torch.Tensor]
 
 #: The checkpoint formats this module reads and writes.
 FORMATS = ('ours', 'timm', 'timm_features', 'official', 'mmdet')
@@ -74,8 +74,8 @@ class StateDictMismatchError(RuntimeError):
     #: How many keys of each kind the message shows.
     SHOWN = 5
 
-    def __init__(self, missing: List[str], unexpected: List[str], mismatched: List[str],
-                 source: str = 'state dict', hint: Optional[str] = None):
+    def __init__(self, missing: list[str], unexpected: list[str], mismatched: list[str],
+                 source: str = 'state dict', hint: str | None = None):
         self.missing, self.unexpected, self.mismatched = missing, unexpected, mismatched
         self.source = source
         super().__init__(mismatch_summary(missing, unexpected, mismatched, source,
@@ -84,7 +84,7 @@ class StateDictMismatchError(RuntimeError):
 
 def mismatch_summary(missing: Sequence[str], unexpected: Sequence[str],
                      mismatched: Sequence[str], source: str = 'state dict', shown: int = 5,
-                     hint: Optional[str] = None) -> str:
+                     hint: str | None = None) -> str:
     """``'<source> does not match the model:'`` and one line per kind of mismatch: its
     count and the first ``shown`` keys."""
     lines = [f'{source} does not match the model:']
@@ -148,7 +148,7 @@ def checkpoint_read_error(path: str, err: BaseException) -> CheckpointReadError:
         f'of tensors (reading it stopped at: {detail})')
 
 
-def read_checkpoint(path: str, map_location: Union[str, torch.device, Callable, None] = 'cpu'):
+def read_checkpoint(path: str, map_location: str | torch.device | Callable | None = 'cpu'):
     """Reads a checkpoint file or ``http(s)://`` URL with safe loading (``weights_only``).
 
     ``~`` is expanded. Errors name the file and say what is wrong with it; none suggests
@@ -200,8 +200,8 @@ def _strip_prefix(state_dict: Mapping, prefix: str) -> StateDict:
         (k[len(prefix):], v) for k, v in state_dict.items() if k.startswith(prefix))
 
 
-def extract_state_dict(checkpoint: Mapping, prefix: Optional[str] = None,
-                       source: str = 'checkpoint') -> Tuple[StateDict, str]:
+def extract_state_dict(checkpoint: Mapping, prefix: str | None = None,
+                       source: str = 'checkpoint') -> tuple[StateDict, str]:
     """The PVT-v2 state dict inside ``checkpoint`` and its format.
 
     Args:
@@ -239,7 +239,7 @@ def extract_state_dict(checkpoint: Mapping, prefix: Optional[str] = None,
 # ------------------------------------------------------------------------- detection
 
 
-def _detect_format(state_dict: Mapping) -> Optional[str]:
+def _detect_format(state_dict: Mapping) -> str | None:
     keys = state_dict.keys()
     if 'stages.0.patch_embed.proj.weight' in keys:
         return 'ours'
@@ -273,7 +273,7 @@ def detect_format(state_dict: Mapping, source: str = 'state dict') -> str:
 # rules, the first matching rule wins; a replacement of None drops the key. Tensor
 # changes (mmdet's fused in-projection and 1 x 1 convolutions) are done separately.
 
-Rule = Tuple[str, Optional[Union[str, Callable[[re.Match], str]]]]
+Rule = tuple[str, str | Callable[[re.Match], str] | None]
 
 
 def _shift(group: int, offset: int, template: str) -> Callable[[re.Match], str]:
@@ -285,7 +285,7 @@ def _shift(group: int, offset: int, template: str) -> Callable[[re.Match], str]:
     return replace
 
 
-_KEY_RULES: Dict[str, Tuple[List[Rule], List[Rule]]] = {
+_KEY_RULES: dict[str, tuple[list[Rule], list[Rule]]] = {
     # format: (rules to ours, rules from ours)
     'ours': ([(r'^(.*)$', r'\1')], [(r'^(.*)$', r'\1')]),
     'timm': (
@@ -343,7 +343,7 @@ _KEY_RULES: Dict[str, Tuple[List[Rule], List[Rule]]] = {
 
 
 def _rename(state_dict: Mapping, rules: Sequence[Rule],
-            refused: Optional[List[str]] = None) -> StateDict:
+            refused: list[str] | None = None) -> StateDict:
     """Renames the keys by ``rules``. A key no rule matches is kept as it is (strict
     loading then reports it) or, when a ``refused`` list is given, appended to it; so
     is a key a rule drops."""
@@ -412,14 +412,14 @@ def _check_format(fmt: str) -> None:
         raise ValueError(f'Unknown checkpoint format {fmt!r}; expected one of {FORMATS}')
 
 
-def to_ours(state_dict: Mapping, src: Optional[str] = None) -> StateDict:
+def to_ours(state_dict: Mapping, src: str | None = None) -> StateDict:
     """Converts a PVT-v2 state dict from format ``src`` (None: detect it) to ours."""
     src = detect_format(state_dict) if src is None else src
     _check_format(src)
     return _to_ours(state_dict, src)
 
 
-def _to_ours(state_dict: Mapping, src: str, refused: Optional[List[str]] = None) -> StateDict:
+def _to_ours(state_dict: Mapping, src: str, refused: list[str] | None = None) -> StateDict:
     out = _rename(state_dict, _KEY_RULES[src][0], refused)
     return _mmdet_to_ours(out) if src == 'mmdet' else out
 
@@ -431,7 +431,7 @@ def from_ours(state_dict: Mapping, dst: str) -> StateDict:
     return _rename(state_dict, _KEY_RULES[dst][1])
 
 
-def convert(state_dict: Mapping, dst: str, src: Optional[str] = None) -> StateDict:
+def convert(state_dict: Mapping, dst: str, src: str | None = None) -> StateDict:
     """Converts a PVT-v2 state dict from format ``src`` (None: detect it) to ``dst``."""
     return from_ours(to_ours(state_dict, src), dst)
 
@@ -453,7 +453,7 @@ def check_tensors(state_dict: Mapping, source: str = 'state dict') -> None:
 
 
 def state_dict_mismatches(model: nn.Module, state_dict: Mapping
-                          ) -> Tuple[List[str], List[str], List[str]]:
+                          ) -> tuple[list[str], list[str], list[str]]:
     """The missing keys, unexpected keys and ``'key: shape vs model shape'`` entries of
     ``state_dict`` against ``model.state_dict()``."""
     expected = model.state_dict()
@@ -469,7 +469,7 @@ def state_dict_mismatches(model: nn.Module, state_dict: Mapping
 
 def load_state_dict_strict(model: nn.Module, state_dict: Mapping,
                            source: str = 'state dict', assign: bool = False,
-                           hint: Optional[str] = None) -> None:
+                           hint: str | None = None) -> None:
     """``model.load_state_dict(state_dict)``, after checking that keys and shapes match.
 
     Args:
@@ -528,8 +528,8 @@ def load_state_dict_partial(model: nn.Module, state_dict: Mapping,
     return summary
 
 
-def load_pretrained(model: nn.Module, checkpoint: Union[str, Mapping],
-                    prefix: Optional[str] = None, assign: bool = False) -> str:
+def load_pretrained(model: nn.Module, checkpoint: str | Mapping,
+                    prefix: str | None = None, assign: bool = False) -> str:
     """Loads a PVT-v2 checkpoint of any format into ``model`` (a ``PVTv2``), strictly.
 
     Args:
@@ -556,9 +556,9 @@ def load_pretrained(model: nn.Module, checkpoint: Union[str, Mapping],
     return fmt
 
 
-def convert_file(src_path: str, dst_path: str, dst: str = 'ours', src: Optional[str] = None,
-                 prefix: Optional[str] = None, whole: Optional[bool] = None,
-                 force: bool = False, config: Optional[str] = None) -> Tuple[str, int, bool]:
+def convert_file(src_path: str, dst_path: str, dst: str = 'ours', src: str | None = None,
+                 prefix: str | None = None, whole: bool | None = None,
+                 force: bool = False, config: str | None = None) -> tuple[str, int, bool]:
     """Converts a checkpoint file: a whole detector / segmentor, or a backbone.
 
     Args:
@@ -649,7 +649,7 @@ def _check_against_config(state_dict: StateDict, config: str, source: str) -> No
 # no rule maps.
 
 #: Foreign whole-model layouts: name -> (format of the ``backbone.`` part, description).
-WHOLE_LAYOUTS: Dict[str, Tuple[str, str]] = {
+WHOLE_LAYOUTS: dict[str, tuple[str, str]] = {
     'mmdet': ('mmdet', 'mmdet 3.x PyramidVisionTransformerV2 model (mmdet configs/pvt; '
                        'backbone.layers.*)'),
     'official': ('official', 'whai362/PVT release (mmdet 2.x detection / mmseg 0.x '
@@ -697,7 +697,7 @@ def is_whole_checkpoint(state_dict: Mapping) -> bool:
             and any(k.startswith(WHOLE_PARTS) for k in keys))
 
 
-def detect_layout(state_dict: Mapping) -> Optional[str]:
+def detect_layout(state_dict: Mapping) -> str | None:
     """The layout of a whole detector / segmentor state dict, from its backbone keys.
 
     Returns:
@@ -713,7 +713,7 @@ def detect_layout(state_dict: Mapping) -> Optional[str]:
     return None
 
 
-def whole_to_ours(state_dict: Mapping, layout: Optional[str] = None,
+def whole_to_ours(state_dict: Mapping, layout: str | None = None,
                   source: str = 'checkpoint') -> StateDict:
     """Converts a whole detector / segmentor state dict from ``layout`` to ours.
 
@@ -746,7 +746,7 @@ def whole_to_ours(state_dict: Mapping, layout: Optional[str] = None,
             f'{source} is in layout {detected!r}, not {layout!r}')
     if layout == 'ours':
         return OrderedDict(state_dict)
-    refused: List[str] = []
+    refused: list[str] = []
     backbone = _to_ours(_strip_prefix(state_dict, 'backbone.'), WHOLE_LAYOUTS[layout][0],
                         refused)
     refused = ['backbone.' + k for k in refused]
@@ -766,7 +766,7 @@ def whole_to_ours(state_dict: Mapping, layout: Optional[str] = None,
 
 
 def convert_to_model_layout(state_dict: Mapping,
-                            model: nn.Module) -> Tuple[StateDict, Optional[str]]:
+                            model: nn.Module) -> tuple[StateDict, str | None]:
     """A whole detector's / segmentor's state dict in ``model``'s own key layout.
 
     The loading path of our runner calls this right before its strict load: a
@@ -824,7 +824,7 @@ def _warn_on_eps(model: nn.Module, layout: str) -> None:
 # ------------------------------------------------------------------------ writing
 
 
-def _check_output(path: str, force: bool, source: Optional[str]) -> None:
+def _check_output(path: str, force: bool, source: str | None) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(
@@ -841,7 +841,7 @@ def _check_output(path: str, force: bool, source: Optional[str]) -> None:
                               f'to overwrite it')
 
 
-def save_atomic(obj, path: str, force: bool = False, source: Optional[str] = None) -> str:
+def save_atomic(obj, path: str, force: bool = False, source: str | None = None) -> str:
     """``torch.save(obj, path)``: written to a temporary file in ``path``'s folder,
     fsynced and renamed into place, so ``path`` is never left half-written.
 

@@ -193,6 +193,7 @@ def test_fpn_depth_head_bad_max_depth(max_depth, error, match):
 def test_timm_features_mm_norm_names_on_resnet(name, cls_name):
     """The classes mmseg's TIMMBackbone gives these names (mmengine's MODELS.get)."""
     from mmengine.registry import MODELS as MMENGINE_MODELS
+
     from pvtfpn_mm.models.backbones import TimmFeatures
     model = TimmFeatures('resnet18', out_indices=(1, 2), norm_layer=name).train()
     norms = {type(m) for m in model.modules() if 'Norm' in type(m).__name__}
@@ -217,6 +218,7 @@ def test_timm_features_group_norm_takes_its_groups():
 
 def test_timm_features_layer_norms():
     from mmpretrain.models.utils.norm import LayerNorm2d
+
     from pvtfpn_mm.models.backbones import TimmFeatures
     # timm's pvt_v2 default is LayerNorm(eps=1e-6); 'LN' is nn.LayerNorm (eps 1e-5)
     model = TimmFeatures('pvt_v2_b0', norm_layer='LN')
@@ -301,6 +303,7 @@ def coco_loader(toy, classes, ann='instances_val2017.json', **dataset):
 
 def test_class_names_not_in_the_annotation_file(toy):
     from mmengine.registry import init_default_scope
+
     from pvtfpn_mm.engine import DatasetError, SafeRunner
     init_default_scope('mmdet')
     with pytest.raises(DatasetError, match=r"the class names \['disc', 'box'\] of the config "
@@ -315,7 +318,9 @@ def test_class_names_not_in_the_annotation_file(toy):
 
 def test_empty_val_sets(toy, tmp_path):
     import json
+
     from mmengine.registry import init_default_scope
+
     from pvtfpn_mm.engine import DatasetError, SafeRunner
     init_default_scope('mmdet')
     empty = json.loads((toy / 'coco' / 'annotations' / 'instances_val2017.json').read_text())
@@ -377,6 +382,7 @@ def test_bad_checkpoint_files_everywhere_we_load(tmp_path, kind):
     """PVTv2 / TopDownFPN / TimmFeatures Pretrained and mmengine's own loader (load_from,
     --resume, tools/test.py) all say what is wrong with the file."""
     from mmengine.runner.checkpoint import _load_checkpoint
+
     from pvtfpn_mm.compat import HAS_SAFE_GLOBALS
     from pvtfpn_mm.models.backbones import TimmFeatures
     from pvtfpn_mm.models.necks import TopDownFPN
@@ -407,6 +413,7 @@ def test_non_tensors_in_a_state_dict_are_named(tmp_path):
 
 def test_home_is_expanded(tmp_path, monkeypatch):
     from mmengine.runner.checkpoint import _load_checkpoint
+
     from pvtfpn_mm.weights import read_checkpoint
     monkeypatch.setenv('HOME', str(tmp_path))
     torch.save({'w': torch.ones(2)}, tmp_path / 'x.pth')

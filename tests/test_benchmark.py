@@ -14,8 +14,13 @@ from mmengine.hub import get_config
 
 import pvtfpn_mm  # noqa: F401  (registers the counter)
 from pvtfpn_mm.benchmark import MODES, load_mode
-from pvtfpn_mm.benchmark.configs import (all_configs, is_complete, make_batch, sizes_of,
-                                         task_of)
+from pvtfpn_mm.benchmark.configs import (
+    all_configs,
+    is_complete,
+    make_batch,
+    sizes_of,
+    task_of,
+)
 from pvtfpn_mm.benchmark.flops import SDPA_OP, sdpa_flop_jit
 from pvtfpn_mm.tools_lib.build import build_model_from_config
 

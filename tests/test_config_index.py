@@ -98,7 +98,11 @@ def test_mim_parses_the_index():
 
 
 def test_lookup_by_name():
-    from pvtfpn_mm.model_index import get_config_path, get_model_info, list_models
+    from pvtfpn_mm.model_index import (
+        get_config_path,
+        get_model_info,
+        list_models,
+    )
     assert len(list_models()) == len(CONFIGS)
     path = get_config_path('mask-rcnn_pvtv2-b2_topdownfpn_ms-3x_coco')
     assert path == osp.join(ROOT, 'configs', 'mask_rcnn',

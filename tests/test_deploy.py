@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from _helpers import random_params_
-
 import pvtfpn_mm  # noqa: F401
+
+from _helpers import random_params_
 
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
@@ -92,8 +92,9 @@ def assert_same_detections(outs, pred, img):
 
 
 def test_delta2bbox_is_mmdets():
-    from mmdet.models.task_modules.coders.delta_xywh_bbox_coder import \
-        delta2bbox as mmdet_delta2bbox
+    from mmdet.models.task_modules.coders.delta_xywh_bbox_coder import (
+        delta2bbox as mmdet_delta2bbox,
+    )
     gen = torch.Generator().manual_seed(0)
     rois = torch.rand(200, 2, generator=gen) * 80
     rois = torch.cat([rois, rois + torch.rand(200, 2, generator=gen) * 40 + 1], 1)

@@ -1,13 +1,14 @@
 """mmdet: RetinaNet and Mask R-CNN on PVTv2 + TopDownFPN, on CPU at odd image sizes."""
 import pytest
 import torch
+from mmdet.registry import MODELS
 from mmengine.config import ConfigDict
 from mmengine.registry import DefaultScope
 
 import pvtfpn_mm  # noqa: F401  (registers the models)
-from _helpers import det_sample
-from mmdet.registry import MODELS
 from pvtfpn_mm.models.necks import TopDownFPN
+
+from _helpers import det_sample
 
 B0_CHANNELS = [32, 64, 160, 256]
 NUM_CLASSES = 3

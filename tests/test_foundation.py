@@ -52,7 +52,9 @@ def test_mmdet_and_mmseg_models_import():
     import mmdet.models
     import mmseg.models
     assert mmdet.models.RetinaNet is not None and mmseg.models.EncoderDecoder is not None
-    from mmcv.ops import point_sample  # mmseg imports it; needs the compiled ops
+    from mmcv.ops import (
+        point_sample,  # mmseg imports it; needs the compiled ops
+    )
     assert callable(point_sample)
 
 

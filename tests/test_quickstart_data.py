@@ -13,8 +13,13 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from pvtfpn_mm.tools_lib.toy_data import (CLASSES, SEG_CLASSES, make_scene,
-                                          toy_data_ready, write_toy_data)
+from pvtfpn_mm.tools_lib.toy_data import (
+    CLASSES,
+    SEG_CLASSES,
+    make_scene,
+    toy_data_ready,
+    write_toy_data,
+)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SMALL = dict(num_train=6, num_val=3, img_size=64, seed=3)
@@ -65,8 +70,8 @@ def test_layout(toy):
 
 
 def test_coco_annotations(toy):
-    from pycocotools.coco import COCO
     from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
     ann_file = osp.join(toy, 'coco', 'annotations', 'instances_train2017.json')
     with open(ann_file) as f:
         raw = json.load(f)

@@ -14,9 +14,16 @@ from mmengine.model import BaseModel
 from mmengine.runner.checkpoint import _load_checkpoint
 
 import pvtfpn_mm  # noqa: F401  (registers the engine)
-from pvtfpn_mm.engine import (AtomicCheckpointHook, CPUAmpOptimWrapper, ExistingCheckpointsError,
-                              ResumeError, SafeRunner, StrictLoadHook, WorkDirBusyError,
-                              WorkDirLock)
+from pvtfpn_mm.engine import (
+    AtomicCheckpointHook,
+    CPUAmpOptimWrapper,
+    ExistingCheckpointsError,
+    ResumeError,
+    SafeRunner,
+    StrictLoadHook,
+    WorkDirBusyError,
+    WorkDirLock,
+)
 from pvtfpn_mm.weights import StateDictMismatchError
 
 LOCK_MODULE = osp.join(osp.dirname(pvtfpn_mm.__file__), 'engine', 'lock.py')
@@ -391,8 +398,9 @@ class PVTDetector(BaseModel):
 def test_a_released_layout_is_converted_right_before_the_strict_load(tmp_path):
     """convert_to_model_layout runs inside StrictLoadHook: a checkpoint in mmdet's
     PyramidVisionTransformerV2 layout loads into our model, and the log says so."""
-    from _helpers import random_params_
     from pvtfpn_mm.weights import from_ours
+
+    from _helpers import random_params_
     source = random_params_(PVTDetector(), seed=3)
     state = {'backbone.' + k: v for k, v in
              from_ours(source.backbone.state_dict(), 'mmdet').items()}

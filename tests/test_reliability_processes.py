@@ -14,7 +14,6 @@ import time
 import pytest
 import torch
 from mmengine.runner.checkpoint import _load_checkpoint
-
 from test_tools import MIM, ROOT, TESTS, run, tiny_config, tool, toy  # noqa: F401
 
 pytestmark = pytest.mark.slow

@@ -7,13 +7,13 @@ neck -- and the whole detector -- must compute what mmdet's does.
 """
 import pytest
 import torch
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
 from mmengine import Config
 from mmengine.hub import get_config
 from mmengine.registry import DefaultScope
 
 import pvtfpn_mm  # noqa: F401  (registers the models)
-from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample
 from pvtfpn_mm.models.necks import TopDownFPN
 
 # (our config, mmdet's config, parameters of both models, neck settings)

@@ -5,11 +5,11 @@ import torch.nn.functional as F
 from mmengine.config import ConfigDict
 from mmengine.registry import DefaultScope
 from mmengine.structures import PixelData
-
-import pvtfpn_mm  # noqa: F401  (registers the models)
 from mmseg.evaluation.metrics import DepthMetric
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
+
+import pvtfpn_mm  # noqa: F401  (registers the models)
 from pvtfpn_mm.models.heads import FPNConcatHead, FPNDepthHead
 
 B0_CHANNELS = [32, 64, 160, 256]

@@ -13,11 +13,12 @@ from mmengine.registry import DefaultScope
 from mmengine.structures import PixelData
 
 import pvtfpn_mm  # noqa: F401  (registers the models)
-from _helpers import det_sample
 from pvtfpn_mm.models.backbones import TimmFeatures, timm_channels
 from pvtfpn_mm.models.necks import TopDownFPN
 from pvtfpn_mm.registry import MODELS as PVTFPN_MODELS
 from pvtfpn_mm.weights import StateDictMismatchError
+
+from _helpers import det_sample
 
 SWIN = 'swin_tiny_patch4_window7_224'
 TINY_SWIN = dict(embed_dim=24, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1),

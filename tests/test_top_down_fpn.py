@@ -6,7 +6,10 @@ import torch
 import torch.nn.functional as F
 from mmengine.registry import DefaultScope
 from torchvision.ops import FeaturePyramidNetwork
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
+from torchvision.ops.feature_pyramid_network import (
+    LastLevelMaxPool,
+    LastLevelP6P7,
+)
 
 import pvtfpn_mm  # noqa: F401  (registers the models)
 from pvtfpn_mm.models.necks import TopDownFPN

@@ -12,19 +12,30 @@ from collections import OrderedDict
 import pytest
 import timm
 import torch
+
 try:
     from timm.models.pvt_v2 import checkpoint_filter_fn
 except ImportError:  # timm 0.9 (the oldest stack): the same function, private
-    from timm.models.pvt_v2 import _checkpoint_filter_fn as checkpoint_filter_fn
-
-from _helpers import random_params_
+    from timm.models.pvt_v2 import (
+        _checkpoint_filter_fn as checkpoint_filter_fn,
+    )
 
 from pvtfpn_mm import weights
 from pvtfpn_mm.models.backbones.pvt_v2 import PVTv2
-from pvtfpn_mm.weights import (FORMATS, CheckpointFormatError, CheckpointReadError,
-                               StateDictMismatchError,
-                               convert, detect_format, from_ours, load_pretrained,
-                               load_state_dict_strict, to_ours)
+from pvtfpn_mm.weights import (
+    FORMATS,
+    CheckpointFormatError,
+    CheckpointReadError,
+    StateDictMismatchError,
+    convert,
+    detect_format,
+    from_ours,
+    load_pretrained,
+    load_state_dict_strict,
+    to_ours,
+)
+
+from _helpers import random_params_
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ATOL = 1e-5  # fp32 rounding; see tests/test_pvt_v2.py
@@ -173,8 +184,9 @@ def test_init_cfg_prefix(tmp_path, ours_b0, image):
 
 
 def test_load_through_mmdet_registry(tmp_path, ours_b0, image):
-    import pvtfpn_mm  # noqa: F401  (registers)
     from mmdet.registry import MODELS
+
+    import pvtfpn_mm  # noqa: F401  (registers)
     path = save(from_ours(ours_b0.state_dict(), 'official'), tmp_path / 'official.pth')
     model = MODELS.build(dict(type='PVTv2', arch='b0',
                               init_cfg=dict(type='Pretrained', checkpoint=path)))

@@ -25,19 +25,27 @@ import torch
 from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.runner.checkpoint import save_checkpoint
+
 try:
     from timm.models.pvt_v2 import checkpoint_filter_fn
 except ImportError:  # timm 0.9 (the oldest stack): the same function, private
-    from timm.models.pvt_v2 import _checkpoint_filter_fn as checkpoint_filter_fn
-
-from _helpers import random_params_
-from _official_layout import official_checkpoint
+    from timm.models.pvt_v2 import (
+        _checkpoint_filter_fn as checkpoint_filter_fn,
+    )
 
 import pvtfpn_mm  # noqa: F401
 from pvtfpn_mm import weights
 from pvtfpn_mm.tools_lib.build import build_model_from_config
-from pvtfpn_mm.weights import (CheckpointFormatError, convert_to_model_layout, detect_layout,
-                               load_state_dict_strict, whole_to_ours)
+from pvtfpn_mm.weights import (
+    CheckpointFormatError,
+    convert_to_model_layout,
+    detect_layout,
+    load_state_dict_strict,
+    whole_to_ours,
+)
+
+from _helpers import random_params_
+from _official_layout import official_checkpoint
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MMDET_PVT_B0 = 'mmdet::pvt/retinanet_pvtv2-b0_fpn_1x_coco.py'

@@ -2,8 +2,13 @@
 with CUDA ops), and our registered types."""
 import argparse
 
-from pvtfpn_mm.env_info import (mmcv_cuda_ops, mmcv_ops_compiled, registered_types,
-                                stack_versions, torch_cuda)
+from pvtfpn_mm.env_info import (
+    mmcv_cuda_ops,
+    mmcv_ops_compiled,
+    registered_types,
+    stack_versions,
+    torch_cuda,
+)
 
 
 def parse_args():

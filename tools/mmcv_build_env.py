@@ -24,7 +24,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from typing import Dict, List, NamedTuple, Optional
+from typing import NamedTuple
 
 OPS_CHOICES = ('auto', 'cpu', 'cuda')
 
@@ -42,7 +42,7 @@ class Decision(NamedTuple):
     error: str  # non-empty: the set-up must stop with this message
 
 
-def run_text(cmd: List[str]) -> Optional[str]:
+def run_text(cmd: list[str]) -> str | None:
     """stdout of ``cmd``, or None when it is missing or fails."""
     if shutil.which(cmd[0]) is None:
         return None
@@ -53,7 +53,7 @@ def run_text(cmd: List[str]) -> Optional[str]:
     return out.stdout if out.returncode == 0 else None
 
 
-def query_gpus() -> List[Gpu]:
+def query_gpus() -> list[Gpu]:
     """The GPUs ``nvidia-smi`` sees (none when it is missing or fails)."""
     out = run_text(['nvidia-smi', '--query-gpu=name,compute_cap,driver_version',
                     '--format=csv,noheader'])
@@ -65,7 +65,7 @@ def query_gpus() -> List[Gpu]:
     return gpus
 
 
-def driver_cuda_version() -> Optional[str]:
+def driver_cuda_version() -> str | None:
     """The newest CUDA version the driver supports ('CUDA Version: 12.4' of nvidia-smi)."""
     match = re.search(r'CUDA Version:\s*(\d+\.\d+)', run_text(['nvidia-smi']) or '')
     return match.group(1) if match else None
@@ -75,13 +75,13 @@ def major(version: str) -> int:
     return int(version.split('.')[0])
 
 
-def arch_list(gpus: List[Gpu]) -> str:
+def arch_list(gpus: list[Gpu]) -> str:
     """TORCH_CUDA_ARCH_LIST for the GPUs present: their compute capabilities, sorted."""
     caps = sorted({g.compute_cap for g in gpus}, key=lambda c: tuple(map(int, c.split('.'))))
     return ';'.join(caps)
 
 
-def decide(gpus: List[Gpu], driver_cuda: Optional[str], torch_cuda: Optional[str],
+def decide(gpus: list[Gpu], driver_cuda: str | None, torch_cuda: str | None,
            force: str = 'auto', env_arch_list: str = '') -> Decision:
     """CPU or CUDA ops for mmcv.
 
@@ -128,7 +128,7 @@ def decide(gpus: List[Gpu], driver_cuda: Optional[str], torch_cuda: Optional[str
 
 
 def cache_key(python_tag: str, torch_version: str, mmcv_version: str, decision: Decision,
-              torch_cuda: Optional[str]) -> str:
+              torch_cuda: str | None) -> str:
     """Wheel-cache key: python / torch / mmcv / CPU or CUDA version + arch list."""
     if decision.ops == 'cpu':
         ops = 'cpu'
@@ -138,7 +138,7 @@ def cache_key(python_tag: str, torch_version: str, mmcv_version: str, decision: 
     return f'{python_tag}-torch{torch_version}-mmcv{mmcv_version}-{ops}'
 
 
-def torch_info() -> Dict[str, Optional[str]]:
+def torch_info() -> dict[str, str | None]:
     """torch's version and CUDA version ('none' for a CPU build); None when not installed."""
     try:
         import torch
@@ -150,12 +150,12 @@ def torch_info() -> Dict[str, Optional[str]]:
 
 # --- the CUDA toolkit ----------------------------------------------------------------------
 
-def nvcc_version(nvcc: str) -> Optional[str]:
+def nvcc_version(nvcc: str) -> str | None:
     match = re.search(r'release (\d+\.\d+)', run_text([nvcc, '--version']) or '')
     return match.group(1) if match else None
 
 
-def installed_nvcc(cuda: str) -> Optional[str]:
+def installed_nvcc(cuda: str) -> str | None:
     """An installed CUDA toolkit of version ``cuda``: the first of CUDA_HOME,
     /usr/local/cuda-<cuda>, /usr/local/cuda and the one of the ``nvcc`` on PATH whose
     ``bin/nvcc`` is that version and which has the CUDA headers (``include/cuda_runtime.h``;
@@ -172,7 +172,7 @@ def installed_nvcc(cuda: str) -> Optional[str]:
     return None
 
 
-def toolkit_wheels(cuda: str) -> List[str]:
+def toolkit_wheels(cuda: str) -> list[str]:
     """NVIDIA's PyPI wheels that make a CUDA ``cuda`` toolkit for building extensions."""
     if major(cuda) == 12:
         names = ['nvidia-cuda-nvcc-cu12', 'nvidia-cuda-runtime-cu12', 'nvidia-cuda-cccl-cu12']
@@ -184,7 +184,7 @@ def toolkit_wheels(cuda: str) -> List[str]:
     return [f'{n}=={cuda}.*' for n in names]
 
 
-def assemble_toolkit(wheel_dirs: List[str], home: str) -> str:
+def assemble_toolkit(wheel_dirs: list[str], home: str) -> str:
     """A CUDA_HOME at ``home`` made of links into the unpacked NVIDIA wheels.
 
     ``wheel_dirs`` are site-packages folders holding ``nvidia/*`` (the toolkit wheels and
@@ -288,7 +288,7 @@ def verify(ops: str) -> None:
           + (', sigmoid_focal_loss' if ops == 'cuda' else ''), file=sys.stderr)
 
 
-def shell_lines(values: Dict[str, str]) -> str:
+def shell_lines(values: dict[str, str]) -> str:
     return '\n'.join(f'{k}={shlex.quote(v)}' for k, v in values.items())
 
 

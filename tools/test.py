@@ -5,7 +5,11 @@
 """
 import argparse
 
-from pvtfpn_mm.tools_lib.runner import add_common_args, set_local_rank_env, test
+from pvtfpn_mm.tools_lib.runner import (
+    add_common_args,
+    set_local_rank_env,
+    test,
+)
 
 
 def parse_args():

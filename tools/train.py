@@ -8,7 +8,11 @@ processes use ``python tools/dist_train.py CONFIG NPROC ...``.
 """
 import argparse
 
-from pvtfpn_mm.tools_lib.runner import add_common_args, set_local_rank_env, train
+from pvtfpn_mm.tools_lib.runner import (
+    add_common_args,
+    set_local_rank_env,
+    train,
+)
 
 
 def parse_args():

@@ -20,7 +20,8 @@ import platform
 import statistics
 import sys
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -39,7 +40,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def describe_machine(device: torch.device) -> Dict[str, Any]:
+def describe_machine(device: torch.device) -> dict[str, Any]:
     """Date, device, CPU, cores, torch threads, versions and load average."""
     info = dict(
         date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
@@ -77,8 +78,8 @@ def time_call(fn: Callable[[], Any], device: torch.device) -> float:
 
 def interleaved_rounds(fns: Mapping[str, Callable[[], Any]], rounds: int,
                        device: torch.device, warmup: int = 1,
-                       on_call: Optional[Callable[[str], None]] = None
-                       ) -> Dict[str, List[float]]:
+                       on_call: Callable[[str], None] | None = None
+                       ) -> dict[str, list[float]]:
     """Times every callable once per round, ``rounds`` rounds, interleaved.
 
     Args:
@@ -98,7 +99,7 @@ def interleaved_rounds(fns: Mapping[str, Callable[[], Any]], rounds: int,
             fn()
             if on_call:
                 on_call(name)
-    times: Dict[str, List[float]] = {name: [] for name in fns}
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             times[name].append(time_call(fn, device))
@@ -107,7 +108,7 @@ def interleaved_rounds(fns: Mapping[str, Callable[[], Any]], rounds: int,
     return times
 
 
-def summarize(times: Sequence[float]) -> Dict[str, float]:
+def summarize(times: Sequence[float]) -> dict[str, float]:
     """Median, best and worst of a list of timings."""
     return dict(median=statistics.median(times), min=min(times), max=max(times))
 
@@ -157,7 +158,7 @@ class PeakMemory:
 
     def __init__(self, device: torch.device):
         self.device = device
-        self.mib: Optional[float] = None
+        self.mib: float | None = None
 
     def __enter__(self) -> 'PeakMemory':
         if self.device.type == 'cuda':
@@ -189,8 +190,13 @@ class Progress:
         self._bar = None
         if sys.stderr.isatty():
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as Bar,
-                                       TextColumn, TimeElapsedColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+            from rich.progress import Progress as Bar
             self._bar = Bar(TextColumn('{task.description}'), BarColumn(),
                             MofNCompleteColumn(), TimeElapsedColumn(),
                             console=Console(stderr=True), transient=False)

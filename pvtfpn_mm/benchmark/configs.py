@@ -31,16 +31,26 @@ import os
 import os.path as osp
 import subprocess
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
 
-from .common import (PeakMemory, Progress, default_device, describe_machine,
-                     interleaved_rounds, markdown_table, release_freed_memory, summarize,
-                     write_csv, write_text)
+from .common import (
+    PeakMemory,
+    Progress,
+    default_device,
+    describe_machine,
+    interleaved_rounds,
+    markdown_table,
+    release_freed_memory,
+    summarize,
+    write_csv,
+    write_text,
+)
 
-Size = Tuple[int, int]
+Size = tuple[int, int]
 
 #: Output columns: key -> Markdown header.
 COLUMNS = {
@@ -71,7 +81,7 @@ def config_root() -> str:
     raise FileNotFoundError(f'no configs folder next to {here!r}')
 
 
-def all_configs(root: Optional[str] = None) -> List[str]:
+def all_configs(root: str | None = None) -> list[str]:
     """Every config under ``root`` (default :func:`config_root`) except ``_base_``."""
     root = root or config_root()
     found = glob.glob(osp.join(root, '**', '*.py'), recursive=True)
@@ -119,7 +129,7 @@ def task_of(cfg) -> str:
     return scope
 
 
-def _pipeline(cfg, split: str) -> List[dict]:
+def _pipeline(cfg, split: str) -> list[dict]:
     loader = cfg.get(f'{split}_dataloader') or {}
     dataset = loader.get('dataset', {})
     while 'dataset' in dataset:
@@ -144,7 +154,7 @@ def _hw(value) -> Size:
     return int(value[0]), int(value[1])
 
 
-def sizes_of(cfg) -> Tuple[Size, Size]:
+def sizes_of(cfg) -> tuple[Size, Size]:
     """``(test size, train size)``, each ``(H, W)`` (see the module doc)."""
     task = task_of(cfg)
     if task == 'mmdet':
@@ -288,13 +298,16 @@ def quiet_init(model: nn.Module) -> None:
 
 
 def build_for_benchmark(config: str, device: torch.device,
-                        cfg_options: Optional[dict] = None):
+                        cfg_options: dict | None = None):
     """``(cfg, model, optim_wrapper)``: the config's model (no pretrained weights, SyncBN
     reverted, initialized, on ``device``) and its optimizer wrapper."""
     from mmengine.model import revert_sync_batchnorm
     from mmengine.optim import build_optim_wrapper
 
-    from pvtfpn_mm.tools_lib.build import build_model_from_config, load_model_config
+    from pvtfpn_mm.tools_lib.build import (
+        build_model_from_config,
+        load_model_config,
+    )
     cfg = load_model_config(config, cfg_options)
     task_of(cfg)
     cfg.model = _drop_pretrained(cfg.model.to_dict() if hasattr(cfg.model, 'to_dict')
@@ -309,8 +322,8 @@ def build_for_benchmark(config: str, device: torch.device,
 class Candidate:
     """One config being measured: its model, data and step functions."""
 
-    def __init__(self, config: str, device: torch.device, size: Optional[Size] = None,
-                 train_batch: Optional[int] = None):
+    def __init__(self, config: str, device: torch.device, size: Size | None = None,
+                 train_batch: int | None = None):
         self.config = config
         self.name = osp.splitext(osp.basename(config))[0]
         self.device = device
@@ -341,8 +354,8 @@ class Candidate:
         self.model.train_step(copy.copy(self.train_data), self.optim_wrapper)
 
 
-def memory_child(config: str, size: Optional[Size], train_batch: Optional[int],
-                 threads: int, skip_train: bool) -> Dict[str, Optional[float]]:
+def memory_child(config: str, size: Size | None, train_batch: int | None,
+                 threads: int, skip_train: bool) -> dict[str, float | None]:
     """Peak memory (MiB) of one inference and one training step of ``config`` on the CPU,
     measured in this (fresh) process; prints and returns ``{'infer', 'train'}``."""
     release_freed_memory()
@@ -363,8 +376,8 @@ def memory_child(config: str, size: Optional[Size], train_batch: Optional[int],
     return result
 
 
-def _memory_in_child(config: str, size: Optional[Size], train_batch: Optional[int],
-                     threads: int, skip_train: bool) -> Dict[str, Optional[float]]:
+def _memory_in_child(config: str, size: Size | None, train_batch: int | None,
+                     threads: int, skip_train: bool) -> dict[str, float | None]:
     code = ('import sys, json; from pvtfpn_mm.benchmark.configs import memory_child; '
             'memory_child(*json.loads(sys.argv[1]))')
     args = json.dumps([config, size, train_batch, threads, skip_train])
@@ -376,22 +389,22 @@ def _memory_in_child(config: str, size: Optional[Size], train_batch: Optional[in
     return json.loads(line.split(' ', 1)[1])
 
 
-def _mib_str(value: Optional[float]) -> Optional[float]:
+def _mib_str(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def measure(configs: Sequence[str], device: Optional[torch.device] = None,
-            size: Optional[Size] = None, train_batch: Optional[int] = None,
+def measure(configs: Sequence[str], device: torch.device | None = None,
+            size: Size | None = None, train_batch: int | None = None,
             rounds: int = 5, train_rounds: int = 3, interleave: int = 3,
             skip_flops: bool = False, skip_train: bool = False,
-            skip_memory: bool = False) -> List[Dict[str, Any]]:
+            skip_memory: bool = False) -> list[dict[str, Any]]:
     """Measures ``configs`` (see the module doc); one row (dict of :data:`CSV_COLUMNS`)
     per config, in order. ``interleave`` configs are held and timed together."""
     device = device or default_device()
     per_group = 1 + (not skip_flops) + (rounds + 1) + (0 if skip_train else train_rounds + 1) \
         + (not skip_memory)
     progress = Progress(total=len(configs) * per_group, description='benchmark')
-    rows: List[Dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     try:
         for start in range(0, len(configs), interleave):
             group = []
@@ -454,7 +467,7 @@ def measure(configs: Sequence[str], device: Optional[torch.device] = None,
 _MEMORY_KIND = {False: 'CUDA memory allocated', True: 'peak resident set, a fresh process'}
 
 
-def report(rows: Sequence[Dict[str, Any]], machine: Dict[str, Any], rounds: int,
+def report(rows: Sequence[dict[str, Any]], machine: dict[str, Any], rounds: int,
            train_rounds: int) -> str:
     """The Markdown report: a line on the machine and method, then the table."""
     where = (f"{machine['device_name']} ({machine['device']})" if machine['device'] != 'cpu'
@@ -495,7 +508,7 @@ def add_arguments(parser) -> None:
     parser.add_argument('--out-md', default=None, help='write the Markdown report here')
 
 
-def parse_size(text: Optional[str]) -> Optional[Size]:
+def parse_size(text: str | None) -> Size | None:
     if text is None:
         return None
     try:
@@ -507,7 +520,7 @@ def parse_size(text: Optional[str]) -> Optional[Size]:
     return h, w
 
 
-def run(args) -> List[Dict[str, Any]]:
+def run(args) -> list[dict[str, Any]]:
     """Runs the ``configs`` mode from parsed ``args``; prints the report."""
     if args.all and args.configs:
         raise ValueError('give configs or --all, not both')

@@ -12,12 +12,12 @@ the same attention written as two ``bmm`` calls (mmdet's ``nn.MultiheadAttention
 is counted. Softmax, scaling and masking are not counted, as for that path.
 """
 from math import prod
-from typing import Any, List
+from typing import Any
 
 SDPA_OP = 'aten::scaled_dot_product_attention'
 
 
-def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
+def sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     """Flops (multiply-adds) of one ``scaled_dot_product_attention`` call (jit handle)."""
     from mmengine.analysis.jit_handles import get_shape
     q, k, v = (get_shape(x) for x in inputs[:3])

@@ -12,7 +12,7 @@ the task, the class names, the test pipeline (resizing happens before the graph)
 import contextlib
 import json
 import os
-from typing import Iterator, Optional, Tuple
+from collections.abc import Iterator
 
 import torch
 import torch.nn as nn
@@ -32,7 +32,7 @@ INPUTS = {
 }
 
 
-def output_names(kind: str, model: nn.Module) -> Tuple[str, ...]:
+def output_names(kind: str, model: nn.Module) -> tuple[str, ...]:
     if kind == 'segmentor':
         return ('seg_logits', 'labels')
     if kind == 'two_stage' and getattr(model.roi_head, 'with_mask', False):
@@ -40,16 +40,23 @@ def output_names(kind: str, model: nn.Module) -> Tuple[str, ...]:
     return ('boxes', 'scores', 'labels')
 
 
-def load_model(config: str, checkpoint: Optional[str],
-               cfg_options: Optional[dict] = None):
+def load_model(config: str, checkpoint: str | None,
+               cfg_options: dict | None = None):
     """``(cfg, model)``: ``config``'s model in eval mode, with ``checkpoint`` loaded
     strictly (None: the model's own initialization, for tests)."""
     from mmengine.model import revert_sync_batchnorm
 
     from pvtfpn_mm.benchmark.configs import _drop_pretrained
-    from pvtfpn_mm.tools_lib.build import build_model_from_config, load_model_config
-    from pvtfpn_mm.weights import (_unwrap, convert_to_model_layout, load_state_dict_strict,
-                                   read_checkpoint)
+    from pvtfpn_mm.tools_lib.build import (
+        build_model_from_config,
+        load_model_config,
+    )
+    from pvtfpn_mm.weights import (
+        _unwrap,
+        convert_to_model_layout,
+        load_state_dict_strict,
+        read_checkpoint,
+    )
     cfg = load_model_config(config, cfg_options)
     cfg.model = _drop_pretrained(cfg.model.to_dict())
     model = revert_sync_batchnorm(build_model_from_config(cfg))
@@ -166,8 +173,8 @@ def test_pipeline(cfg) -> list:
             if not str(step.get('type', '')).split('.')[-1].startswith('LoadAnnotations')]
 
 
-def export_onnx(config: str, checkpoint: Optional[str], out: str, force: bool = False,
-                cfg_options: Optional[dict] = None, check: bool = True) -> str:
+def export_onnx(config: str, checkpoint: str | None, out: str, force: bool = False,
+                cfg_options: dict | None = None, check: bool = True) -> str:
     """Exports ``config`` with ``checkpoint`` end to end to ``out`` (see the module doc).
 
     Args:

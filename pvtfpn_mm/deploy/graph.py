@@ -34,7 +34,7 @@ exact ties the kept box -- and the order of equal-score detections -- may differ
 (BGR 0-255 for our configs), any ``H, W >= 32``; detectors also ``scale_factor`` ``(2,)``
 = (w, h) resize factors of the test pipeline (boxes come out in the original image).
 """
-from typing import List, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -73,7 +73,7 @@ class Preprocess(nn.Module):
 
 
 def delta2bbox(rois: Tensor, deltas: Tensor, means: Sequence[float], stds: Sequence[float],
-               max_hw: Tuple, wh_ratio_clip: float = 16 / 1000) -> Tensor:
+               max_hw: tuple, wh_ratio_clip: float = 16 / 1000) -> Tensor:
     """mmdet's ``delta2bbox`` (``add_ctr_clamp=False``, clipped to ``max_hw``) with the
     same arithmetic, without in-place slices. ``rois`` ``(n, 4)``, ``deltas`` ``(n, 4)``."""
     means = deltas.new_tensor(means).view(1, -1)
@@ -134,7 +134,7 @@ def _valid_size(boxes: Tensor, min_size: float) -> Tensor:
     return (w > min_size) & (h > min_size)
 
 
-def _top_k(scores: Tensor, k: int) -> Tuple[Tensor, Tensor]:
+def _top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The ``min(k, n)`` largest of a flat ``scores`` (descending), with their indices."""
     k = k if k > 0 else scores.shape[0]
     return scores.topk(min(k, scores.shape[0]))
@@ -229,7 +229,7 @@ class TwoStageGraph(nn.Module):
         self.coder = _coder_args(roi.bbox_head.bbox_coder)
         self.with_mask = bool(getattr(roi, 'with_mask', False))
 
-    def _proposals(self, feats: List[Tensor], h, w) -> Tensor:
+    def _proposals(self, feats: list[Tensor], h, w) -> Tensor:
         rpn = self.model.rpn_head
         cls_scores, bbox_preds = rpn(feats)
         priors = rpn.prior_generator.grid_priors(
@@ -332,7 +332,7 @@ class SegmentorGraph(nn.Module):
         return logits, labels
 
 
-def end_to_end(model: nn.Module) -> Tuple[nn.Module, str]:
+def end_to_end(model: nn.Module) -> tuple[nn.Module, str]:
     """The export module for ``model`` and its kind (``'single_stage'``,
     ``'two_stage'``, ``'segmentor'``)."""
     if hasattr(model, 'rpn_head') and hasattr(model, 'roi_head'):

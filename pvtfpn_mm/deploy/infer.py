@@ -13,13 +13,12 @@ as mmdet does (:func:`paste_masks`), segmentation logits are resized to the orig
 image and arg-maxed as mmseg does.
 """
 import json
-from typing import Dict, Optional, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-ImageLike = Union[str, np.ndarray]
+ImageLike = str | np.ndarray
 
 
 def paste_masks(mask_probs: np.ndarray, boxes: np.ndarray, height: int, width: int,
@@ -61,7 +60,7 @@ class OnnxModel:
             configs' ``mask_thr_binary``).
     """
 
-    def __init__(self, path: str, threads: Optional[int] = None, mask_thr: float = 0.5):
+    def __init__(self, path: str, threads: int | None = None, mask_thr: float = 0.5):
         import onnxruntime as ort
         options = ort.SessionOptions()
         if threads is not None:
@@ -98,7 +97,7 @@ class OnnxModel:
         data = self.pipeline(dict(img=array, img_id=0, img_path=None))
         return data
 
-    def __call__(self, image: ImageLike) -> Dict[str, np.ndarray]:
+    def __call__(self, image: ImageLike) -> dict[str, np.ndarray]:
         """Detections (``boxes`` ``(N, 4)``, ``scores``, ``labels`` and for Mask R-CNN
         ``masks`` ``(N, H, W)`` bool) or a segmentation (``labels`` ``(H, W)``,
         ``seg_logits`` at the network's input size), for the original image."""
@@ -125,8 +124,8 @@ class OnnxModel:
                                         self.mask_thr)
         return outs
 
-    def draw(self, image: ImageLike, result: Dict[str, np.ndarray],
-             out_file: Optional[str] = None, score_thr: float = 0.3) -> np.ndarray:
+    def draw(self, image: ImageLike, result: dict[str, np.ndarray],
+             out_file: str | None = None, score_thr: float = 0.3) -> np.ndarray:
         """``image`` (BGR) with the detections above ``score_thr`` (boxes, class names,
         scores, masks) or the label map blended in; written to ``out_file`` if given."""
         import cv2

@@ -22,7 +22,12 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from pvtfpn_mm.compat import HAS_SAFE_GLOBALS
 from pvtfpn_mm.weights import read_checkpoint
-from .amp import CPUAmpOptimWrapper, accelerator_available, amp_optim_wrapper_type
+
+from .amp import (
+    CPUAmpOptimWrapper,
+    accelerator_available,
+    amp_optim_wrapper_type,
+)
 from .checkpoint_hook import AtomicCheckpointHook
 from .data_checks import DatasetError
 from .lock import WorkDirBusyError, WorkDirLock

@@ -8,12 +8,15 @@ so no loss scaling is needed. :class:`CPUAmpOptimWrapper` is that, as an optimiz
 wrapper; :func:`amp_optim_wrapper_type` picks it when no accelerator is present.
 """
 from contextlib import contextmanager
-from typing import Optional, Union
 
 import torch
 import torch.nn as nn
-from mmengine.device import (is_cuda_available, is_mlu_available, is_musa_available,
-                             is_npu_available)
+from mmengine.device import (
+    is_cuda_available,
+    is_mlu_available,
+    is_musa_available,
+    is_npu_available,
+)
 from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 
@@ -48,8 +51,8 @@ class CPUAmpOptimWrapper(OptimWrapper):
         ValueError: Another ``dtype``.
     """
 
-    def __init__(self, loss_scale: Union[str, float, dict, None] = None,
-                 dtype: Union[str, torch.dtype, None] = None, **kwargs):
+    def __init__(self, loss_scale: str | float | dict | None = None,
+                 dtype: str | torch.dtype | None = None, **kwargs):
         if dtype not in (None, 'bfloat16', torch.bfloat16):
             raise ValueError(f'CPUAmpOptimWrapper: CPU autocast runs in bfloat16 only, got '
                              f'dtype={dtype!r}')
@@ -73,7 +76,7 @@ class CPUAmpOptimWrapper(OptimWrapper):
         return f'CPUAmpOptimWrapper(dtype=bfloat16, optimizer={self.optimizer!r})'
 
 
-def cpu_amp_config(optim_wrapper: dict) -> Optional[dict]:
+def cpu_amp_config(optim_wrapper: dict) -> dict | None:
     """The ``CPUAmpOptimWrapper`` version of an ``AmpOptimWrapper`` config dict when no
     accelerator is present; None when nothing is to change."""
     if not isinstance(optim_wrapper, dict) or accelerator_available():

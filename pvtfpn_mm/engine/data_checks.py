@@ -9,7 +9,7 @@ out empty when none is.
 import json
 import os
 import os.path as osp
-from typing import Iterator, List, Mapping, Optional
+from collections.abc import Iterator, Mapping
 
 #: numpy's message when mmengine serializes an empty data list.
 EMPTY_DATASET_MESSAGE = 'need at least one array to concatenate'
@@ -19,7 +19,7 @@ class DatasetError(ValueError):
     """A dataset that cannot be trained or evaluated on as configured."""
 
 
-def _join(root: Optional[str], path: Optional[str]) -> Optional[str]:
+def _join(root: str | None, path: str | None) -> str | None:
     if not path:
         return None
     return path if (not root or osp.isabs(path) or '://' in path) else osp.join(root, path)
@@ -33,13 +33,13 @@ def _describe(cfg: Mapping) -> str:
     return f'{parts[0]}({", ".join(parts[1:])})'
 
 
-def _classes(cfg: Mapping) -> Optional[List[str]]:
+def _classes(cfg: Mapping) -> list[str] | None:
     metainfo = cfg.get('metainfo') or {}
     classes = metainfo.get('classes') if isinstance(metainfo, Mapping) else None
     return list(classes) if classes is not None else None
 
 
-def _coco_summary(path: str) -> Optional[dict]:
+def _coco_summary(path: str) -> dict | None:
     if not (path and path.endswith('.json') and osp.isfile(path)):
         return None
     try:
@@ -54,7 +54,7 @@ def _coco_summary(path: str) -> Optional[dict]:
                 categories=[c.get('name') for c in data.get('categories') or []])
 
 
-def class_mismatch_message(classes: List[str], categories: List[str], source: str) -> str:
+def class_mismatch_message(classes: list[str], categories: list[str], source: str) -> str:
     unknown = [c for c in classes if c not in categories]
     return (f'{source}: the class names {unknown} of the config (metainfo classes='
             f'{tuple(classes)}) are not categories of the annotation file, whose '

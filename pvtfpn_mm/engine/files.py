@@ -4,7 +4,7 @@ import os
 import os.path as osp
 import re
 import tempfile
-from typing import Dict, Iterable, List, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
 #: Checkpoint file names ``CheckpointHook`` writes by default (``iter_N.pth`` /
 #: ``epoch_N.pth``); group 1 is N.
@@ -57,7 +57,7 @@ def write_text_atomic(path: str, text: str) -> None:
         raise
 
 
-def read_last_checkpoint(work_dir: str) -> Optional[str]:
+def read_last_checkpoint(work_dir: str) -> str | None:
     """The path ``<work_dir>/last_checkpoint`` names, or None without that file."""
     try:
         with open(osp.join(work_dir, LAST_CHECKPOINT)) as f:
@@ -74,11 +74,11 @@ def name_pattern(filename_tmpl: str) -> 're.Pattern':
 
 
 def list_checkpoints(folders: Iterable[str],
-                     patterns: Sequence['re.Pattern'] = (CHECKPOINT_NAME, )) -> List[str]:
+                     patterns: Sequence['re.Pattern'] = (CHECKPOINT_NAME, )) -> list[str]:
     """The checkpoint files (names matching one of ``patterns``, by default
     ``iter_N.pth`` / ``epoch_N.pth``) in ``folders``, newest first (by N, then by
     modification time). Partial files (``*.partial``) never match."""
-    found: Dict[str, tuple] = {}
+    found: dict[str, tuple] = {}
     for folder in folders:
         if not osp.isdir(folder):
             continue
@@ -92,7 +92,7 @@ def list_checkpoints(folders: Iterable[str],
     return sorted(found, key=lambda p: found[p], reverse=True)
 
 
-def list_partial_files(folders: Iterable[str]) -> List[str]:
+def list_partial_files(folders: Iterable[str]) -> list[str]:
     """Temporary files of checkpoint saves that did not finish (``*.pth.partial``)."""
     out = []
     for folder in folders:

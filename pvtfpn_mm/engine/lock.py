@@ -12,7 +12,6 @@ import os.path as osp
 import socket
 import sys
 import time
-from typing import Optional
 
 #: The lock file's name in the work dir.
 LOCK_NAME = 'train.lock'
@@ -53,7 +52,7 @@ class WorkDirLock:
     def __init__(self, work_dir: str):
         self.work_dir = osp.abspath(work_dir)
         self.path = osp.join(self.work_dir, LOCK_NAME)
-        self._fd: Optional[int] = None
+        self._fd: int | None = None
 
     @property
     def held(self) -> bool:

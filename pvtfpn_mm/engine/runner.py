@@ -29,19 +29,34 @@ Selected by ``runner_type = 'SafeRunner'`` in our configs, which mmdet's and mms
 import copy
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Union
 
-from mmengine.dist import broadcast_object_list, get_world_size, is_main_process
+from mmengine.dist import (
+    broadcast_object_list,
+    get_world_size,
+    is_main_process,
+)
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 
 from pvtfpn_mm.weights import READ_ERRORS, CheckpointReadError
+
 from .amp import cpu_amp_config
-from .data_checks import EMPTY_DATASET_MESSAGE, DatasetError, check_built_dataset, explain_empty
-from .files import (CHECKPOINT_NAME, LAST_CHECKPOINT, list_checkpoints, list_partial_files,
-                    name_pattern, read_last_checkpoint)
+from .data_checks import (
+    EMPTY_DATASET_MESSAGE,
+    DatasetError,
+    check_built_dataset,
+    explain_empty,
+)
+from .files import (
+    CHECKPOINT_NAME,
+    LAST_CHECKPOINT,
+    list_checkpoints,
+    list_partial_files,
+    name_pattern,
+    read_last_checkpoint,
+)
 from .lock import WorkDirLock
 from .strict_load import StrictLoadHook
 
@@ -72,7 +87,7 @@ class SafeRunner(Runner):
             ``allow_existing_checkpoints`` key, else False.
     """
 
-    def __init__(self, *args, allow_existing_checkpoints: Optional[bool] = None, **kwargs):
+    def __init__(self, *args, allow_existing_checkpoints: bool | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         if allow_existing_checkpoints is None:
             allow_existing_checkpoints = self.cfg.get('allow_existing_checkpoints', False)
@@ -86,7 +101,7 @@ class SafeRunner(Runner):
 
     # ------------------------------------------------------------------- hooks
 
-    def register_hook(self, hook: Union[Hook, Dict], priority=None) -> None:
+    def register_hook(self, hook: Hook | dict, priority=None) -> None:
         """As ``Runner.register_hook``; a plain ``CheckpointHook`` config becomes an
         ``AtomicCheckpointHook`` with the same arguments."""
         if isinstance(hook, dict) and hook.get('type') in PLAIN_CHECKPOINT_HOOKS:
@@ -111,7 +126,7 @@ class SafeRunner(Runner):
         finally:
             self._work_dir_lock.release()
 
-    def checkpoint_dirs(self) -> List[str]:
+    def checkpoint_dirs(self) -> list[str]:
         """The local folders checkpoints of this run go to: the work dir and the
         ``out_dir`` of its checkpoint hooks (``<out_dir>/<work dir name>``)."""
         dirs = [self.work_dir]
@@ -137,7 +152,7 @@ class SafeRunner(Runner):
                 patterns.append(name_pattern(tmpl))
         return patterns
 
-    def existing_checkpoints(self) -> List[str]:
+    def existing_checkpoints(self) -> list[str]:
         """Checkpoint files (and ``last_checkpoint``) already in the checkpoint folders."""
         found = list_checkpoints(self.checkpoint_dirs(), self._name_patterns())
         for folder in self.checkpoint_dirs():
@@ -186,7 +201,7 @@ class SafeRunner(Runner):
             return
         super().load_or_resume()
 
-    def newest_complete_checkpoint(self) -> Optional[str]:
+    def newest_complete_checkpoint(self) -> str | None:
         """The newest checkpoint in :meth:`checkpoint_dirs` (or named by
         ``last_checkpoint``) that loads and has what resuming needs.
 
@@ -205,7 +220,7 @@ class SafeRunner(Runner):
             broadcast_object_list(result)
         return result[0]
 
-    def _find_resumable(self) -> Optional[str]:
+    def _find_resumable(self) -> str | None:
         candidates = list_checkpoints(self.checkpoint_dirs(), self._name_patterns())
         last = read_last_checkpoint(self.work_dir)
         if last is not None:
@@ -265,7 +280,7 @@ class SafeRunner(Runner):
         return super().build_optim_wrapper(optim_wrapper)
 
     @staticmethod
-    def build_dataloader(dataloader, seed: Optional[int] = None, diff_rank_seed: bool = False):
+    def build_dataloader(dataloader, seed: int | None = None, diff_rank_seed: bool = False):
         """As ``Runner.build_dataloader``; an empty dataset, or a COCO-style dataset
         whose class names are not categories of its annotation file, raises
         :class:`DatasetError` saying so."""

@@ -12,14 +12,18 @@ works with mmseg's ``tools/test.py`` too, which ignores ``runner_type``.
 """
 import re
 from collections import OrderedDict
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 from mmengine.hooks import Hook
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import HOOKS
 
-from pvtfpn_mm.weights import (StateDictMismatchError, check_tensors, convert_to_model_layout,
-                               state_dict_mismatches)
+from pvtfpn_mm.weights import (
+    StateDictMismatchError,
+    check_tensors,
+    convert_to_model_layout,
+    state_dict_mismatches,
+)
 
 #: How to allow a partial load, as the error message says it.
 PARTIAL_HINT = ('To load only the tensors that fit (and see which), pass '
@@ -52,7 +56,7 @@ class StrictLoadHook(Hook):
     priority = 'LOWEST'  # check the state dict other hooks (EMA) have settled
 
     def __init__(self, allow_partial: bool = False,
-                 revise_keys: Sequence[Tuple[str, str]] = ((r'^module\.', ''), )):
+                 revise_keys: Sequence[tuple[str, str]] = ((r'^module\.', ''), )):
         if not isinstance(allow_partial, bool):
             raise TypeError(f'allow_partial must be a bool, got {allow_partial!r}')
         self.allow_partial = allow_partial
@@ -103,6 +107,6 @@ class StrictLoadHook(Hook):
 
 def describe_source(runner) -> str:
     """``checkpoint '<file>'`` for the file the runner is loading."""
-    filename: Optional[str] = getattr(runner, '_pvtfpn_loading', None) or getattr(
+    filename: str | None = getattr(runner, '_pvtfpn_loading', None) or getattr(
         runner, '_load_from', None)
     return f'checkpoint {filename!r}' if filename else 'checkpoint'

@@ -12,21 +12,24 @@ what was loaded.
 allow_partial=False)``: ``prefix`` selects the keys under it (``'neck.'`` of a whole
 detector checkpoint; a missing trailing dot is added, as mmengine does).
 """
-from typing import List, Optional, Tuple
 
 from mmengine.logging import print_log
 
-from pvtfpn_mm.weights import (CheckpointFormatError, load_state_dict_partial,
-                               load_state_dict_strict, read_checkpoint)
+from pvtfpn_mm.weights import (
+    CheckpointFormatError,
+    load_state_dict_partial,
+    load_state_dict_strict,
+    read_checkpoint,
+)
 
 #: Keys a ``Pretrained`` init_cfg of our modules takes.
 PRETRAINED_KEYS = ('type', 'checkpoint', 'prefix', 'map_location', 'allow_partial')
 
 
-def split_pretrained(init_cfg) -> Tuple[Optional[dict], list]:
+def split_pretrained(init_cfg) -> tuple[dict | None, list]:
     """``(the Pretrained dict or None, the other init_cfg dicts)``; raises ValueError for
     more than one Pretrained entry or unknown keys in it."""
-    cfgs: List = [] if init_cfg is None else (
+    cfgs: list = [] if init_cfg is None else (
         list(init_cfg) if isinstance(init_cfg, (list, tuple)) else [init_cfg])
     pretrained = [c for c in cfgs if isinstance(c, dict) and c.get('type') == 'Pretrained']
     others = [c for c in cfgs if not (isinstance(c, dict) and c.get('type') == 'Pretrained')]

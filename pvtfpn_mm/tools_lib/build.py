@@ -4,7 +4,6 @@ The converter's ``--config`` check, the benchmark and the ONNX exporter build mo
 this way: the config's ``custom_imports`` are honoured, its ``default_scope`` picks the
 registry, and nothing is downloaded (building does not run ``init_weights``).
 """
-from typing import Optional, Union
 
 import torch.nn as nn
 from mmengine.config import Config
@@ -12,8 +11,8 @@ from mmengine.config import Config
 TASKS = ('mmdet', 'mmseg', 'mmpretrain')
 
 
-def load_model_config(config: Union[str, Config],
-                      cfg_options: Optional[dict] = None) -> Config:
+def load_model_config(config: str | Config,
+                      cfg_options: dict | None = None) -> Config:
     """Loads ``config`` (a path or a :class:`Config`), merges ``cfg_options`` and imports
     its ``custom_imports``; checks that it is an mmdet, mmseg or mmpretrain config."""
     cfg = config.copy() if isinstance(config, Config) else Config.fromfile(config)
@@ -30,8 +29,8 @@ def load_model_config(config: Union[str, Config],
     return cfg
 
 
-def build_model_from_config(config: Union[str, Config],
-                            cfg_options: Optional[dict] = None) -> nn.Module:
+def build_model_from_config(config: str | Config,
+                            cfg_options: dict | None = None) -> nn.Module:
     """The (uninitialized) model of ``config``, in train mode, on the CPU."""
     from mmengine.registry import init_default_scope
     cfg = load_model_config(config, cfg_options)

@@ -10,7 +10,7 @@ import os.path as osp
 import socket
 import subprocess
 import sys
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 TOOLS_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'tools')
 
@@ -23,7 +23,7 @@ def free_port() -> int:
 
 
 def torchrun_command(script: str, script_args: Sequence[str], nproc: int,
-                     env: Optional[dict] = None) -> List[str]:
+                     env: dict | None = None) -> list[str]:
     """The ``python -m torch.distributed.run ...`` command line for ``script``."""
     env = os.environ if env is None else env
     nnodes = int(env.get('NNODES', 1))

@@ -13,7 +13,6 @@ import numbers
 import os
 import os.path as osp
 import time
-from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -47,7 +46,7 @@ def _data_options(task: str, data_root: str) -> dict:
             for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')}
 
 
-def _montage(paths: List[str], out_file: str, rows: int = 6, scale: int = 2) -> Optional[str]:
+def _montage(paths: list[str], out_file: str, rows: int = 6, scale: int = 2) -> str | None:
     """Stacks the first ``rows`` pictures (each: ground truth | prediction, as mmdet's and
     mmseg's visualizers draw them) vertically, enlarged ``scale`` times, under a header."""
     import cv2
@@ -69,7 +68,7 @@ def _montage(paths: List[str], out_file: str, rows: int = 6, scale: int = 2) -> 
     return out_file
 
 
-def run_task(task: str, out_dir: str, data_root: str, iters: Optional[int] = None) -> dict:
+def run_task(task: str, out_dir: str, data_root: str, iters: int | None = None) -> dict:
     """Trains and tests one quickstart model; returns its metrics and timings."""
     from .runner import test, train
     config = DET_CONFIG if task == 'det' else SEG_CONFIG
@@ -101,8 +100,8 @@ def run_task(task: str, out_dir: str, data_root: str, iters: Optional[int] = Non
 
 
 def main(out_dir: str = 'work_dirs/quickstart', data_root: str = 'data/toy',
-         tasks=('det', 'seg'), det_iters: Optional[int] = None,
-         seg_iters: Optional[int] = None, threads: int = 1) -> Dict[str, dict]:
+         tasks=('det', 'seg'), det_iters: int | None = None,
+         seg_iters: int | None = None, threads: int = 1) -> dict[str, dict]:
     """Runs the quickstart; prints and returns the results (also ``metrics.json``).
 
     ``threads``: torch's intra-op threads. One is the robust choice: with two, OpenMP's

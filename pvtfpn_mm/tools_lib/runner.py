@@ -10,7 +10,6 @@ configs' nccl (:mod:`.cpu_dist`).
 import os
 import os.path as osp
 from copy import deepcopy
-from typing import Optional, Union
 
 from mmengine.config import Config, ConfigDict
 
@@ -26,8 +25,8 @@ def task_of(cfg: Config) -> str:
     return scope
 
 
-def load_config(config: Union[str, Config], cfg_options: Optional[dict] = None,
-                work_dir: Optional[str] = None, launcher: str = 'none') -> Config:
+def load_config(config: str | Config, cfg_options: dict | None = None,
+                work_dir: str | None = None, launcher: str = 'none') -> Config:
     """Loads ``config``, merges ``cfg_options`` and sets ``work_dir`` and ``launcher``.
 
     ``work_dir`` defaults to the config's own, else ``./work_dirs/<config name>``.
@@ -62,7 +61,7 @@ def _setup_dynamo(task: str) -> None:
         setup_cache_size_limit_of_dynamo()
 
 
-def prepare_train_config(cfg: Config, resume: Union[bool, str, None] = None,
+def prepare_train_config(cfg: Config, resume: bool | str | None = None,
                          amp: bool = False, auto_scale_lr: bool = False) -> Config:
     """Applies the train options of mmdet's / mmseg's ``tools/train.py`` to ``cfg``.
 
@@ -99,9 +98,9 @@ def prepare_train_config(cfg: Config, resume: Union[bool, str, None] = None,
     return cfg
 
 
-def train(config: Union[str, Config], work_dir: Optional[str] = None,
-          resume: Union[bool, str, None] = None, amp: bool = False,
-          auto_scale_lr: bool = False, cfg_options: Optional[dict] = None,
+def train(config: str | Config, work_dir: str | None = None,
+          resume: bool | str | None = None, amp: bool = False,
+          auto_scale_lr: bool = False, cfg_options: dict | None = None,
           launcher: str = 'none'):
     """Trains ``config`` (an mmdet or mmseg config); returns the runner."""
     cfg = load_config(config, cfg_options, work_dir, launcher)
@@ -112,9 +111,9 @@ def train(config: Union[str, Config], work_dir: Optional[str] = None,
     return runner
 
 
-def prepare_test_config(cfg: Config, checkpoint: str, show_dir: Optional[str] = None,
+def prepare_test_config(cfg: Config, checkpoint: str, show_dir: str | None = None,
                         show: bool = False, wait_time: float = 2,
-                        show_interval: Optional[int] = None, out: Optional[str] = None,
+                        show_interval: int | None = None, out: str | None = None,
                         tta: bool = False) -> Config:
     """Applies the test options of mmdet's / mmseg's ``tools/test.py`` to ``cfg``.
 
@@ -183,10 +182,10 @@ def _enable_tta(cfg: Config, task: str) -> None:
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
 
-def test(config: Union[str, Config], checkpoint: str, work_dir: Optional[str] = None,
-         show_dir: Optional[str] = None, show: bool = False, wait_time: float = 2,
-         show_interval: Optional[int] = None, out: Optional[str] = None,
-         tta: bool = False, cfg_options: Optional[dict] = None,
+def test(config: str | Config, checkpoint: str, work_dir: str | None = None,
+         show_dir: str | None = None, show: bool = False, wait_time: float = 2,
+         show_interval: int | None = None, out: str | None = None,
+         tta: bool = False, cfg_options: dict | None = None,
          launcher: str = 'none') -> dict:
     """Tests ``checkpoint`` with ``config``'s test set and evaluator; returns the metrics."""
     cfg = load_config(config, cfg_options, work_dir, launcher)

@@ -21,7 +21,7 @@ import os
 import os.path as osp
 import shutil
 import tempfile
-from typing import Dict, List, Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -168,7 +168,7 @@ def check_toy_data_args(num_train, num_val, img_size, seed, formats) -> None:
         raise ValueError(f'unknown formats {sorted(unknown)}; choose from {FORMATS}')
 
 
-def _format_dirs(root: str) -> Dict[str, str]:
+def _format_dirs(root: str) -> dict[str, str]:
     """The top-level folder of each format under ``root``."""
     return dict(coco=osp.join(root, 'coco'), ade=osp.join(root, 'ade'),
                 nyu=osp.join(root, 'nyu'))
@@ -176,7 +176,7 @@ def _format_dirs(root: str) -> Dict[str, str]:
 
 def write_toy_data(root: str, num_train: int = 200, num_val: int = 50,
                    img_size: int = 96, seed: int = 0,
-                   formats: Sequence[str] = FORMATS, force: bool = False) -> Dict[str, str]:
+                   formats: Sequence[str] = FORMATS, force: bool = False) -> dict[str, str]:
     """Writes the toy dataset under ``root``; returns the data root of each format.
 
     The dataset is written into a fresh folder inside ``root`` and then moved into
@@ -238,8 +238,8 @@ def _write(root: str, num_train: int, num_val: int, img_size: int, seed: int,
                  nyu=osp.join(root, 'nyu'))
     categories = [dict(id=i + 1, name=n, supercategory='shape') for i, n in enumerate(CLASSES)]
     for split, count in (('train', num_train), ('val', num_val)):
-        images: List[dict] = []
-        annotations: List[dict] = []
+        images: list[dict] = []
+        annotations: list[dict] = []
         ade_split = 'training' if split == 'train' else 'validation'
         nyu_split = 'train' if split == 'train' else 'test'
         for i in range(count):

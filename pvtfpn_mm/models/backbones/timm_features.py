@@ -16,7 +16,7 @@ backbone").
 """
 import functools
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import timm
 import torch
@@ -28,8 +28,12 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from pvtfpn_mm.compat import timm_load_state_dict
 from pvtfpn_mm.registry import register_model
-from pvtfpn_mm.weights import (READ_ERRORS, CheckpointReadError, StateDictMismatchError,
-                               checkpoint_read_error)
+from pvtfpn_mm.weights import (
+    READ_ERRORS,
+    CheckpointReadError,
+    StateDictMismatchError,
+    checkpoint_read_error,
+)
 
 #: timm keywords that :class:`TimmFeatures` sets itself (or refuses).
 RESERVED_TIMM_KWARGS = ('pretrained', 'features_only', 'out_indices', 'checkpoint_path',
@@ -140,7 +144,7 @@ def _create_meta(model_name: str, features_only: bool, **kwargs) -> nn.Module:
     return create()
 
 
-def _feature_levels(full_model: nn.Module) -> List[dict]:
+def _feature_levels(full_model: nn.Module) -> list[dict]:
     info = getattr(full_model, 'feature_info', None)
     if not info:
         raise ValueError(
@@ -149,7 +153,7 @@ def _feature_levels(full_model: nn.Module) -> List[dict]:
     return list(info)
 
 
-def _check_out_indices(out_indices, num_levels: int) -> Tuple[int, ...]:
+def _check_out_indices(out_indices, num_levels: int) -> tuple[int, ...]:
     """Normalizes negative indices; raises naming the bad value."""
     if isinstance(out_indices, (str, bytes)) or not isinstance(out_indices, Sequence):
         raise TypeError(
@@ -191,7 +195,7 @@ def _resolve(model_name: str, out_indices, timm_kwargs: dict):
 
 def timm_channels(model_name: str,
                   out_indices: Sequence[int] = (0, 1, 2, 3),
-                  **timm_kwargs) -> List[int]:
+                  **timm_kwargs) -> list[int]:
     """Channels of the levels ``out_indices`` of ``timm.create_model(model_name)``.
 
     Builds the model on the meta device (no weights, no download; well under a second
@@ -228,7 +232,7 @@ def _normalized(name: str) -> str:
     return name.replace('.', '_')
 
 
-def _full_name_map(features: nn.Module, full: nn.Module) -> Dict[str, str]:
+def _full_name_map(features: nn.Module, full: nn.Module) -> dict[str, str]:
     """Maps names in the features model (modules, params, buffers) to full-model names.
 
     timm's feature wrappers reuse the full model's modules under new names:
@@ -243,7 +247,7 @@ def _full_name_map(features: nn.Module, full: nn.Module) -> Dict[str, str]:
     """
     full_names = [n for n, _ in full.named_modules() if n]
     full_names += list(full.state_dict().keys())
-    by_norm: Dict[str, set] = {}
+    by_norm: dict[str, set] = {}
     for name in full_names:
         by_norm.setdefault(_normalized(name), set()).add(name)
 
@@ -352,8 +356,8 @@ class TimmFeatures(BaseModule):
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
-                 checkpoint: Optional[str] = None,
-                 init_cfg: Optional[dict] = None,
+                 checkpoint: str | None = None,
+                 init_cfg: dict | None = None,
                  **timm_kwargs) -> None:
         self._check_init_cfg(init_cfg)
         if checkpoint is not None:
@@ -394,9 +398,9 @@ class TimmFeatures(BaseModule):
         self._nhwc = getattr(self.model, 'output_fmt', Format.NCHW) == Format.NHWC
         self._full = [full]  # meta-device full model, kept out of the module tree
         self._full_levels = levels
-        self._name_map: Optional[Dict[str, str]] = None
+        self._name_map: dict[str, str] | None = None
         # Names, not modules: SyncBN conversion replaces module objects.
-        self._frozen_modules: List[str] = []
+        self._frozen_modules: list[str] = []
 
         self._freeze_stages()
         if checkpoint is not None:
@@ -432,14 +436,14 @@ class TimmFeatures(BaseModule):
 
     @staticmethod
     def channels(model_name: str, out_indices: Sequence[int] = (0, 1, 2, 3),
-                 **timm_kwargs) -> List[int]:
+                 **timm_kwargs) -> list[int]:
         """Same as :func:`timm_channels`."""
         return timm_channels(model_name, out_indices, **timm_kwargs)
 
     # --------------------------------------------------------------- full names
 
     @property
-    def full_name_map(self) -> Dict[str, str]:
+    def full_name_map(self) -> dict[str, str]:
         """Names in ``self.model`` (modules, parameters, buffers) -> full timm names."""
         if self._name_map is None:
             self._name_map = _full_name_map(self.model, self._full[0])
@@ -490,7 +494,7 @@ class TimmFeatures(BaseModule):
 
     # ------------------------------------------------------------------ weights
 
-    def load_checkpoint(self, checkpoint: str, prefix: Optional[str] = None) -> None:
+    def load_checkpoint(self, checkpoint: str, prefix: str | None = None) -> None:
         """Loads a local file of full-timm-model weights strictly (see the class doc).
 
         Args:
@@ -543,7 +547,7 @@ class TimmFeatures(BaseModule):
 
     # ------------------------------------------------------------------ forward
 
-    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         """Returns the selected levels, NCHW, finest first."""
         feats = self.model(x)
         if isinstance(feats, dict):

@@ -1,15 +1,15 @@
 """The design notes' segmentation head (Case 2): resize, concat, conv, classify."""
 import numbers
-from typing import List, Sequence
+from collections.abc import Sequence
 
 import torch
 from mmcv.cnn import ConvModule
-from torch import Tensor
-
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.utils import resize
+from torch import Tensor
 
 from pvtfpn_mm.registry import register_model
+
 from ..pretrained import StrictPretrainedMixin, split_pretrained
 
 #: Allowed values of ``interpolate_mode``.
@@ -132,7 +132,7 @@ class FPNConcatHead(StrictPretrainedMixin, BaseDecodeHead):
 
     def _fuse(self, inputs: Sequence[Tensor]) -> Tensor:
         """Selects, resizes to the first selected level, concatenates and fuses."""
-        feats: List[Tensor] = self._transform_inputs(inputs)
+        feats: list[Tensor] = self._transform_inputs(inputs)
         for i, (x, ch) in enumerate(zip(feats, self.in_channels)):
             if x.shape[1] != ch:
                 raise ValueError(

@@ -2,16 +2,16 @@
 import math
 import numbers
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-from torch import Tensor
-
 from mmseg.models.utils import resize
 from mmseg.utils import SampleList
+from torch import Tensor
 
 from pvtfpn_mm.registry import register_model
+
 from .fpn_concat_head import FPNConcatHead
 
 

@@ -13,7 +13,7 @@ mmpretrain's ``MODELS``, for an ``ImageClassifier`` whose neck is a pyramid (e.g
 ``TopDownFPN``) -- see ``configs/examples/``.
 """
 import numbers
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch.nn as nn
 import torch.nn.functional as F
@@ -21,6 +21,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from pvtfpn_mm.registry import register_model
+
 from ..pretrained import StrictPretrainedMixin, split_pretrained
 
 try:
@@ -79,7 +80,7 @@ class PyramidClsHead(StrictPretrainedMixin, _HeadBase):
                  in_channels: int = 256,
                  in_index: int = -1,
                  dropout_ratio: float = 0.0,
-                 init_cfg: Optional[dict] = dict(type='Normal', layer='Linear', std=0.01),
+                 init_cfg: dict | None = dict(type='Normal', layer='Linear', std=0.01),
                  **kwargs) -> None:
         for name, value in (('num_classes', num_classes), ('in_channels', in_channels)):
             if not _is_int(value):

@@ -11,7 +11,7 @@ plus the extra coarser levels that RetinaNet (P6/P7 from a stride-2 3x3 conv) an
 R-CNN (P6 from a stride-2 max-pool) need.
 """
 import numbers
-from typing import List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import torch.nn as nn
 import torch.nn.functional as F
@@ -20,6 +20,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from pvtfpn_mm.registry import register_model
+
 from ..pretrained import StrictPretrainedMixin, split_pretrained
 
 #: Allowed values of ``extra_source``.
@@ -121,14 +122,14 @@ class TopDownFPN(StrictPretrainedMixin, BaseModule):
                  in_channels: Sequence[int],
                  out_channels: int = 256,
                  start_level: int = 0,
-                 num_outs: Optional[int] = None,
+                 num_outs: int | None = None,
                  extra_source: str = 'pool',
                  relu_before_extra_convs: bool = False,
                  upsample_mode: str = 'nearest',
-                 conv_cfg: Optional[dict] = None,
-                 norm_cfg: Optional[dict] = None,
-                 act_cfg: Optional[dict] = None,
-                 init_cfg: Union[dict, List[dict], None] = dict(
+                 conv_cfg: dict | None = None,
+                 norm_cfg: dict | None = None,
+                 act_cfg: dict | None = None,
+                 init_cfg: dict | list[dict] | None = dict(
                      type='Xavier', layer='Conv2d', distribution='uniform'),
                  **kwargs) -> None:
         if kwargs:
@@ -218,7 +219,7 @@ class TopDownFPN(StrictPretrainedMixin, BaseModule):
                 self.fpn_convs.append(conv(source_ch, 3, stride=2))
 
     @staticmethod
-    def _check_in_channels(in_channels) -> List[int]:
+    def _check_in_channels(in_channels) -> list[int]:
         if isinstance(in_channels, (str, bytes)) or not isinstance(
                 in_channels, Sequence):
             raise TypeError(
@@ -279,7 +280,7 @@ class TopDownFPN(StrictPretrainedMixin, BaseModule):
         return F.interpolate(
             x, size=size, mode=self.upsample_mode, align_corners=align_corners)
 
-    def forward(self, inputs: Sequence[Tensor]) -> Tuple[Tensor, ...]:
+    def forward(self, inputs: Sequence[Tensor]) -> tuple[Tensor, ...]:
         """Builds the pyramid.
 
         Args:
