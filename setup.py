@@ -40,7 +40,11 @@ class BuildPyWithMim(build_py):
                 shutil.rmtree(dst)
             os.makedirs(target, exist_ok=True)
             if osp.isdir(src):
-                shutil.copytree(src, dst, ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+                shutil.copytree(
+                    src,
+                    dst,
+                    ignore=shutil.ignore_patterns('__pycache__', '*.pyc'),
+                )
             else:
                 shutil.copyfile(src, dst)
 

@@ -5,6 +5,7 @@ models in the ``pvtfpn_mm`` scope and in mmdet's and mmseg's registries, and let
 safe loading read mmengine checkpoints (see :mod:`pvtfpn_mm.checkpoint`) and mmengine's
 complexity analysis count ``scaled_dot_product_attention`` (:mod:`pvtfpn_mm.benchmark.flops`).
 """
+
 from .benchmark.flops import register_flop_counters
 from .checkpoint import allow_mmengine_checkpoints
 from .version import __version__

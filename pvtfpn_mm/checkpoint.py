@@ -18,6 +18,7 @@ on torch < 2.5 (no named allowlist entries, see :mod:`pvtfpn_mm.compat`) it does
 there torch loads with ``weights_only=False`` by default, mmengine's own loading works
 as it is, and our own loading (``weights_only=True``) refuses such checkpoints.
 """
+
 import pickle
 
 import numpy as np
@@ -26,8 +27,20 @@ from mmengine.logging import HistoryBuffer
 
 from pvtfpn_mm.compat import HAS_SAFE_GLOBALS
 
-_NUMERIC_DTYPES = ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32',
-                   'uint64', 'float16', 'float32', 'float64')
+_NUMERIC_DTYPES = (
+    'bool',
+    'int8',
+    'int16',
+    'int32',
+    'int64',
+    'uint8',
+    'uint16',
+    'uint32',
+    'uint64',
+    'float16',
+    'float32',
+    'float64',
+)
 
 # HistoryBuffer registers these lazily in its class-level ``_statistics_methods``.
 _DEFAULT_STATISTICS = frozenset(('min', 'max', 'current', 'mean'))
@@ -40,7 +53,8 @@ def _history_buffer_getattr(obj, name):
         return getattr(obj, name)
     raise pickle.UnpicklingError(
         f'getattr({obj!r}, {name!r}) is not allowed in a checkpoint: pvtfpn_mm only '
-        f'allows getattr(HistoryBuffer, <statistics method>)')
+        f'allows getattr(HistoryBuffer, <statistics method>)'
+    )
 
 
 def _safe_globals():
@@ -50,11 +64,17 @@ def _safe_globals():
         )
     except ImportError:  # numpy 1.x
         from numpy.core import multiarray
-    entries = [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'),
-               (np.ndarray, 'numpy.ndarray'), (np.dtype, 'numpy.dtype')]
+    entries = [
+        HistoryBuffer,
+        (_history_buffer_getattr, 'builtins.getattr'),
+        (np.ndarray, 'numpy.ndarray'),
+        (np.dtype, 'numpy.dtype'),
+    ]
     for prefix in ('numpy._core.multiarray', 'numpy.core.multiarray'):
-        entries += [(multiarray._reconstruct, f'{prefix}._reconstruct'),
-                    (multiarray.scalar, f'{prefix}.scalar')]
+        entries += [
+            (multiarray._reconstruct, f'{prefix}._reconstruct'),
+            (multiarray.scalar, f'{prefix}.scalar'),
+        ]
     for name in _NUMERIC_DTYPES:
         cls = type(np.dtype(name))
         entries.append((cls, f'numpy.dtypes.{cls.__name__}'))

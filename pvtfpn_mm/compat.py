@@ -19,6 +19,7 @@ constraints.txt) has; each gap gets a fallback here that behaves the same:
 * timm 0.9's ``load_state_dict`` takes no ``weights_only`` (and so loads unsafely on
   torch < 2.6): :func:`timm_load_state_dict` reads the file safely itself there.
 """
+
 import inspect
 from collections.abc import Sequence
 
@@ -31,8 +32,9 @@ TORCH_VERSION = Version(torch.__version__.split('+')[0])
 #: under a name of our choosing (``(obj, 'module.name')`` pairs), which the allowlist of
 #: :mod:`pvtfpn_mm.checkpoint` needs. Older torch loads with ``weights_only=False`` by
 #: default, so mmengine's own loading needs no allowlist there.
-HAS_SAFE_GLOBALS = (hasattr(torch.serialization, 'add_safe_globals')
-                    and TORCH_VERSION >= Version('2.5'))
+HAS_SAFE_GLOBALS = hasattr(
+    torch.serialization, 'add_safe_globals'
+) and TORCH_VERSION >= Version('2.5')
 
 
 _is_compiling = getattr(getattr(torch, 'compiler', None), 'is_compiling', None)
@@ -60,12 +62,15 @@ def is_autocast_enabled(device_type: str) -> bool:
         return torch.is_autocast_cpu_enabled()
     if device_type == 'cuda':
         return torch.is_autocast_enabled()
-    raise ValueError(f'device_type must be cpu or cuda on torch {TORCH_VERSION}, '
-                     f'got {device_type!r}')
+    raise ValueError(
+        f'device_type must be cpu or cuda on torch {TORCH_VERSION}, '
+        f'got {device_type!r}'
+    )
 
 
-def _drop_path_rates(drop_path_rate: float, depths: int | Sequence[int],
-                     stagewise: bool = False) -> list[float] | list[list[float]]:
+def _drop_path_rates(
+    drop_path_rate: float, depths: int | Sequence[int], stagewise: bool = False
+) -> list[float] | list[list[float]]:
     """timm's ``calculate_drop_path_rates`` (timm 1.0), for older timm.
 
     Linearly from 0 to ``drop_path_rate`` over all blocks; ``stagewise`` splits the list
@@ -73,8 +78,13 @@ def _drop_path_rates(drop_path_rate: float, depths: int | Sequence[int],
     """
     if isinstance(depths, int):
         if stagewise:
-            raise ValueError('stagewise=True requires depths to be a list of stage depths')
-        return [x.item() for x in torch.linspace(0, drop_path_rate, depths, device='cpu')]
+            raise ValueError(
+                'stagewise=True requires depths to be a list of stage depths'
+            )
+        return [
+            x.item()
+            for x in torch.linspace(0, drop_path_rate, depths, device='cpu')
+        ]
     rates = torch.linspace(0, drop_path_rate, sum(depths), device='cpu')
     if stagewise:
         return [x.tolist() for x in rates.split(list(depths))]
@@ -94,6 +104,7 @@ def timm_load_state_dict(path: str) -> dict[str, torch.Tensor]:
     :func:`safe_load_state_dict`.
     """
     from timm.models import load_state_dict
+
     if 'weights_only' in inspect.signature(load_state_dict).parameters:
         return load_state_dict(path, use_ema=False, weights_only=True)
     return safe_load_state_dict(path)
@@ -108,12 +119,17 @@ def safe_load_state_dict(path: str) -> dict[str, torch.Tensor]:
     """
     if str(path).endswith('.safetensors'):
         from safetensors.torch import load_file
+
         return load_file(path)
     from pvtfpn_mm.weights import read_checkpoint
+
     checkpoint = read_checkpoint(path)
     if isinstance(checkpoint, dict):
         for key in ('state_dict', 'model'):
             if isinstance(checkpoint.get(key), dict):
                 checkpoint = checkpoint[key]
                 break
-    return {(k[7:] if k.startswith('module.') else k): v for k, v in checkpoint.items()}
+    return {
+        (k[7:] if k.startswith('module.') else k): v
+        for k, v in checkpoint.items()
+    }

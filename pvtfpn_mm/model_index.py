@@ -13,6 +13,7 @@ mmdet's / mmseg's types, so pass the config path instead::
     inferencer = DetInferencer(get_config_path('retinanet_r50_topdownfpn_1x_coco'),
                                weights='checkpoint.pth')
 """
+
 import os.path as osp
 
 import yaml
@@ -23,14 +24,17 @@ PACKAGE_DIR = osp.dirname(osp.abspath(__file__))
 def index_root() -> str:
     """The folder holding ``model-index.yml`` and ``configs/``: the checkout, or ``.mim``."""
     repo = osp.dirname(PACKAGE_DIR)
-    if osp.isfile(osp.join(repo, 'model-index.yml')) and osp.isdir(osp.join(repo, 'configs')):
+    if osp.isfile(osp.join(repo, 'model-index.yml')) and osp.isdir(
+        osp.join(repo, 'configs')
+    ):
         return repo
     mim = osp.join(PACKAGE_DIR, '.mim')
     if osp.isfile(osp.join(mim, 'model-index.yml')):
         return mim
     raise FileNotFoundError(
         f'no model-index.yml next to the package ({repo}) nor in {mim}: this pvtfpn_mm '
-        'was installed without its configs (build it with setup.py, e.g. pip install .)')
+        'was installed without its configs (build it with setup.py, e.g. pip install .)'
+    )
 
 
 def list_models() -> list[dict]:
@@ -42,7 +46,9 @@ def list_models() -> list[dict]:
     for metafile in index['Import']:
         with open(osp.join(root, metafile)) as f:
             for model in yaml.safe_load(f)['Models']:
-                models.append(dict(model, Config=osp.join(root, model['Config'])))
+                models.append(
+                    dict(model, Config=osp.join(root, model['Config']))
+                )
     return models
 
 
@@ -53,9 +59,13 @@ def get_model_info(name: str) -> dict:
     for model in models:
         if model['Name'] == key:
             return model
-    close = sorted(m['Name'] for m in models if key.split('_')[0] in m['Name'])[:8]
-    raise KeyError(f'no pvtfpn_mm config named {name!r}; similar: {close or "none"} '
-                   f'({len(models)} in {index_root()}/model-index.yml)')
+    close = sorted(
+        m['Name'] for m in models if key.split('_')[0] in m['Name']
+    )[:8]
+    raise KeyError(
+        f'no pvtfpn_mm config named {name!r}; similar: {close or "none"} '
+        f'({len(models)} in {index_root()}/model-index.yml)'
+    )
 
 
 def get_config_path(name: str) -> str:

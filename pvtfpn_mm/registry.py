@@ -7,6 +7,7 @@ ordinary mmdet or mmseg config builds our types by their bare names once
 ``custom_imports=dict(imports=['pvtfpn_mm'])`` has run. None of our names is also a
 name in mmdet or mmseg; registering one that is raises ``KeyError``.
 """
+
 import importlib
 from collections.abc import Callable, Sequence
 
@@ -14,7 +15,11 @@ from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
 MODELS = Registry(
-    'model', parent=MMENGINE_MODELS, scope='pvtfpn_mm', locations=['pvtfpn_mm.models'])
+    'model',
+    parent=MMENGINE_MODELS,
+    scope='pvtfpn_mm',
+    locations=['pvtfpn_mm.models'],
+)
 
 #: The downstream scopes our models are also registered in.
 DOWNSTREAM_SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
@@ -28,7 +33,9 @@ def downstream_registry(scope: str) -> Registry | None:
         return None
 
 
-def register_model(scopes: Sequence[str] = DOWNSTREAM_SCOPES) -> Callable[[type], type]:
+def register_model(
+    scopes: Sequence[str] = DOWNSTREAM_SCOPES,
+) -> Callable[[type], type]:
     """Class decorator: register in ``pvtfpn_mm`` and in each installed scope of ``scopes``.
 
     Args:
@@ -46,7 +53,8 @@ def register_model(scopes: Sequence[str] = DOWNSTREAM_SCOPES) -> Callable[[type]
                 raise KeyError(
                     f'{cls.__name__} is already registered in the {registry.scope} '
                     f'registry (by {registry.module_dict[cls.__name__].__module__}); '
-                    'pvtfpn_mm names must not collide with mmdet/mmseg names')
+                    'pvtfpn_mm names must not collide with mmdet/mmseg names'
+                )
         for registry in registries:
             registry.register_module(module=cls)
         return cls

@@ -33,6 +33,7 @@ its keys may carry a prefix (``backbone.`` in a trained detector, ``module.`` fr
 DataParallel): :func:`extract_state_dict` finds it, or takes the ``prefix`` it is
 given. Files are read with ``torch.load(..., weights_only=True)``.
 """
+
 import os
 import pickle
 import re
@@ -74,25 +75,52 @@ class StateDictMismatchError(RuntimeError):
     #: How many keys of each kind the message shows.
     SHOWN = 5
 
-    def __init__(self, missing: list[str], unexpected: list[str], mismatched: list[str],
-                 source: str = 'state dict', hint: str | None = None):
-        self.missing, self.unexpected, self.mismatched = missing, unexpected, mismatched
+    def __init__(
+        self,
+        missing: list[str],
+        unexpected: list[str],
+        mismatched: list[str],
+        source: str = 'state dict',
+        hint: str | None = None,
+    ):
+        self.missing, self.unexpected, self.mismatched = (
+            missing,
+            unexpected,
+            mismatched,
+        )
         self.source = source
-        super().__init__(mismatch_summary(missing, unexpected, mismatched, source,
-                                          self.SHOWN, hint))
+        super().__init__(
+            mismatch_summary(
+                missing, unexpected, mismatched, source, self.SHOWN, hint
+            )
+        )
 
 
-def mismatch_summary(missing: Sequence[str], unexpected: Sequence[str],
-                     mismatched: Sequence[str], source: str = 'state dict', shown: int = 5,
-                     hint: str | None = None) -> str:
+def mismatch_summary(
+    missing: Sequence[str],
+    unexpected: Sequence[str],
+    mismatched: Sequence[str],
+    source: str = 'state dict',
+    shown: int = 5,
+    hint: str | None = None,
+) -> str:
     """``'<source> does not match the model:'`` and one line per kind of mismatch: its
     count and the first ``shown`` keys."""
     lines = [f'{source} does not match the model:']
-    for title, keys in (('missing keys', missing), ('unexpected keys', unexpected),
-                        ('shape mismatches', mismatched)):
+    for title, keys in (
+        ('missing keys', missing),
+        ('unexpected keys', unexpected),
+        ('shape mismatches', mismatched),
+    ):
         if keys:
-            more = f', ... ({len(keys) - shown} more)' if len(keys) > shown else ''
-            lines.append(f'  {len(keys)} {title}: {", ".join(keys[:shown])}{more}')
+            more = (
+                f', ... ({len(keys) - shown} more)'
+                if len(keys) > shown
+                else ''
+            )
+            lines.append(
+                f'  {len(keys)} {title}: {", ".join(keys[:shown])}{more}'
+            )
     if hint:
         lines.append(hint)
     return '\n'.join(lines)
@@ -107,11 +135,22 @@ class CheckpointReadError(ValueError):
 
 _ZIP_MAGIC = b'PK\x03\x04'
 #: What ``torch.load`` raises on a damaged or foreign file.
-READ_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError,
-               IndexError, TypeError, AttributeError, UnicodeDecodeError)
+READ_ERRORS = (
+    pickle.UnpicklingError,
+    RuntimeError,
+    EOFError,
+    KeyError,
+    ValueError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    UnicodeDecodeError,
+)
 
 
-def checkpoint_read_error(path: str, err: BaseException) -> CheckpointReadError:
+def checkpoint_read_error(
+    path: str, err: BaseException
+) -> CheckpointReadError:
     """A :class:`CheckpointReadError` naming ``path`` and saying what is wrong with it,
     in place of torch's message (which may suggest switching safe loading off)."""
     size = os.path.getsize(path)
@@ -120,12 +159,19 @@ def checkpoint_read_error(path: str, err: BaseException) -> CheckpointReadError:
     text = str(err)
     where = f'checkpoint file {path!r} ({size} bytes)'
     # torch >= 2.4 names the global ("GLOBAL x.y ..."), older torch an "Unsupported class"
-    found = re.search(r'GLOBAL ([\w.]+)', text) or re.search(r'Unsupported class ([\w.]+)', text)
+    found = re.search(r'GLOBAL ([\w.]+)', text) or re.search(
+        r'Unsupported class ([\w.]+)', text
+    )
     detail = re.search(r'WeightsUnpickler error: \s*(.+)', text)
-    detail = detail.group(1).strip() if detail else (
-        text.splitlines()[0] if text else type(err).__name__)
+    detail = (
+        detail.group(1).strip()
+        if detail
+        else (text.splitlines()[0] if text else type(err).__name__)
+    )
     detail = detail.split('. ')[0][:200]
-    if 'weights_only' in detail:  # never pass on a hint to switch safe loading off
+    if (
+        'weights_only' in detail
+    ):  # never pass on a hint to switch safe loading off
         detail = type(err).__name__
     if found or 'Unsupported global' in text:
         what = f' ({found.group(1)})' if found else ''
@@ -134,21 +180,27 @@ def checkpoint_read_error(path: str, err: BaseException) -> CheckpointReadError:
             'pvtfpn_mm reads checkpoints with weights_only=True, which allows tensors, '
             'containers, numbers and strings plus what mmengine checkpoints need. Save '
             'the weights as a plain state dict of tensors (torch.save(model.state_dict(), '
-            'path)) where the file was made')
+            'path)) where the file was made'
+        )
     if head.startswith(_ZIP_MAGIC):
         return CheckpointReadError(
             f'{where} is a damaged or truncated PyTorch zip file (an interrupted save or '
-            f'download?): {detail}')
+            f'download?): {detail}'
+        )
     if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
         return CheckpointReadError(
             f'{where} is a text file, not a PyTorch checkpoint; it starts with '
-            f'{head[:60].decode("ascii", "replace")!r}')
+            f'{head[:60].decode("ascii", "replace")!r}'
+        )
     return CheckpointReadError(
         f'{where} is not a PyTorch checkpoint: neither a torch.save zip file nor a pickle '
-        f'of tensors (reading it stopped at: {detail})')
+        f'of tensors (reading it stopped at: {detail})'
+    )
 
 
-def read_checkpoint(path: str, map_location: str | torch.device | Callable | None = 'cpu'):
+def read_checkpoint(
+    path: str, map_location: str | torch.device | Callable | None = 'cpu'
+):
     """Reads a checkpoint file or ``http(s)://`` URL with safe loading (``weights_only``).
 
     ``~`` is expanded. Errors name the file and say what is wrong with it; none suggests
@@ -168,12 +220,15 @@ def read_checkpoint(path: str, map_location: str | torch.device | Callable | Non
             objects that safe loading refuses.
     """
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f'checkpoint must be a file path or URL, got {path!r} '
-                        f'({type(path).__name__})')
+        raise TypeError(
+            f'checkpoint must be a file path or URL, got {path!r} '
+            f'({type(path).__name__})'
+        )
     path = os.fspath(path)
     if path.startswith(('http://', 'https://')):
         return torch.hub.load_state_dict_from_url(
-            path, map_location=map_location, weights_only=True)
+            path, map_location=map_location, weights_only=True
+        )
     path = os.path.expanduser(path)
     if os.path.isdir(path):
         raise IsADirectoryError(f'checkpoint {path!r} is a folder, not a file')
@@ -181,7 +236,8 @@ def read_checkpoint(path: str, map_location: str | torch.device | Callable | Non
         raise FileNotFoundError(f'Checkpoint file {path!r} does not exist')
     if os.path.getsize(path) == 0:
         raise CheckpointReadError(
-            f'checkpoint file {path!r} is empty (0 bytes): an interrupted save or download?')
+            f'checkpoint file {path!r} is empty (0 bytes): an interrupted save or download?'
+        )
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except READ_ERRORS as err:
@@ -197,11 +253,15 @@ def _unwrap(checkpoint: Mapping) -> Mapping:
 
 def _strip_prefix(state_dict: Mapping, prefix: str) -> StateDict:
     return OrderedDict(
-        (k[len(prefix):], v) for k, v in state_dict.items() if k.startswith(prefix))
+        (k[len(prefix) :], v)
+        for k, v in state_dict.items()
+        if k.startswith(prefix)
+    )
 
 
-def extract_state_dict(checkpoint: Mapping, prefix: str | None = None,
-                       source: str = 'checkpoint') -> tuple[StateDict, str]:
+def extract_state_dict(
+    checkpoint: Mapping, prefix: str | None = None, source: str = 'checkpoint'
+) -> tuple[StateDict, str]:
     """The PVT-v2 state dict inside ``checkpoint`` and its format.
 
     Args:
@@ -220,12 +280,15 @@ def extract_state_dict(checkpoint: Mapping, prefix: str | None = None,
     """
     if not isinstance(checkpoint, Mapping):
         raise CheckpointFormatError(
-            f'{source} holds a {type(checkpoint).__name__}, not a state dict')
+            f'{source} holds a {type(checkpoint).__name__}, not a state dict'
+        )
     state_dict = _unwrap(checkpoint)
     if prefix is not None:
         stripped = _strip_prefix(state_dict, prefix)
         if not stripped:
-            raise CheckpointFormatError(f'{source} has no key with prefix {prefix!r}')
+            raise CheckpointFormatError(
+                f'{source} has no key with prefix {prefix!r}'
+            )
         return stripped, detect_format(stripped, source=source)
     candidates = [OrderedDict(state_dict)]
     candidates += [_strip_prefix(state_dict, p) for p in AUTO_PREFIXES]
@@ -244,10 +307,16 @@ def _detect_format(state_dict: Mapping) -> str | None:
     if 'stages.0.patch_embed.proj.weight' in keys:
         return 'ours'
     if 'patch_embed.proj.weight' in keys:
-        return 'timm_features' if any(k.startswith('stages_') for k in keys) else 'timm'
+        return (
+            'timm_features'
+            if any(k.startswith('stages_') for k in keys)
+            else 'timm'
+        )
     if 'patch_embed1.proj.weight' in keys:
         return 'official'
-    if 'layers.0.0.projection.weight' in keys and any('.ffn.layers.' in k for k in keys):
+    if 'layers.0.0.projection.weight' in keys and any(
+        '.ffn.layers.' in k for k in keys
+    ):
         return 'mmdet'
     return None
 
@@ -264,7 +333,8 @@ def detect_format(state_dict: Mapping, source: str = 'state dict') -> str:
         sample = ', '.join(list(state_dict)[:5]) or '(none)'
         raise CheckpointFormatError(
             f'{source} is not a PVT-v2 checkpoint in any of the formats {FORMATS}; '
-            f'its first keys are: {sample}')
+            f'its first keys are: {sample}'
+        )
     return fmt
 
 
@@ -276,11 +346,15 @@ def detect_format(state_dict: Mapping, source: str = 'state dict') -> str:
 Rule = tuple[str, str | Callable[[re.Match], str] | None]
 
 
-def _shift(group: int, offset: int, template: str) -> Callable[[re.Match], str]:
+def _shift(
+    group: int, offset: int, template: str
+) -> Callable[[re.Match], str]:
     """A replacement that writes ``int(match[group]) + offset`` into ``template``."""
 
     def replace(m: re.Match) -> str:
-        return m.expand(template.replace('{n}', str(int(m.group(group)) + offset)))
+        return m.expand(
+            template.replace('{n}', str(int(m.group(group)) + offset))
+        )
 
     return replace
 
@@ -289,61 +363,141 @@ _KEY_RULES: dict[str, tuple[list[Rule], list[Rule]]] = {
     # format: (rules to ours, rules from ours)
     'ours': ([(r'^(.*)$', r'\1')], [(r'^(.*)$', r'\1')]),
     'timm': (
-        [(r'^head\.', None),
-         (r'^patch_embed\.(.*)$', r'stages.0.patch_embed.\1'),
-         (r'^stages\.(\d+)\.downsample\.(.*)$', r'stages.\1.patch_embed.\2')],
-        [(r'^stages\.0\.patch_embed\.(.*)$', r'patch_embed.\1'),
-         (r'^stages\.(\d+)\.patch_embed\.(.*)$', r'stages.\1.downsample.\2')]),
+        [
+            (r'^head\.', None),
+            (r'^patch_embed\.(.*)$', r'stages.0.patch_embed.\1'),
+            (
+                r'^stages\.(\d+)\.downsample\.(.*)$',
+                r'stages.\1.patch_embed.\2',
+            ),
+        ],
+        [
+            (r'^stages\.0\.patch_embed\.(.*)$', r'patch_embed.\1'),
+            (
+                r'^stages\.(\d+)\.patch_embed\.(.*)$',
+                r'stages.\1.downsample.\2',
+            ),
+        ],
+    ),
     'timm_features': (
-        [(r'^patch_embed\.(.*)$', r'stages.0.patch_embed.\1'),
-         (r'^stages_(\d+)\.downsample\.(.*)$', r'stages.\1.patch_embed.\2'),
-         (r'^stages_(\d+)\.(.*)$', r'stages.\1.\2')],
-        [(r'^stages\.0\.patch_embed\.(.*)$', r'patch_embed.\1'),
-         (r'^stages\.(\d+)\.patch_embed\.(.*)$', r'stages_\1.downsample.\2'),
-         (r'^stages\.(\d+)\.(.*)$', r'stages_\1.\2')]),
+        [
+            (r'^patch_embed\.(.*)$', r'stages.0.patch_embed.\1'),
+            (r'^stages_(\d+)\.downsample\.(.*)$', r'stages.\1.patch_embed.\2'),
+            (r'^stages_(\d+)\.(.*)$', r'stages.\1.\2'),
+        ],
+        [
+            (r'^stages\.0\.patch_embed\.(.*)$', r'patch_embed.\1'),
+            (
+                r'^stages\.(\d+)\.patch_embed\.(.*)$',
+                r'stages_\1.downsample.\2',
+            ),
+            (r'^stages\.(\d+)\.(.*)$', r'stages_\1.\2'),
+        ],
+    ),
     'official': (
-        [(r'^head\.', None),
-         (r'^patch_embed(\d+)\.(.*)$', _shift(1, -1, r'stages.{n}.patch_embed.\2')),
-         (r'^block(\d+)\.(\d+)\.mlp\.dwconv\.dwconv\.(.*)$',
-          _shift(1, -1, r'stages.{n}.blocks.\2.mlp.dwconv.\3')),
-         (r'^block(\d+)\.(.*)$', _shift(1, -1, r'stages.{n}.blocks.\2')),
-         (r'^norm(\d+)\.(.*)$', _shift(1, -1, r'stages.{n}.norm.\2'))],
-        [(r'^stages\.(\d+)\.patch_embed\.(.*)$', _shift(1, 1, r'patch_embed{n}.\2')),
-         (r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.dwconv\.(.*)$',
-          _shift(1, 1, r'block{n}.\2.mlp.dwconv.dwconv.\3')),
-         (r'^stages\.(\d+)\.blocks\.(.*)$', _shift(1, 1, r'block{n}.\2')),
-         (r'^stages\.(\d+)\.norm\.(.*)$', _shift(1, 1, r'norm{n}.\2'))]),
+        [
+            (r'^head\.', None),
+            (
+                r'^patch_embed(\d+)\.(.*)$',
+                _shift(1, -1, r'stages.{n}.patch_embed.\2'),
+            ),
+            (
+                r'^block(\d+)\.(\d+)\.mlp\.dwconv\.dwconv\.(.*)$',
+                _shift(1, -1, r'stages.{n}.blocks.\2.mlp.dwconv.\3'),
+            ),
+            (r'^block(\d+)\.(.*)$', _shift(1, -1, r'stages.{n}.blocks.\2')),
+            (r'^norm(\d+)\.(.*)$', _shift(1, -1, r'stages.{n}.norm.\2')),
+        ],
+        [
+            (
+                r'^stages\.(\d+)\.patch_embed\.(.*)$',
+                _shift(1, 1, r'patch_embed{n}.\2'),
+            ),
+            (
+                r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.dwconv\.(.*)$',
+                _shift(1, 1, r'block{n}.\2.mlp.dwconv.dwconv.\3'),
+            ),
+            (r'^stages\.(\d+)\.blocks\.(.*)$', _shift(1, 1, r'block{n}.\2')),
+            (r'^stages\.(\d+)\.norm\.(.*)$', _shift(1, 1, r'norm{n}.\2')),
+        ],
+    ),
     'mmdet': (
-        [(r'^layers\.(\d+)\.0\.projection\.(.*)$', r'stages.\1.patch_embed.proj.\2'),
-         (r'^layers\.(\d+)\.0\.norm\.(.*)$', r'stages.\1.patch_embed.norm.\2'),
-         (r'^layers\.(\d+)\.1\.(\d+)\.attn\.attn\.in_proj_(weight|bias)$',
-          r'stages.\1.blocks.\2.attn.in_proj.\3'),
-         (r'^layers\.(\d+)\.1\.(\d+)\.attn\.attn\.out_proj\.(.*)$',
-          r'stages.\1.blocks.\2.attn.proj.\3'),
-         (r'^layers\.(\d+)\.1\.(\d+)\.ffn\.layers\.0\.(.*)$', r'stages.\1.blocks.\2.mlp.fc1.\3'),
-         (r'^layers\.(\d+)\.1\.(\d+)\.ffn\.layers\.1\.(.*)$',
-          r'stages.\1.blocks.\2.mlp.dwconv.\3'),
-         (r'^layers\.(\d+)\.1\.(\d+)\.ffn\.layers\.4\.(.*)$', r'stages.\1.blocks.\2.mlp.fc2.\3'),
-         (r'^layers\.(\d+)\.1\.(\d+)\.(norm1|norm2|attn\.sr|attn\.norm)\.(.*)$',
-          r'stages.\1.blocks.\2.\3.\4'),
-         (r'^layers\.(\d+)\.2\.(.*)$', r'stages.\1.norm.\2')],
-        [(r'^stages\.(\d+)\.patch_embed\.proj\.(.*)$', r'layers.\1.0.projection.\2'),
-         (r'^stages\.(\d+)\.patch_embed\.norm\.(.*)$', r'layers.\1.0.norm.\2'),
-         (r'^stages\.(\d+)\.blocks\.(\d+)\.attn\.in_proj\.(weight|bias)$',
-          r'layers.\1.1.\2.attn.attn.in_proj_\3'),
-         (r'^stages\.(\d+)\.blocks\.(\d+)\.attn\.proj\.(.*)$',
-          r'layers.\1.1.\2.attn.attn.out_proj.\3'),
-         (r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc1\.(.*)$', r'layers.\1.1.\2.ffn.layers.0.\3'),
-         (r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.dwconv\.(.*)$',
-          r'layers.\1.1.\2.ffn.layers.1.\3'),
-         (r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc2\.(.*)$', r'layers.\1.1.\2.ffn.layers.4.\3'),
-         (r'^stages\.(\d+)\.blocks\.(\d+)\.(.*)$', r'layers.\1.1.\2.\3'),
-         (r'^stages\.(\d+)\.norm\.(.*)$', r'layers.\1.2.\2')]),
+        [
+            (
+                r'^layers\.(\d+)\.0\.projection\.(.*)$',
+                r'stages.\1.patch_embed.proj.\2',
+            ),
+            (
+                r'^layers\.(\d+)\.0\.norm\.(.*)$',
+                r'stages.\1.patch_embed.norm.\2',
+            ),
+            (
+                r'^layers\.(\d+)\.1\.(\d+)\.attn\.attn\.in_proj_(weight|bias)$',
+                r'stages.\1.blocks.\2.attn.in_proj.\3',
+            ),
+            (
+                r'^layers\.(\d+)\.1\.(\d+)\.attn\.attn\.out_proj\.(.*)$',
+                r'stages.\1.blocks.\2.attn.proj.\3',
+            ),
+            (
+                r'^layers\.(\d+)\.1\.(\d+)\.ffn\.layers\.0\.(.*)$',
+                r'stages.\1.blocks.\2.mlp.fc1.\3',
+            ),
+            (
+                r'^layers\.(\d+)\.1\.(\d+)\.ffn\.layers\.1\.(.*)$',
+                r'stages.\1.blocks.\2.mlp.dwconv.\3',
+            ),
+            (
+                r'^layers\.(\d+)\.1\.(\d+)\.ffn\.layers\.4\.(.*)$',
+                r'stages.\1.blocks.\2.mlp.fc2.\3',
+            ),
+            (
+                r'^layers\.(\d+)\.1\.(\d+)\.(norm1|norm2|attn\.sr|attn\.norm)\.(.*)$',
+                r'stages.\1.blocks.\2.\3.\4',
+            ),
+            (r'^layers\.(\d+)\.2\.(.*)$', r'stages.\1.norm.\2'),
+        ],
+        [
+            (
+                r'^stages\.(\d+)\.patch_embed\.proj\.(.*)$',
+                r'layers.\1.0.projection.\2',
+            ),
+            (
+                r'^stages\.(\d+)\.patch_embed\.norm\.(.*)$',
+                r'layers.\1.0.norm.\2',
+            ),
+            (
+                r'^stages\.(\d+)\.blocks\.(\d+)\.attn\.in_proj\.(weight|bias)$',
+                r'layers.\1.1.\2.attn.attn.in_proj_\3',
+            ),
+            (
+                r'^stages\.(\d+)\.blocks\.(\d+)\.attn\.proj\.(.*)$',
+                r'layers.\1.1.\2.attn.attn.out_proj.\3',
+            ),
+            (
+                r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc1\.(.*)$',
+                r'layers.\1.1.\2.ffn.layers.0.\3',
+            ),
+            (
+                r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.dwconv\.(.*)$',
+                r'layers.\1.1.\2.ffn.layers.1.\3',
+            ),
+            (
+                r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc2\.(.*)$',
+                r'layers.\1.1.\2.ffn.layers.4.\3',
+            ),
+            (r'^stages\.(\d+)\.blocks\.(\d+)\.(.*)$', r'layers.\1.1.\2.\3'),
+            (r'^stages\.(\d+)\.norm\.(.*)$', r'layers.\1.2.\2'),
+        ],
+    ),
 }
 
 
-def _rename(state_dict: Mapping, rules: Sequence[Rule],
-            refused: list[str] | None = None) -> StateDict:
+def _rename(
+    state_dict: Mapping,
+    rules: Sequence[Rule],
+    refused: list[str] | None = None,
+) -> StateDict:
     """Renames the keys by ``rules``. A key no rule matches is kept as it is (strict
     loading then reports it) or, when a ``refused`` list is given, appended to it; so
     is a key a rule drops."""
@@ -388,16 +542,22 @@ def _ours_to_mmdet(state_dict: StateDict) -> StateDict:
         if key.endswith('.attn.sr.weight') and value.shape[-1] == 1:
             raise ValueError(
                 f'{key} is a 1 x 1 convolution: linear spatial-reduction attention (b2_li) '
-                f'has no mmdet PyramidVisionTransformerV2 equivalent')
-        if key.endswith('.attn.q.weight') and key[:-len('weight')] + 'bias' not in state_dict:
+                f'has no mmdet PyramidVisionTransformerV2 equivalent'
+            )
+        if (
+            key.endswith('.attn.q.weight')
+            and key[: -len('weight')] + 'bias' not in state_dict
+        ):
             raise ValueError(
                 f'{key} has no bias: mmdet PyramidVisionTransformerV2 with qkv_bias=False '
-                f'also drops the output-projection bias, which this checkpoint has')
+                f'also drops the output-projection bias, which this checkpoint has'
+            )
     out = OrderedDict()
     for key, value in state_dict.items():
         if '.attn.q.' in key:
             out[key.replace('.q.', '.in_proj.')] = torch.cat(
-                [value, state_dict[key.replace('.q.', '.kv.')]], dim=0)
+                [value, state_dict[key.replace('.q.', '.kv.')]], dim=0
+            )
         elif '.attn.kv.' in key:
             continue
         elif _MMDET_FC.search(key):
@@ -409,7 +569,9 @@ def _ours_to_mmdet(state_dict: StateDict) -> StateDict:
 
 def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
-        raise ValueError(f'Unknown checkpoint format {fmt!r}; expected one of {FORMATS}')
+        raise ValueError(
+            f'Unknown checkpoint format {fmt!r}; expected one of {FORMATS}'
+        )
 
 
 def to_ours(state_dict: Mapping, src: str | None = None) -> StateDict:
@@ -419,7 +581,9 @@ def to_ours(state_dict: Mapping, src: str | None = None) -> StateDict:
     return _to_ours(state_dict, src)
 
 
-def _to_ours(state_dict: Mapping, src: str, refused: list[str] | None = None) -> StateDict:
+def _to_ours(
+    state_dict: Mapping, src: str, refused: list[str] | None = None
+) -> StateDict:
     out = _rename(state_dict, _KEY_RULES[src][0], refused)
     return _mmdet_to_ours(out) if src == 'mmdet' else out
 
@@ -427,11 +591,17 @@ def _to_ours(state_dict: Mapping, src: str, refused: list[str] | None = None) ->
 def from_ours(state_dict: Mapping, dst: str) -> StateDict:
     """Converts a state dict of ours to format ``dst``."""
     _check_format(dst)
-    state_dict = _ours_to_mmdet(OrderedDict(state_dict)) if dst == 'mmdet' else state_dict
+    state_dict = (
+        _ours_to_mmdet(OrderedDict(state_dict))
+        if dst == 'mmdet'
+        else state_dict
+    )
     return _rename(state_dict, _KEY_RULES[dst][1])
 
 
-def convert(state_dict: Mapping, dst: str, src: str | None = None) -> StateDict:
+def convert(
+    state_dict: Mapping, dst: str, src: str | None = None
+) -> StateDict:
     """Converts a PVT-v2 state dict from format ``src`` (None: detect it) to ``dst``."""
     return from_ours(to_ours(state_dict, src), dst)
 
@@ -444,16 +614,19 @@ def check_tensors(state_dict: Mapping, source: str = 'state dict') -> None:
     is not a tensor (a state dict holds tensors only)."""
     if not isinstance(state_dict, Mapping):
         raise CheckpointFormatError(
-            f'{source} holds a {type(state_dict).__name__}, not a state dict')
+            f'{source} holds a {type(state_dict).__name__}, not a state dict'
+        )
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
             raise CheckpointFormatError(
                 f'{source} is not a state dict of tensors: {key!r} holds a '
-                f'{type(value).__name__} ({str(value)[:60]!r})')
+                f'{type(value).__name__} ({str(value)[:60]!r})'
+            )
 
 
-def state_dict_mismatches(model: nn.Module, state_dict: Mapping
-                          ) -> tuple[list[str], list[str], list[str]]:
+def state_dict_mismatches(
+    model: nn.Module, state_dict: Mapping
+) -> tuple[list[str], list[str], list[str]]:
     """The missing keys, unexpected keys and ``'key: shape vs model shape'`` entries of
     ``state_dict`` against ``model.state_dict()``."""
     expected = model.state_dict()
@@ -467,9 +640,13 @@ def state_dict_mismatches(model: nn.Module, state_dict: Mapping
     return missing, unexpected, mismatched
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: Mapping,
-                           source: str = 'state dict', assign: bool = False,
-                           hint: str | None = None) -> None:
+def load_state_dict_strict(
+    model: nn.Module,
+    state_dict: Mapping,
+    source: str = 'state dict',
+    assign: bool = False,
+    hint: str | None = None,
+) -> None:
     """``model.load_state_dict(state_dict)``, after checking that keys and shapes match.
 
     Args:
@@ -489,13 +666,15 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping,
     check_tensors(state_dict, source)
     missing, unexpected, mismatched = state_dict_mismatches(model, state_dict)
     if missing or unexpected or mismatched:
-        raise StateDictMismatchError(missing, unexpected, mismatched, source=source,
-                                     hint=hint)
+        raise StateDictMismatchError(
+            missing, unexpected, mismatched, source=source, hint=hint
+        )
     model.load_state_dict(state_dict, strict=True, assign=assign)
 
 
-def load_state_dict_partial(model: nn.Module, state_dict: Mapping,
-                            source: str = 'state dict') -> str:
+def load_state_dict_partial(
+    model: nn.Module, state_dict: Mapping, source: str = 'state dict'
+) -> str:
     """Loads the entries of ``state_dict`` whose key and shape fit ``model``; the rest of
     the model keeps its values. The explicit opt-in counterpart of
     :func:`load_state_dict_strict`.
@@ -511,25 +690,34 @@ def load_state_dict_partial(model: nn.Module, state_dict: Mapping,
     expected = model.state_dict()
     missing, unexpected, mismatched = state_dict_mismatches(model, state_dict)
     fitting = OrderedDict(
-        (k, v) for k, v in state_dict.items()
-        if k in expected and tuple(v.shape) == tuple(expected[k].shape))
+        (k, v)
+        for k, v in state_dict.items()
+        if k in expected and tuple(v.shape) == tuple(expected[k].shape)
+    )
     merged = OrderedDict(expected)  # the model's own values where nothing fits
     merged.update(fitting)
     metadata = getattr(state_dict, '_metadata', None)
     if metadata is not None:
         merged._metadata = metadata
     model.load_state_dict(merged, strict=True)
-    summary = f'{source}: partial load (allowed): loaded {len(fitting)} of the model\'s ' \
+    summary = (
+        f'{source}: partial load (allowed): loaded {len(fitting)} of the model\'s '
         f'{len(expected)} tensors'
+    )
     if missing or unexpected or mismatched:
-        details = mismatch_summary(missing, unexpected, mismatched, 'x',
-                                   StateDictMismatchError.SHOWN).split('\n')[1:]
+        details = mismatch_summary(
+            missing, unexpected, mismatched, 'x', StateDictMismatchError.SHOWN
+        ).split('\n')[1:]
         summary += '; not loaded:\n' + '\n'.join(details)
     return summary
 
 
-def load_pretrained(model: nn.Module, checkpoint: str | Mapping,
-                    prefix: str | None = None, assign: bool = False) -> str:
+def load_pretrained(
+    model: nn.Module,
+    checkpoint: str | Mapping,
+    prefix: str | None = None,
+    assign: bool = False,
+) -> str:
     """Loads a PVT-v2 checkpoint of any format into ``model`` (a ``PVTv2``), strictly.
 
     Args:
@@ -547,18 +735,35 @@ def load_pretrained(model: nn.Module, checkpoint: str | Mapping,
         CheckpointFormatError: Not a PVT-v2 checkpoint.
         StateDictMismatchError: A PVT-v2 checkpoint that does not fit ``model``.
     """
-    source = f'checkpoint {checkpoint!r}' if isinstance(checkpoint, str) else 'checkpoint'
+    source = (
+        f'checkpoint {checkpoint!r}'
+        if isinstance(checkpoint, str)
+        else 'checkpoint'
+    )
     if isinstance(checkpoint, str):
         checkpoint = read_checkpoint(checkpoint)
-    state_dict, fmt = extract_state_dict(checkpoint, prefix=prefix, source=source)
+    state_dict, fmt = extract_state_dict(
+        checkpoint, prefix=prefix, source=source
+    )
     load_state_dict_strict(
-        model, to_ours(state_dict, fmt), source=f'{source} ({fmt})', assign=assign)
+        model,
+        to_ours(state_dict, fmt),
+        source=f'{source} ({fmt})',
+        assign=assign,
+    )
     return fmt
 
 
-def convert_file(src_path: str, dst_path: str, dst: str = 'ours', src: str | None = None,
-                 prefix: str | None = None, whole: bool | None = None,
-                 force: bool = False, config: str | None = None) -> tuple[str, int, bool]:
+def convert_file(
+    src_path: str,
+    dst_path: str,
+    dst: str = 'ours',
+    src: str | None = None,
+    prefix: str | None = None,
+    whole: bool | None = None,
+    force: bool = False,
+    config: str | None = None,
+) -> tuple[str, int, bool]:
     """Converts a checkpoint file: a whole detector / segmentor, or a backbone.
 
     Args:
@@ -586,8 +791,11 @@ def convert_file(src_path: str, dst_path: str, dst: str = 'ours', src: str | Non
         written and whether the checkpoint was converted as a whole model.
     """
     _check_format(dst)
-    src_path = src_path if src_path.startswith(('http://', 'https://')) \
+    src_path = (
+        src_path
+        if src_path.startswith(('http://', 'https://'))
         else os.path.expanduser(src_path)
+    )
     dst_path = os.path.expanduser(dst_path)
     source = f'checkpoint {src_path!r}'
     # the output is checked before the (slow) reading and converting
@@ -595,47 +803,71 @@ def convert_file(src_path: str, dst_path: str, dst: str = 'ours', src: str | Non
     checkpoint = read_checkpoint(src_path)
     if not isinstance(checkpoint, Mapping):
         raise CheckpointFormatError(
-            f'{source} holds a {type(checkpoint).__name__}, not a state dict')
+            f'{source} holds a {type(checkpoint).__name__}, not a state dict'
+        )
     if whole is None:
         whole = prefix is None and is_whole_checkpoint(_unwrap(checkpoint))
     if whole:
         if prefix is not None:
-            raise ValueError(f'prefix={prefix!r}: a whole checkpoint is converted with all '
-                             f'its keys; a prefix selects a backbone (whole=False)')
+            raise ValueError(
+                f'prefix={prefix!r}: a whole checkpoint is converted with all '
+                f'its keys; a prefix selects a backbone (whole=False)'
+            )
         if dst != 'ours':
             raise ValueError(
                 f'{source} is a whole detector / segmentor, which converts to our layout '
-                f"only (got --to {dst!r}); convert just its backbone with --prefix backbone.")
+                f"only (got --to {dst!r}); convert just its backbone with --prefix backbone."
+            )
         state_dict = OrderedDict(_unwrap(checkpoint))
         layout = detect_layout(state_dict)
         if src is not None and src != layout:
-            raise CheckpointFormatError(f'{source} is in layout {layout!r}, not {src!r}')
+            raise CheckpointFormatError(
+                f'{source} is in layout {layout!r}, not {src!r}'
+            )
         out = whole_to_ours(state_dict, layout, source=source)
         if config is not None:
             _check_against_config(out, config, source)
         meta = {'converted_from': layout, 'source': os.path.basename(src_path)}
-        classes = checkpoint.get('meta', {}).get('CLASSES') \
-            if isinstance(checkpoint.get('meta'), Mapping) else None
-        if classes is not None:  # mmdet 2.x / mmseg 0.x; mmengine keeps dataset_meta
+        classes = (
+            checkpoint.get('meta', {}).get('CLASSES')
+            if isinstance(checkpoint.get('meta'), Mapping)
+            else None
+        )
+        if (
+            classes is not None
+        ):  # mmdet 2.x / mmseg 0.x; mmengine keeps dataset_meta
             meta['dataset_meta'] = {'classes': tuple(classes)}
-        save_atomic({'meta': meta, 'state_dict': out}, dst_path, force, src_path)
+        save_atomic(
+            {'meta': meta, 'state_dict': out}, dst_path, force, src_path
+        )
         return layout, len(out), True
     if config is not None:
-        raise ValueError(f'config={config!r} checks whole checkpoints; {source} is '
-                         f'converted as a backbone')
-    state_dict, detected = extract_state_dict(checkpoint, prefix=prefix, source=source)
+        raise ValueError(
+            f'config={config!r} checks whole checkpoints; {source} is '
+            f'converted as a backbone'
+        )
+    state_dict, detected = extract_state_dict(
+        checkpoint, prefix=prefix, source=source
+    )
     if src is not None and src != detected:
-        raise CheckpointFormatError(f'{source} is in format {detected!r}, not {src!r}')
+        raise CheckpointFormatError(
+            f'{source} is in format {detected!r}, not {src!r}'
+        )
     out = convert(state_dict, dst, detected)
     save_atomic(out, dst_path, force, src_path)
     return detected, len(out), False
 
 
-def _check_against_config(state_dict: StateDict, config: str, source: str) -> None:
+def _check_against_config(
+    state_dict: StateDict, config: str, source: str
+) -> None:
     from pvtfpn_mm.tools_lib.build import build_model_from_config
+
     model = build_model_from_config(config)
     converted, _ = convert_to_model_layout(state_dict, model)
-    load_state_dict_strict(model, converted, source=f'{source} (converted) for {config!r}')
+    load_state_dict_strict(
+        model, converted, source=f'{source} (converted) for {config!r}'
+    )
 
 
 # ---------------------------------------------------------- whole-checkpoint conversion
@@ -650,14 +882,26 @@ def _check_against_config(state_dict: StateDict, config: str, source: str) -> No
 
 #: Foreign whole-model layouts: name -> (format of the ``backbone.`` part, description).
 WHOLE_LAYOUTS: dict[str, tuple[str, str]] = {
-    'mmdet': ('mmdet', 'mmdet 3.x PyramidVisionTransformerV2 model (mmdet configs/pvt; '
-                       'backbone.layers.*)'),
-    'official': ('official', 'whai362/PVT release (mmdet 2.x detection / mmseg 0.x '
-                             'segmentation; backbone.patch_embed1.*)'),
+    'mmdet': (
+        'mmdet',
+        'mmdet 3.x PyramidVisionTransformerV2 model (mmdet configs/pvt; '
+        'backbone.layers.*)',
+    ),
+    'official': (
+        'official',
+        'whai362/PVT release (mmdet 2.x detection / mmseg 0.x '
+        'segmentation; backbone.patch_embed1.*)',
+    ),
 }
 #: The model parts beside the backbone, as top-level key prefixes.
-WHOLE_PARTS = ('neck.', 'bbox_head.', 'rpn_head.', 'roi_head.', 'decode_head.',
-               'auxiliary_head.')
+WHOLE_PARTS = (
+    'neck.',
+    'bbox_head.',
+    'rpn_head.',
+    'roi_head.',
+    'decode_head.',
+    'auxiliary_head.',
+)
 _BN = r'(weight|bias|running_mean|running_var|num_batches_tracked)'
 #: Neck and head keys, identical in mmdet 2.x / 3.x and mmseg 0.x / 1.x (kept as they
 #: are). From mmdet 2.13: FPN (``lateral_convs`` / ``fpn_convs`` ConvModules),
@@ -665,19 +909,22 @@ _BN = r'(weight|bias|running_mean|running_var|num_batches_tracked)'
 #: (``rpn_conv`` / ``rpn_cls`` / ``rpn_reg``), Shared2FCBBoxHead (``shared_fcs``,
 #: ``fc_cls``, ``fc_reg``), FCNMaskHead (``convs``, ``upsample``, ``conv_logits``); from
 #: mmseg 0.13: FPNHead (``scale_heads.{i}.{j}`` ConvModules with norm, ``conv_seg``).
-_HEAD_KEYS = tuple(re.compile(p) for p in (
-    r'neck\.(lateral_convs|fpn_convs)\.\d+\.conv\.(weight|bias)$',
-    r'neck\.(lateral_convs|fpn_convs)\.\d+\.(bn|gn)\.' + _BN + '$',
-    r'bbox_head\.(cls_convs|reg_convs)\.\d+\.conv\.(weight|bias)$',
-    r'bbox_head\.retina_(cls|reg)\.(weight|bias)$',
-    r'rpn_head\.rpn_(conv|cls|reg)\.(weight|bias)$',
-    r'roi_head\.bbox_head\.(shared_fcs\.\d+|fc_cls|fc_reg)\.(weight|bias)$',
-    r'roi_head\.mask_head\.convs\.\d+\.conv\.(weight|bias)$',
-    r'roi_head\.mask_head\.(upsample|conv_logits)\.(weight|bias)$',
-    r'decode_head\.scale_heads\.\d+\.\d+\.conv\.(weight|bias)$',
-    r'decode_head\.scale_heads\.\d+\.\d+\.(bn|gn)\.' + _BN + '$',
-    r'(decode_head|auxiliary_head)\.conv_seg\.(weight|bias)$',
-))
+_HEAD_KEYS = tuple(
+    re.compile(p)
+    for p in (
+        r'neck\.(lateral_convs|fpn_convs)\.\d+\.conv\.(weight|bias)$',
+        r'neck\.(lateral_convs|fpn_convs)\.\d+\.(bn|gn)\.' + _BN + '$',
+        r'bbox_head\.(cls_convs|reg_convs)\.\d+\.conv\.(weight|bias)$',
+        r'bbox_head\.retina_(cls|reg)\.(weight|bias)$',
+        r'rpn_head\.rpn_(conv|cls|reg)\.(weight|bias)$',
+        r'roi_head\.bbox_head\.(shared_fcs\.\d+|fc_cls|fc_reg)\.(weight|bias)$',
+        r'roi_head\.mask_head\.convs\.\d+\.conv\.(weight|bias)$',
+        r'roi_head\.mask_head\.(upsample|conv_logits)\.(weight|bias)$',
+        r'decode_head\.scale_heads\.\d+\.\d+\.conv\.(weight|bias)$',
+        r'decode_head\.scale_heads\.\d+\.\d+\.(bn|gn)\.' + _BN + '$',
+        r'(decode_head|auxiliary_head)\.conv_seg\.(weight|bias)$',
+    )
+)
 #: A key only a model with our PVTv2 as its backbone has.
 _OUR_BACKBONE_KEY = 'backbone.stages.0.patch_embed.proj.weight'
 #: How many refused keys an error shows.
@@ -685,7 +932,11 @@ _SHOW_KEYS = 10
 
 
 def _show(keys: Sequence[str]) -> str:
-    more = f', ... ({len(keys) - _SHOW_KEYS} more)' if len(keys) > _SHOW_KEYS else ''
+    more = (
+        f', ... ({len(keys) - _SHOW_KEYS} more)'
+        if len(keys) > _SHOW_KEYS
+        else ''
+    )
     return ', '.join(keys[:_SHOW_KEYS]) + more
 
 
@@ -693,8 +944,9 @@ def is_whole_checkpoint(state_dict: Mapping) -> bool:
     """Whether ``state_dict`` is a whole detector / segmentor (a ``backbone.`` part and
     a neck or head beside it), not a bare backbone."""
     keys = list(state_dict)
-    return (any(k.startswith('backbone.') for k in keys)
-            and any(k.startswith(WHOLE_PARTS) for k in keys))
+    return any(k.startswith('backbone.') for k in keys) and any(
+        k.startswith(WHOLE_PARTS) for k in keys
+    )
 
 
 def detect_layout(state_dict: Mapping) -> str | None:
@@ -713,8 +965,9 @@ def detect_layout(state_dict: Mapping) -> str | None:
     return None
 
 
-def whole_to_ours(state_dict: Mapping, layout: str | None = None,
-                  source: str = 'checkpoint') -> StateDict:
+def whole_to_ours(
+    state_dict: Mapping, layout: str | None = None, source: str = 'checkpoint'
+) -> StateDict:
     """Converts a whole detector / segmentor state dict from ``layout`` to ours.
 
     The ``backbone.`` part is converted by the backbone rules of the layout's format
@@ -740,15 +993,20 @@ def whole_to_ours(state_dict: Mapping, layout: str | None = None,
         sample = ', '.join(k for k in list(state_dict)[:5]) or '(none)'
         raise CheckpointFormatError(
             f'{source} is not a whole PVT-v2 model in any of the layouts '
-            f'{("ours",) + tuple(WHOLE_LAYOUTS)}; its first keys are: {sample}')
+            f'{("ours",) + tuple(WHOLE_LAYOUTS)}; its first keys are: {sample}'
+        )
     if detected != layout:
         raise CheckpointFormatError(
-            f'{source} is in layout {detected!r}, not {layout!r}')
+            f'{source} is in layout {detected!r}, not {layout!r}'
+        )
     if layout == 'ours':
         return OrderedDict(state_dict)
     refused: list[str] = []
-    backbone = _to_ours(_strip_prefix(state_dict, 'backbone.'), WHOLE_LAYOUTS[layout][0],
-                        refused)
+    backbone = _to_ours(
+        _strip_prefix(state_dict, 'backbone.'),
+        WHOLE_LAYOUTS[layout][0],
+        refused,
+    )
     refused = ['backbone.' + k for k in refused]
     out = OrderedDict(('backbone.' + k, v) for k, v in backbone.items())
     for key, value in state_dict.items():
@@ -761,12 +1019,14 @@ def whole_to_ours(state_dict: Mapping, layout: str | None = None,
     if refused:
         raise CheckpointFormatError(
             f'{source} ({WHOLE_LAYOUTS[layout][1]}): {len(refused)} keys are mapped by no '
-            f'rule of the converter (pvtfpn_mm/weights.py): {_show(refused)}')
+            f'rule of the converter (pvtfpn_mm/weights.py): {_show(refused)}'
+        )
     return out
 
 
-def convert_to_model_layout(state_dict: Mapping,
-                            model: nn.Module) -> tuple[StateDict, str | None]:
+def convert_to_model_layout(
+    state_dict: Mapping, model: nn.Module
+) -> tuple[StateDict, str | None]:
     """A whole detector's / segmentor's state dict in ``model``'s own key layout.
 
     The loading path of our runner calls this right before its strict load: a
@@ -799,7 +1059,9 @@ def convert_to_model_layout(state_dict: Mapping,
     layout = detect_layout(state_dict)
     if layout is None or layout == 'ours':
         return OrderedDict(state_dict), None
-    out = whole_to_ours(state_dict, layout, source=f'{WHOLE_LAYOUTS[layout][1]} checkpoint')
+    out = whole_to_ours(
+        state_dict, layout, source=f'{WHOLE_LAYOUTS[layout][1]} checkpoint'
+    )
     _warn_on_eps(model, layout)
     return out, layout
 
@@ -818,7 +1080,8 @@ def _warn_on_eps(model: nn.Module, layout: str) -> None:
             f'{wanted:g} in the patch embeddings and spatial reductions; the model has '
             f'{norm.eps:g}, so its outputs differ slightly (set '
             f'model.backbone.embed_norm_eps={wanted:g} to reproduce them exactly)',
-            stacklevel=3)
+            stacklevel=3,
+        )
 
 
 # ------------------------------------------------------------------------ writing
@@ -829,19 +1092,31 @@ def _check_output(path: str, force: bool, source: str | None) -> None:
     if not os.path.isdir(folder):
         raise FileNotFoundError(
             f'the folder {folder!r} of the output file {path!r} does not exist; '
-            f'create it first')
+            f'create it first'
+        )
     if os.path.isdir(path):
-        raise IsADirectoryError(f'the output {path!r} is a folder; give a file name')
-    if source is not None and os.path.exists(path) and os.path.exists(source) \
-            and os.path.samefile(path, source):
+        raise IsADirectoryError(
+            f'the output {path!r} is a folder; give a file name'
+        )
+    if (
+        source is not None
+        and os.path.exists(path)
+        and os.path.exists(source)
+        and os.path.samefile(path, source)
+    ):
         raise ValueError(
-            f'the output {path!r} is the input file {source!r}; write to another file')
+            f'the output {path!r} is the input file {source!r}; write to another file'
+        )
     if os.path.lexists(path) and not force:
-        raise FileExistsError(f'the output file {path!r} exists; pass --force (force=True) '
-                              f'to overwrite it')
+        raise FileExistsError(
+            f'the output file {path!r} exists; pass --force (force=True) '
+            f'to overwrite it'
+        )
 
 
-def save_atomic(obj, path: str, force: bool = False, source: str | None = None) -> str:
+def save_atomic(
+    obj, path: str, force: bool = False, source: str | None = None
+) -> str:
     """``torch.save(obj, path)``: written to a temporary file in ``path``'s folder,
     fsynced and renamed into place, so ``path`` is never left half-written.
 
@@ -864,8 +1139,9 @@ def save_atomic(obj, path: str, force: bool = False, source: str | None = None) 
     path = os.path.expanduser(path)
     _check_output(path, force, source)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.',
-                               suffix='.tmp')
+    fd, tmp = tempfile.mkstemp(
+        dir=folder, prefix=f'.{os.path.basename(path)}.', suffix='.tmp'
+    )
     try:
         umask = os.umask(0)
         os.umask(umask)

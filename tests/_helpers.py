@@ -1,4 +1,5 @@
 """Small builders shared by several test files."""
+
 import math
 
 import numpy as np
@@ -27,14 +28,18 @@ def det_sample(h, w, boxes, with_mask=False):
     with ``with_mask``, a bitmap mask 2 px inside each box."""
     from mmdet.structures import DetDataSample
     from mmdet.structures.mask import BitmapMasks
-    sample = DetDataSample(metainfo=dict(
-        img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0)))
+
+    sample = DetDataSample(
+        metainfo=dict(
+            img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0)
+        )
+    )
     boxes = torch.as_tensor(boxes, dtype=torch.float32)
     gt = InstanceData(bboxes=boxes, labels=torch.arange(len(boxes)) * 2)
     if with_mask:
         masks = np.zeros((len(boxes), h, w), dtype=np.uint8)
         for m, (x1, y1, x2, y2) in zip(masks, boxes.int().tolist()):
-            m[y1 + 2:y2 - 2, x1 + 2:x2 - 2] = 1
+            m[y1 + 2 : y2 - 2, x1 + 2 : x2 - 2] = 1
         gt.masks = BitmapMasks(masks, h, w)
     sample.gt_instances = gt
     return sample

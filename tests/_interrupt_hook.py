@@ -3,6 +3,7 @@ after that iteration's checkpoint is saved -- an abrupt interruption of a traini
 
 Imported by the training subprocess through ``custom_imports`` (tests/ on PYTHONPATH).
 """
+
 import os
 import signal
 
@@ -17,6 +18,8 @@ class KillAfterIterHook(Hook):
     def __init__(self, iteration: int):
         self.iteration = iteration
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+    def after_train_iter(
+        self, runner, batch_idx, data_batch=None, outputs=None
+    ):
         if runner.iter + 1 == self.iteration:
             os.kill(os.getpid(), signal.SIGKILL)

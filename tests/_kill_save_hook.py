@@ -14,6 +14,7 @@ Moments (``kill_at``), in the order a save passes them:
 
 Imported by the training subprocess through ``custom_imports`` (tests/ on PYTHONPATH).
 """
+
 import os
 import os.path as osp
 import signal
@@ -26,10 +27,15 @@ from pvtfpn_mm.engine import AtomicCheckpointHook
 
 @HOOKS.register_module(force=True)
 class KillDuringSaveHook(AtomicCheckpointHook):
-
-    def __init__(self, kill_step: int, kill_at: str, pause_file: str = None, **kwargs):
+    def __init__(
+        self, kill_step: int, kill_at: str, pause_file: str = None, **kwargs
+    ):
         super().__init__(**kwargs)
-        self.kill_step, self.kill_at, self.pause_file = kill_step, kill_at, pause_file
+        self.kill_step, self.kill_at, self.pause_file = (
+            kill_step,
+            kill_at,
+            pause_file,
+        )
         self._step = None
 
     def _die(self, moment: str) -> None:

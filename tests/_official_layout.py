@@ -16,14 +16,27 @@ checkpoints, written from the official code -- not from our models.
   ``max(1, log2(stride_i / 4))`` ConvModules with SyncBN, each followed by an
   ``Upsample`` for i > 0; ``conv_seg``), as the official configs build them.
 """
+
 import math
 from collections import OrderedDict
 
 import torch
 
 ARCHS = {  # embed_dims, depths, sr_ratios, mlp_ratios, linear (detection/pvt_v2.py)
-    'b0': ([32, 64, 160, 256], [2, 2, 2, 2], [8, 4, 2, 1], [8, 8, 4, 4], False),
-    'b2_li': ([64, 128, 320, 512], [3, 4, 6, 3], [8, 4, 2, 1], [8, 8, 4, 4], True),
+    'b0': (
+        [32, 64, 160, 256],
+        [2, 2, 2, 2],
+        [8, 4, 2, 1],
+        [8, 8, 4, 4],
+        False,
+    ),
+    'b2_li': (
+        [64, 128, 320, 512],
+        [3, 4, 6, 3],
+        [8, 4, 2, 1],
+        [8, 8, 4, 4],
+        True,
+    ),
 }
 
 
@@ -33,25 +46,51 @@ def backbone_shapes(arch='b0'):
     for i in range(4):
         c, cin, k = dims[i], 3 if i == 0 else dims[i - 1], 7 if i == 0 else 3
         p = f'patch_embed{i + 1}.'
-        shapes.update({p + 'proj.weight': (c, cin, k, k), p + 'proj.bias': (c,),
-                       p + 'norm.weight': (c,), p + 'norm.bias': (c,)})
+        shapes.update(
+            {
+                p + 'proj.weight': (c, cin, k, k),
+                p + 'proj.bias': (c,),
+                p + 'norm.weight': (c,),
+                p + 'norm.bias': (c,),
+            }
+        )
         hidden = c * mlps[i]
         for j in range(depths[i]):
             b = f'block{i + 1}.{j}.'
-            shapes.update({b + 'norm1.weight': (c,), b + 'norm1.bias': (c,),
-                           b + 'attn.q.weight': (c, c), b + 'attn.q.bias': (c,),
-                           b + 'attn.kv.weight': (2 * c, c), b + 'attn.kv.bias': (2 * c,),
-                           b + 'attn.proj.weight': (c, c), b + 'attn.proj.bias': (c,)})
+            shapes.update(
+                {
+                    b + 'norm1.weight': (c,),
+                    b + 'norm1.bias': (c,),
+                    b + 'attn.q.weight': (c, c),
+                    b + 'attn.q.bias': (c,),
+                    b + 'attn.kv.weight': (2 * c, c),
+                    b + 'attn.kv.bias': (2 * c,),
+                    b + 'attn.proj.weight': (c, c),
+                    b + 'attn.proj.bias': (c,),
+                }
+            )
             if linear or srs[i] > 1:
                 k_sr = 1 if linear else srs[i]
-                shapes.update({b + 'attn.sr.weight': (c, c, k_sr, k_sr),
-                               b + 'attn.sr.bias': (c,),
-                               b + 'attn.norm.weight': (c,), b + 'attn.norm.bias': (c,)})
-            shapes.update({b + 'norm2.weight': (c,), b + 'norm2.bias': (c,),
-                           b + 'mlp.fc1.weight': (hidden, c), b + 'mlp.fc1.bias': (hidden,),
-                           b + 'mlp.dwconv.dwconv.weight': (hidden, 1, 3, 3),
-                           b + 'mlp.dwconv.dwconv.bias': (hidden,),
-                           b + 'mlp.fc2.weight': (c, hidden), b + 'mlp.fc2.bias': (c,)})
+                shapes.update(
+                    {
+                        b + 'attn.sr.weight': (c, c, k_sr, k_sr),
+                        b + 'attn.sr.bias': (c,),
+                        b + 'attn.norm.weight': (c,),
+                        b + 'attn.norm.bias': (c,),
+                    }
+                )
+            shapes.update(
+                {
+                    b + 'norm2.weight': (c,),
+                    b + 'norm2.bias': (c,),
+                    b + 'mlp.fc1.weight': (hidden, c),
+                    b + 'mlp.fc1.bias': (hidden,),
+                    b + 'mlp.dwconv.dwconv.weight': (hidden, 1, 3, 3),
+                    b + 'mlp.dwconv.dwconv.bias': (hidden,),
+                    b + 'mlp.fc2.weight': (c, hidden),
+                    b + 'mlp.fc2.bias': (c,),
+                }
+            )
         shapes.update({f'norm{i + 1}.weight': (c,), f'norm{i + 1}.bias': (c,)})
     return shapes
 
@@ -71,8 +110,13 @@ def fpn_shapes(in_channels, start_level, num_outs, extra_on_input):
     for i in range(len(used)):
         _conv(shapes, f'neck.fpn_convs.{i}.conv.', 256, 256, 3)
     for n in range(num_outs - len(used) if extra_on_input else 0):
-        _conv(shapes, f'neck.fpn_convs.{len(used) + n}.conv.', 256,
-              in_channels[-1] if n == 0 else 256, 3)
+        _conv(
+            shapes,
+            f'neck.fpn_convs.{len(used) + n}.conv.',
+            256,
+            in_channels[-1] if n == 0 else 256,
+            3,
+        )
     return shapes
 
 
@@ -92,14 +136,23 @@ def mask_rcnn_head_shapes(num_classes=80, anchors=3):
     _conv(shapes, 'rpn_head.rpn_cls.', anchors, 256, 1)
     _conv(shapes, 'rpn_head.rpn_reg.', anchors * 4, 256, 1)
     b = 'roi_head.bbox_head.'
-    for name, (cout, cin) in (('shared_fcs.0', (1024, 256 * 7 * 7)),
-                              ('shared_fcs.1', (1024, 1024)),
-                              ('fc_cls', (num_classes + 1, 1024)),  # background last
-                              ('fc_reg', (num_classes * 4, 1024))):
-        shapes.update({f'{b}{name}.weight': (cout, cin), f'{b}{name}.bias': (cout,)})
+    for name, (cout, cin) in (
+        ('shared_fcs.0', (1024, 256 * 7 * 7)),
+        ('shared_fcs.1', (1024, 1024)),
+        ('fc_cls', (num_classes + 1, 1024)),  # background last
+        ('fc_reg', (num_classes * 4, 1024)),
+    ):
+        shapes.update(
+            {f'{b}{name}.weight': (cout, cin), f'{b}{name}.bias': (cout,)}
+        )
     for i in range(4):
         _conv(shapes, f'roi_head.mask_head.convs.{i}.conv.', 256, 256, 3)
-    shapes['roi_head.mask_head.upsample.weight'] = (256, 256, 2, 2)  # ConvTranspose2d: in, out
+    shapes['roi_head.mask_head.upsample.weight'] = (
+        256,
+        256,
+        2,
+        2,
+    )  # ConvTranspose2d: in, out
     shapes['roi_head.mask_head.upsample.bias'] = (256,)
     _conv(shapes, 'roi_head.mask_head.conv_logits.', num_classes, 256, 1)
     return shapes
@@ -111,7 +164,14 @@ def sem_fpn_head_shapes(num_classes=150, channels=128, strides=(4, 8, 16, 32)):
         length = max(1, int(math.log2(stride) - math.log2(strides[0])))
         for k in range(length):
             p = f'decode_head.scale_heads.{i}.{2 * k if i > 0 else k}.'
-            _conv(shapes, p + 'conv.', channels, 256 if k == 0 else channels, 3, bias=False)
+            _conv(
+                shapes,
+                p + 'conv.',
+                channels,
+                256 if k == 0 else channels,
+                3,
+                bias=False,
+            )
             for name in ('weight', 'bias', 'running_mean', 'running_var'):
                 shapes[p + 'bn.' + name] = (channels,)
             shapes[p + 'bn.num_batches_tracked'] = ()
@@ -123,7 +183,9 @@ def official_checkpoint(kind, arch='b0', seed=0):
     """``{'meta', 'state_dict'}`` of an official ``kind`` checkpoint ('retinanet',
     'mask_rcnn', 'sem_fpn') with random values of a sensible scale."""
     dims = ARCHS[arch][0]
-    shapes = OrderedDict(('backbone.' + k, v) for k, v in backbone_shapes(arch).items())
+    shapes = OrderedDict(
+        ('backbone.' + k, v) for k, v in backbone_shapes(arch).items()
+    )
     if kind == 'retinanet':
         shapes.update(fpn_shapes(dims, 1, 5, True))
         shapes.update(retinanet_head_shapes())
@@ -148,8 +210,14 @@ def official_checkpoint(kind, arch='b0', seed=0):
             center = 1.0 if key.endswith('weight') else 0.0
             state[key] = torch.rand(shape, generator=gen) * 0.4 - 0.2 + center
         else:
-            fan_in = math.prod(shape[1:]) if 'upsample' not in key else shape[0] * 4
+            fan_in = (
+                math.prod(shape[1:]) if 'upsample' not in key else shape[0] * 4
+            )
             bound = math.sqrt(3 / fan_in)
             state[key] = (torch.rand(shape, generator=gen) * 2 - 1) * bound
-    meta = dict(mmdet_version='2.13.0', epoch=12, CLASSES=tuple(f'c{i}' for i in range(80)))
+    meta = dict(
+        mmdet_version='2.13.0',
+        epoch=12,
+        CLASSES=tuple(f'c{i}' for i in range(80)),
+    )
     return dict(meta=meta, state_dict=state)

@@ -51,6 +51,7 @@ def _keep_default_scope():
     process (e.g. 'mmengine' in tests/test_checkpoint.py); put the previous one back after
     each test, so later tests build mmdet / mmseg models by their bare names as before."""
     from mmengine.registry import DefaultScope
+
     before = DefaultScope._instance_dict.copy()
     yield
     DefaultScope._instance_dict.clear()

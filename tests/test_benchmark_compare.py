@@ -1,5 +1,6 @@
 """tools/benchmark.py compare: ours vs timm / mmdet side by side (tiny sizes, one round:
 the mechanics and the report, not the speed)."""
+
 import os.path as osp
 import sys
 
@@ -26,11 +27,30 @@ def test_compare_is_a_mode_of_the_one_tool():
 
 
 def test_backbone_part(capsys):
-    rows = benchmark_main(['compare', '--parts', 'backbone', '--archs', 'b0', '--sizes',
-                           '64x96', '--batches', '2', '--rounds', '1', '--unfused',
-                           '--threads', '1', '--clock', 'cpu'])
+    rows = benchmark_main(
+        [
+            'compare',
+            '--parts',
+            'backbone',
+            '--archs',
+            'b0',
+            '--sizes',
+            '64x96',
+            '--batches',
+            '2',
+            '--rounds',
+            '1',
+            '--unfused',
+            '--threads',
+            '1',
+            '--clock',
+            'cpu',
+        ]
+    )
     assert [(r['mode'], r['batch'], r['size']) for r in rows] == [
-        ('fwd', 2, '64x96'), ('fwd+bwd', 2, '64x96')]
+        ('fwd', 2, '64x96'),
+        ('fwd+bwd', 2, '64x96'),
+    ]
     for row in rows:
         assert set(row['ms']) == {'ours', 'ours-unfused', 'timm', 'mmdet'}
         assert set(row['ratios']) == {'ours-unfused', 'timm', 'mmdet'}
@@ -40,23 +60,56 @@ def test_backbone_part(capsys):
     assert rows[0]['max_diff']['ours-unfused'] <= 1e-5
     assert rows[0]['max_diff']['mmdet'] <= 1e-4
     out = capsys.readouterr().out
-    assert 'b0 64x96 batch 2 fwd: ours' in out and 'timm/ours' in out and 'load ' in out
+    assert (
+        'b0 64x96 batch 2 fwd: ours' in out
+        and 'timm/ours' in out
+        and 'load ' in out
+    )
 
 
 @pytest.mark.slow
 def test_train_and_infer_parts(capsys):
-    rows = benchmark_main(['compare', '--parts', 'train', 'infer', '--pairs', 'retinanet-b0',
-                           '--train-size', '64x64', '--train-rounds', '1', '--rounds', '1',
-                           '--infer-size', '64x64', '--threads', '1'])
+    rows = benchmark_main(
+        [
+            'compare',
+            '--parts',
+            'train',
+            'infer',
+            '--pairs',
+            'retinanet-b0',
+            '--train-size',
+            '64x64',
+            '--train-rounds',
+            '1',
+            '--rounds',
+            '1',
+            '--infer-size',
+            '64x64',
+            '--threads',
+            '1',
+        ]
+    )
     train, infer = rows
     assert set(train['ms']) == {'ours', 'mmdet'} and 'mmdet' in train['ratios']
     assert list(train['parts']['ours']) == [
-        'backbone', 'neck', 'heads', 'loss+assigner', 'backward', 'optimizer']
+        'backbone',
+        'neck',
+        'heads',
+        'loss+assigner',
+        'backward',
+        'optimizer',
+    ]
     assert list(infer['parts']['mmdet']) == [
-        'backbone', 'neck', 'heads', 'rest (preprocess, decode, NMS)']
+        'backbone',
+        'neck',
+        'heads',
+        'rest (preprocess, decode, NMS)',
+    ]
     for row in rows:
         for parts in row['parts'].values():
-            assert all(v >= 0 for k, v in parts.items() if k != 'loss+assigner')
+            assert all(
+                v >= 0 for k, v in parts.items() if k != 'loss+assigner'
+            )
     assert 'train retinanet-b0 64x64 batch 2' in capsys.readouterr().out
 
 
@@ -66,21 +119,28 @@ def test_part_timer_times_and_restores():
     model.neck = torch.nn.Identity()
     timer = compare.PartTimer(model, torch.device('cpu'))
     model.neck(model.backbone(torch.randn(2, 4)))
-    model.backbone.forward(torch.randn(2, 4))  # a direct forward call is timed too
+    model.backbone.forward(
+        torch.randn(2, 4)
+    )  # a direct forward call is timed too
     parts = timer.take()
     assert set(parts) == {'backbone', 'neck'} and timer.take() == {}
     timer.remove()
     assert 'forward' not in vars(model.backbone)
 
 
-@pytest.mark.parametrize('argv, match', [
-    (['--rounds', '0'], '--rounds must be >= 1, got 0'),
-    (['--train-batch', '0'], '--train-batch must be >= 1, got 0'),
-    (['--sizes', '10x10'], 'at least 32x32'),
-])
+@pytest.mark.parametrize(
+    'argv, match',
+    [
+        (['--rounds', '0'], '--rounds must be >= 1, got 0'),
+        (['--train-batch', '0'], '--train-batch must be >= 1, got 0'),
+        (['--sizes', '10x10'], 'at least 32x32'),
+    ],
+)
 def test_bad_arguments(argv, match):
     with pytest.raises(ValueError, match=match):
-        benchmark_main(['compare', '--parts', 'backbone', '--archs', 'b0'] + argv)
+        benchmark_main(
+            ['compare', '--parts', 'backbone', '--archs', 'b0'] + argv
+        )
 
 
 def test_cpu_clock_refuses_cuda():

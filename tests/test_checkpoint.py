@@ -3,6 +3,7 @@
 On torch < 2.5 (the oldest supported stack) there is no allowlist (pvtfpn_mm.compat):
 mmengine loads with torch's default weights_only=False and resumes as before, while safe
 loading (ours) refuses a checkpoint with mmengine's message hub -- tested here too."""
+
 import io
 import pickle
 
@@ -18,7 +19,6 @@ from pvtfpn_mm.compat import HAS_SAFE_GLOBALS
 
 
 class TinyRegressor(BaseModel):
-
     def __init__(self):
         super().__init__()
         self.linear = nn.Linear(4, 1)
@@ -26,19 +26,19 @@ class TinyRegressor(BaseModel):
     def forward(self, inputs, targets=None, mode='tensor'):
         out = self.linear(inputs).squeeze(-1)
         if mode == 'loss':
-            return dict(loss=((out - targets)**2).mean())
+            return dict(loss=((out - targets) ** 2).mean())
         return out
 
 
 class LineDataset(torch.utils.data.Dataset):
-    metainfo = dict(classes=('y', ))
+    metainfo = dict(classes=('y',))
 
     def __len__(self):
         return 32
 
     def __getitem__(self, i):
         x = torch.randn(4, generator=torch.Generator().manual_seed(i))
-        return dict(inputs=x, targets=x @ torch.tensor([1., -2., 3., 0.5]))
+        return dict(inputs=x, targets=x @ torch.tensor([1.0, -2.0, 3.0, 0.5]))
 
 
 class Interrupt(RuntimeError):
@@ -47,12 +47,15 @@ class Interrupt(RuntimeError):
 
 class InterruptAfter(Hook):
     """Kills the run right after the checkpoint of iteration ``n`` was written."""
+
     priority = 'LOWEST'  # after CheckpointHook
 
     def __init__(self, n):
         self.n = n
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+    def after_train_iter(
+        self, runner, batch_idx, data_batch=None, outputs=None
+    ):
         if runner.iter + 1 == self.n:
             raise Interrupt(f'interrupted after iteration {self.n}')
 
@@ -67,16 +70,21 @@ def make_runner(work_dir, max_iters=6, resume=False):
             sampler=dict(type='DefaultSampler', shuffle=True, seed=0),
             batch_size=4,
             num_workers=0,
-            collate_fn=dict(type='default_collate')),
+            collate_fn=dict(type='default_collate'),
+        ),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.05)),
-        param_scheduler=dict(type='MultiStepLR', milestones=[4], gamma=0.5, by_epoch=False),
+        param_scheduler=dict(
+            type='MultiStepLR', milestones=[4], gamma=0.5, by_epoch=False
+        ),
         default_hooks=dict(
             checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False),
-            logger=dict(type='LoggerHook', interval=1)),
+            logger=dict(type='LoggerHook', interval=1),
+        ),
         randomness=dict(seed=0),
         resume=resume,
-        default_scope='mmengine')
+        default_scope='mmengine',
+    )
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -109,7 +117,9 @@ def test_resume_continues_exactly(tmp_path):
         assert torch.equal(value, expected[key]), key
     assert (tmp_path / 'split' / 'iter_6.pth').is_file()
     if HAS_SAFE_GLOBALS:
-        final = torch.load(tmp_path / 'split' / 'iter_6.pth', weights_only=True)
+        final = torch.load(
+            tmp_path / 'split' / 'iter_6.pth', weights_only=True
+        )
         assert final['meta']['iter'] == 6
 
 
@@ -119,6 +129,7 @@ class _GetattrGadget:
 
     def __reduce__(self):
         from mmengine.logging import HistoryBuffer
+
         return (getattr, (HistoryBuffer, '__init__'))
 
 
@@ -127,7 +138,10 @@ def test_getattr_allowed_only_for_history_buffer_statistics():
     buf = io.BytesIO()
     torch.save({'x': _GetattrGadget()}, buf)
     buf.seek(0)
-    with pytest.raises(pickle.UnpicklingError, match=r"getattr\(<class .*HistoryBuffer'>, '__init__'\)"):
+    with pytest.raises(
+        pickle.UnpicklingError,
+        match=r"getattr\(<class .*HistoryBuffer'>, '__init__'\)",
+    ):
         torch.load(buf, weights_only=True)
 
 

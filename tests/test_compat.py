@@ -3,6 +3,7 @@
 Runs on both stacks (./test.sh): on the newest the fallbacks are compared with timm's and
 torch's own functions, on the oldest they are the ones in use.
 """
+
 import ast
 import glob
 import os.path as osp
@@ -15,17 +16,26 @@ from pvtfpn_mm import compat
 from pvtfpn_mm.models.backbones import PVTv2
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CASES = [(0.1, [2, 2, 2, 2], True), (0.3, [3, 4, 6, 3], True), (0.0, [1, 1], True),
-         (0.2, [2, 3], False), (0.1, 7, False), (0.5, 1, False)]
+CASES = [
+    (0.1, [2, 2, 2, 2], True),
+    (0.3, [3, 4, 6, 3], True),
+    (0.0, [1, 1], True),
+    (0.2, [2, 3], False),
+    (0.1, 7, False),
+    (0.5, 1, False),
+]
 
 
 @pytest.mark.parametrize('rate, depths, stagewise', CASES)
 def test_drop_path_rates_equal_timms(rate, depths, stagewise):
     timm_layers = pytest.importorskip('timm.layers')
     if not hasattr(timm_layers, 'calculate_drop_path_rates'):
-        pytest.skip('this timm has no calculate_drop_path_rates (the fallback is in use)')
-    assert compat._drop_path_rates(rate, depths, stagewise) == \
-        timm_layers.calculate_drop_path_rates(rate, depths, stagewise)
+        pytest.skip(
+            'this timm has no calculate_drop_path_rates (the fallback is in use)'
+        )
+    assert compat._drop_path_rates(
+        rate, depths, stagewise
+    ) == timm_layers.calculate_drop_path_rates(rate, depths, stagewise)
 
 
 def test_drop_path_rates_values():
@@ -35,25 +45,35 @@ def test_drop_path_rates_values():
     assert len(rates) == 3
     for got, want in zip(rates, expected):
         assert got == pytest.approx(want, abs=1e-7)
-    assert compat._drop_path_rates(0.2, [1, 2]) == pytest.approx([0.0, 0.1, 0.2], abs=1e-7)
-    with pytest.raises(ValueError, match='stagewise=True requires depths to be a list'):
+    assert compat._drop_path_rates(0.2, [1, 2]) == pytest.approx(
+        [0.0, 0.1, 0.2], abs=1e-7
+    )
+    with pytest.raises(
+        ValueError, match='stagewise=True requires depths to be a list'
+    ):
         compat._drop_path_rates(0.1, 4, stagewise=True)
 
 
 def test_pvtv2_uses_the_schedule():
     model = PVTv2(arch='b0', drop_path_rate=0.3)
     probs = [m.drop_prob for m in model.modules() if isinstance(m, DropPath)]
-    rates = [x for stage in compat._drop_path_rates(0.3, [2, 2, 2, 2], True) for x in stage]
+    rates = [
+        x
+        for stage in compat._drop_path_rates(0.3, [2, 2, 2, 2], True)
+        for x in stage
+    ]
     assert len(probs) == 7  # the first block's rate is 0: no DropPath there
     assert probs == pytest.approx([r for r in rates if r > 0], abs=1e-7)
     assert probs[-1] == pytest.approx(0.3, abs=1e-7)
 
 
 def test_safe_globals_gate_follows_torch():
-    has = hasattr(torch.serialization, 'add_safe_globals') and compat.TORCH_VERSION >= \
-        compat.Version('2.5')
+    has = hasattr(
+        torch.serialization, 'add_safe_globals'
+    ) and compat.TORCH_VERSION >= compat.Version('2.5')
     assert compat.HAS_SAFE_GLOBALS == has
     from pvtfpn_mm.checkpoint import allow_mmengine_checkpoints
+
     allow_mmengine_checkpoints()  # a no-op where torch lacks it, idempotent elsewhere
     allow_mmengine_checkpoints()
 
@@ -62,32 +82,50 @@ def _calls(tree):
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             f = node.func
-            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, 'id', '')
+            name = (
+                f.attr
+                if isinstance(f, ast.Attribute)
+                else getattr(f, 'id', '')
+            )
             yield name, node
 
 
 def test_every_torch_load_of_ours_is_safe():
     """torch < 2.6 loads with weights_only=False by default: every load of ours says True."""
     loads = 0
-    for path in glob.glob(osp.join(ROOT, 'pvtfpn_mm', '**', '*.py'), recursive=True):
+    for path in glob.glob(
+        osp.join(ROOT, 'pvtfpn_mm', '**', '*.py'), recursive=True
+    ):
         with open(path) as f:
             tree = ast.parse(f.read(), path)
         for name, call in _calls(tree):
-            if name not in ('load', 'load_state_dict_from_url', 'load_state_dict'):
+            if name not in (
+                'load',
+                'load_state_dict_from_url',
+                'load_state_dict',
+            ):
                 continue
-            base = call.func.value if isinstance(call.func, ast.Attribute) else None
+            base = (
+                call.func.value
+                if isinstance(call.func, ast.Attribute)
+                else None
+            )
             base_name = getattr(base, 'id', getattr(base, 'attr', ''))
             if name == 'load' and base_name != 'torch':
                 continue
             if name == 'load_state_dict' and not any(
-                    k.arg == 'weights_only' for k in call.keywords):
+                k.arg == 'weights_only' for k in call.keywords
+            ):
                 continue  # nn.Module.load_state_dict; timm's gets weights_only when it has it
             loads += 1
             flags = {k.arg: k.value for k in call.keywords}
-            assert 'weights_only' in flags, f'{path}:{call.lineno} {name} without weights_only'
+            assert 'weights_only' in flags, (
+                f'{path}:{call.lineno} {name} without weights_only'
+            )
             value = flags['weights_only']
-            assert isinstance(value, ast.Constant) and value.value is True, \
+            assert isinstance(value, ast.Constant) and value.value is True, (
                 f'{path}:{call.lineno} {name}(weights_only=...) must be True'
+            )
     assert loads >= 2
 
 
@@ -104,6 +142,7 @@ def test_safe_load_state_dict(tmp_path):
 
 def test_safe_load_refuses_arbitrary_pickles(tmp_path):
     from pvtfpn_mm.weights import CheckpointReadError
+
     path = tmp_path / 'evil.pth'
     torch.save({'state_dict': {'w': torch.ones(1)}, 'obj': _Custom()}, path)
     with pytest.raises(CheckpointReadError, match='evil.pth'):

@@ -5,6 +5,7 @@ ours that shared a name with a shipped OpenMMLab config would resolve to theirs 
 ambiguous). Every name carries a token no OpenMMLab codebase uses: ``topdownfpn`` (our
 neck) or, for the UPerNet configs that have no TopDownFPN, ``pvtfpnmm``.
 """
+
 import glob
 import importlib
 import os.path as osp
@@ -14,8 +15,10 @@ import pytest
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: Every config of ours (the fragments under configs/_base_ are not configs to train).
 CONFIGS = sorted(
-    p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
-    if '_base_' not in osp.relpath(p, ROOT).split(osp.sep))
+    p
+    for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+    if '_base_' not in osp.relpath(p, ROOT).split(osp.sep)
+)
 UNIQUE_TOKENS = ('topdownfpn', 'pvtfpnmm')
 
 
@@ -24,7 +27,10 @@ def shipped_config_names(package: str) -> set:
     module = importlib.import_module(package)
     root = osp.join(osp.dirname(module.__file__), '.mim', 'configs')
     assert osp.isdir(root), f'{package} ships no .mim/configs at {root}'
-    names = {osp.basename(p) for p in glob.glob(osp.join(root, '**', '*.py'), recursive=True)}
+    names = {
+        osp.basename(p)
+        for p in glob.glob(osp.join(root, '**', '*.py'), recursive=True)
+    }
     assert len(names) > 100, (package, len(names))
     return names
 
@@ -32,7 +38,9 @@ def shipped_config_names(package: str) -> set:
 def test_config_names_are_unique():
     names = [osp.basename(p) for p in CONFIGS]
     assert len(CONFIGS) >= 40
-    assert len(set(names)) == len(names), sorted(n for n in names if names.count(n) > 1)
+    assert len(set(names)) == len(names), sorted(
+        n for n in names if names.count(n) > 1
+    )
 
 
 def test_config_names_carry_a_token_of_ours():
@@ -54,8 +62,10 @@ def test_no_config_name_is_an_openmmlab_name(package):
 
 # --- the model index (model-index.yml + configs/*/metafile.yml) ---------------------------
 
+
 def index_models():
     import yaml
+
     with open(osp.join(ROOT, 'model-index.yml')) as f:
         imports = yaml.safe_load(f)['Import']
     models = []
@@ -67,15 +77,19 @@ def index_models():
 
 def test_model_index_lists_every_config_once():
     imports, models = index_models()
-    metafiles = sorted(osp.relpath(p, ROOT) for p in glob.glob(
-        osp.join(ROOT, 'configs', '*', 'metafile.yml')))
+    metafiles = sorted(
+        osp.relpath(p, ROOT)
+        for p in glob.glob(osp.join(ROOT, 'configs', '*', 'metafile.yml'))
+    )
     assert sorted(imports) == metafiles
     listed = [m['Config'] for m in models]
     assert sorted(listed) == sorted(osp.relpath(p, ROOT) for p in CONFIGS)
     for m in models:
         assert m['Name'] == osp.basename(m['Config'])[:-3]
         assert isinstance(m['Metadata']['Parameters'], int)
-        assert 'Weights' in m  # mmengine's inferencers read it; null: none released
+        assert (
+            'Weights' in m
+        )  # mmengine's inferencers read it; null: none released
         trained = m['Metadata']['Trained Weights']
         assert trained == (m['Weights'] or 'none released')
         if 'Results' in m:
@@ -83,7 +97,8 @@ def test_model_index_lists_every_config_once():
         backbone_weights = m['Metadata'].get('Pretrained')
         if backbone_weights:
             assert backbone_weights.startswith(
-                'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b')
+                'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b'
+            )
 
 
 def test_mim_parses_the_index():
@@ -91,10 +106,19 @@ def test_mim_parses_the_index():
     pytest.importorskip('mim')
     from mim.commands.search import convert2df
     from modelindex.load_model_index import load
+
     table = convert2df(load(osp.join(ROOT, 'model-index.yml')))
     assert set(table.index) == {osp.basename(p)[:-3] for p in CONFIGS}
-    assert table.loc['retinanet_pvtv2-b0_topdownfpn_1x_coco', 'coco/box_ap'] == 37.2
-    assert table.loc['fpn_pvtv2-b5_topdownfpn_8xb4-40k_ade20k-512x512', 'ade20k/miou'] == 48.7
+    assert (
+        table.loc['retinanet_pvtv2-b0_topdownfpn_1x_coco', 'coco/box_ap']
+        == 37.2
+    )
+    assert (
+        table.loc[
+            'fpn_pvtv2-b5_topdownfpn_8xb4-40k_ade20k-512x512', 'ade20k/miou'
+        ]
+        == 48.7
+    )
 
 
 def test_lookup_by_name():
@@ -103,22 +127,34 @@ def test_lookup_by_name():
         get_model_info,
         list_models,
     )
+
     assert len(list_models()) == len(CONFIGS)
     path = get_config_path('mask-rcnn_pvtv2-b2_topdownfpn_ms-3x_coco')
-    assert path == osp.join(ROOT, 'configs', 'mask_rcnn',
-                            'mask-rcnn_pvtv2-b2_topdownfpn_ms-3x_coco.py')
+    assert path == osp.join(
+        ROOT,
+        'configs',
+        'mask_rcnn',
+        'mask-rcnn_pvtv2-b2_topdownfpn_ms-3x_coco.py',
+    )
     assert get_config_path('retinanet_r50_topdownfpn_1x_coco.py').endswith(
-        'configs/resnet/retinanet_r50_topdownfpn_1x_coco.py')
-    assert get_model_info('retinanet_r50_topdownfpn_1x_coco')['Weights'].startswith(
-        'https://download.openmmlab.com/mmdetection/')
-    with pytest.raises(KeyError, match="no pvtfpn_mm config named 'retinanet_pvtv2-b0_fpn_1x_coco'"):
+        'configs/resnet/retinanet_r50_topdownfpn_1x_coco.py'
+    )
+    assert get_model_info('retinanet_r50_topdownfpn_1x_coco')[
+        'Weights'
+    ].startswith('https://download.openmmlab.com/mmdetection/')
+    with pytest.raises(
+        KeyError,
+        match="no pvtfpn_mm config named 'retinanet_pvtv2-b0_fpn_1x_coco'",
+    ):
         get_config_path('retinanet_pvtv2-b0_fpn_1x_coco')
 
 
 def test_every_config_resolves():
     from mmengine.config import Config
+
     for path in CONFIGS:
         cfg = Config.fromfile(path)
         assert 'pvtfpn_mm' in cfg.custom_imports['imports'], path
-        assert cfg.model.get('backbone') and cfg.model.get('neck' if 'upernet' not in path
-                                                             else 'decode_head'), path
+        assert cfg.model.get('backbone') and cfg.model.get(
+            'neck' if 'upernet' not in path else 'decode_head'
+        ), path

@@ -1,4 +1,5 @@
 """The stack is real (compiled mmcv ops, mmdet and mmseg models) and our scope works."""
+
 import re
 from pathlib import Path
 
@@ -16,33 +17,46 @@ def test_version_lives_in_one_place():
     text = (ROOT / 'pvtfpn_mm' / 'version.py').read_text()
     assert re.fullmatch(r"__version__ = '\d+\.\d+\.\d+'\n", text)
     from importlib.metadata import version
+
     assert version('pvtfpn_mm') == pvtfpn_mm.__version__
 
 
 def test_batched_nms_on_cpu_hand_checked():
     from mmcv.ops import batched_nms
-    boxes = torch.tensor([[0., 0., 10., 10.],    # kept (best of class 0)
-                          [1., 1., 11., 11.],    # IoU 81/119 = 0.68 with box 0 -> dropped
-                          [20., 20., 30., 30.],  # no overlap -> kept
-                          [0., 0., 10., 10.]])   # same box as 0 but class 1 -> kept
+
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 10.0, 10.0],  # kept (best of class 0)
+            [1.0, 1.0, 11.0, 11.0],  # IoU 81/119 = 0.68 with box 0 -> dropped
+            [20.0, 20.0, 30.0, 30.0],  # no overlap -> kept
+            [0.0, 0.0, 10.0, 10.0],
+        ]
+    )  # same box as 0 but class 1 -> kept
     scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
     idxs = torch.tensor([0, 0, 0, 1])
-    dets, keep = batched_nms(boxes, scores, idxs, dict(type='nms', iou_threshold=0.5))
+    dets, keep = batched_nms(
+        boxes, scores, idxs, dict(type='nms', iou_threshold=0.5)
+    )
     assert keep.tolist() == [0, 2, 3]
     assert torch.equal(dets[:, 4], torch.tensor([0.9, 0.7, 0.6]))
     # above the 0.68 IoU the second box survives
-    _, keep = batched_nms(boxes, scores, idxs, dict(type='nms', iou_threshold=0.7))
+    _, keep = batched_nms(
+        boxes, scores, idxs, dict(type='nms', iou_threshold=0.7)
+    )
     assert keep.tolist() == [0, 1, 2, 3]
 
 
 def test_roi_align_on_cpu_hand_checked():
     from mmcv.ops import RoIAlign
+
     # feature value = x coordinate (column index); a 2x2 RoIAlign over columns 0..4
     # (aligned=True: pixel centres at integer+0.5) samples bin centres at x = 1 and 3
     # -> values 0.5 and 2.5 (the bilinear value at x is x - 0.5).
     feat = torch.arange(8, dtype=torch.float32).repeat(8, 1)[None, None]
-    rois = torch.tensor([[0., 0., 0., 4., 4.]])
-    out = RoIAlign((2, 2), spatial_scale=1.0, sampling_ratio=1, aligned=True)(feat, rois)
+    rois = torch.tensor([[0.0, 0.0, 0.0, 4.0, 4.0]])
+    out = RoIAlign((2, 2), spatial_scale=1.0, sampling_ratio=1, aligned=True)(
+        feat, rois
+    )
     expected = torch.tensor([[[[0.5, 2.5], [0.5, 2.5]]]])
     assert out.shape == (1, 1, 2, 2)
     assert torch.allclose(out, expected)
@@ -51,21 +65,33 @@ def test_roi_align_on_cpu_hand_checked():
 def test_mmdet_and_mmseg_models_import():
     import mmdet.models
     import mmseg.models
-    assert mmdet.models.RetinaNet is not None and mmseg.models.EncoderDecoder is not None
+
+    assert (
+        mmdet.models.RetinaNet is not None
+        and mmseg.models.EncoderDecoder is not None
+    )
     from mmcv.ops import (
         point_sample,  # mmseg imports it; needs the compiled ops
     )
+
     assert callable(point_sample)
 
 
 def test_registered_in_all_scopes_without_collisions():
     ours = dict(MODELS.module_dict)
     assert 'FPN' not in ours
-    assert all(cls.__module__.startswith('pvtfpn_mm.') for cls in ours.values())
+    assert all(
+        cls.__module__.startswith('pvtfpn_mm.') for cls in ours.values()
+    )
     required = {
         'mmdet': {'PVTv2', 'TopDownFPN'},
         'mmseg': {'PVTv2', 'TopDownFPN', 'FPNConcatHead', 'FPNDepthHead'},
-        'mmpretrain': {'PVTv2', 'TopDownFPN', 'TimmFeatures', 'PyramidClsHead'},
+        'mmpretrain': {
+            'PVTv2',
+            'TopDownFPN',
+            'TimmFeatures',
+            'PyramidClsHead',
+        },
     }
     assert set(required) == set(DOWNSTREAM_SCOPES)
     for scope, names in required.items():
@@ -81,10 +107,20 @@ def test_registered_in_all_scopes_without_collisions():
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
 def test_custom_imports_build_from_downstream_scope(scope):
     from mmengine.registry import DefaultScope, init_default_scope
-    cfg = Config(dict(
-        custom_imports=dict(imports=['pvtfpn_mm'], allow_failed_imports=False),
-        backbone=dict(type='PVTv2', arch='b0'),
-        neck=dict(type='TopDownFPN', in_channels=[32, 64, 160, 256], out_channels=16)))
+
+    cfg = Config(
+        dict(
+            custom_imports=dict(
+                imports=['pvtfpn_mm'], allow_failed_imports=False
+            ),
+            backbone=dict(type='PVTv2', arch='b0'),
+            neck=dict(
+                type='TopDownFPN',
+                in_channels=[32, 64, 160, 256],
+                out_channels=16,
+            ),
+        )
+    )
     init_default_scope(scope)
     assert DefaultScope.get_current_instance().scope_name == scope
     registry = downstream_registry(scope)
@@ -92,12 +128,17 @@ def test_custom_imports_build_from_downstream_scope(scope):
     neck = registry.build(cfg.neck)
     feats = backbone(torch.randn(1, 3, 64, 64))
     outs = neck(feats)
-    assert [tuple(o.shape) for o in outs] == [(1, 16, 16, 16), (1, 16, 8, 8), (1, 16, 4, 4),
-                                              (1, 16, 2, 2)]
+    assert [tuple(o.shape) for o in outs] == [
+        (1, 16, 16, 16),
+        (1, 16, 8, 8),
+        (1, 16, 4, 4),
+        (1, 16, 2, 2),
+    ]
 
 
 def test_scoped_name_resolves_from_root():
     from mmengine.registry import MODELS as ROOT_MODELS
+
     assert ROOT_MODELS.get('pvtfpn_mm.TopDownFPN') is MODELS.get('TopDownFPN')
 
 
@@ -107,6 +148,8 @@ def test_a_namesake_of_an_mmdet_model_is_refused_everywhere():
     class FPN(torch.nn.Module):
         pass
 
-    with pytest.raises(KeyError, match=r'FPN is already registered in the mmdet registry'):
+    with pytest.raises(
+        KeyError, match=r'FPN is already registered in the mmdet registry'
+    ):
         register_model()(FPN)
     assert 'FPN' not in MODELS.module_dict

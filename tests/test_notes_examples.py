@@ -7,6 +7,7 @@ b. "timm + torchvision FeaturePyramidNetwork": our neck reproduces torchvision's
 c. Case 4, classification from the pyramid: GAP of the coarsest level + linear
    (``PyramidClsHead``; an mmpretrain classifier config when mmpretrain is installed).
 """
+
 import pytest
 import timm
 import torch
@@ -24,12 +25,16 @@ from pvtfpn_mm.models.heads.pyramid_cls_head import MMPRETRAIN_AVAILABLE
 from pvtfpn_mm.models.necks import TopDownFPN
 
 SEG_CONFIG = 'configs/examples/fpn-concat_timm-pvt-v2-b2_topdownfpn_binary_drive-224x224.py'
-TV_CONFIG = 'configs/examples/timm-pvt-v2-b2_topdownfpn_torchvision-equivalent.py'
+TV_CONFIG = (
+    'configs/examples/timm-pvt-v2-b2_topdownfpn_torchvision-equivalent.py'
+)
 CLS_CONFIG = 'configs/examples/cls_timm-pvt-v2-b2_topdownfpn_pyramid-cls-head_in1k-224.py'
 B2_CHANNELS = [64, 128, 320, 512]  # the notes' PVT-v2-B2 table
 SIZES_224 = [56, 28, 14, 7]  # the notes' P1..P4 for a 224 x 224 input
 
 
+# Verbatim: the formatter leaves the notes' code as the notes write it.
+# fmt: off
 class NotesFPN(nn.Module):
     """The notes' minimal FPN ("3. FPN Decoder (minimal)"), verbatim but for the name."""
 
@@ -52,6 +57,7 @@ class NotesFPN(nn.Module):
         P3 = self.smooth[2](P3)
         P4 = self.smooth[3](P4)
         return [P1, P2, P3, P4]
+# fmt: on
 
 
 def copy_convs(neck: TopDownFPN, lateral, smooth):
@@ -71,6 +77,7 @@ def copy_convs(neck: TopDownFPN, lateral, smooth):
 @pytest.fixture(scope='module')
 def segmentor():
     from mmseg.registry import MODELS
+
     cfg = Config.fromfile(SEG_CONFIG).model
     cfg.backbone.init_cfg = None  # offline: random weights
     cfg.test_cfg = dict(mode='whole')
@@ -85,7 +92,9 @@ def test_segmentation_example_224(segmentor):
     assert segmentor.backbone.model_name == 'pvt_v2_b2'
     assert type(segmentor.decode_head).__name__ == 'FPNConcatHead'
     x = torch.randn(1, 3, 224, 224)
-    metas = [dict(img_shape=(224, 224), ori_shape=(224, 224), pad_shape=(224, 224))]
+    metas = [
+        dict(img_shape=(224, 224), ori_shape=(224, 224), pad_shape=(224, 224))
+    ]
     with torch.no_grad():
         feats = segmentor.backbone(x)
         pyramid = segmentor.neck(feats)
@@ -95,8 +104,11 @@ def test_segmentation_example_224(segmentor):
         notes_pyramid = notes_fpn(list(feats))
     # The notes' tables: C1-C4 64/128/320/512 channels; P1-P4 256 channels; 56..7.
     assert [tuple(f.shape) for f in feats] == [
-        (1, c, s, s) for c, s in zip(B2_CHANNELS, SIZES_224)]
-    assert [tuple(p.shape) for p in pyramid] == [(1, 256, s, s) for s in SIZES_224]
+        (1, c, s, s) for c, s in zip(B2_CHANNELS, SIZES_224)
+    ]
+    assert [tuple(p.shape) for p in pyramid] == [
+        (1, 256, s, s) for s in SIZES_224
+    ]
     for ours, notes in zip(pyramid, notes_pyramid):
         torch.testing.assert_close(ours, notes, rtol=1e-5, atol=1e-5)
     # The notes' expected output.
@@ -105,26 +117,42 @@ def test_segmentation_example_224(segmentor):
 
 def test_segmentation_example_train_and_predict(segmentor):
     from mmseg.structures import SegDataSample
-    sample = SegDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64)))
+
+    sample = SegDataSample(
+        metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64))
+    )
     mask = torch.zeros(1, 64, 64, dtype=torch.long)
     mask[:, 16:40, 20:50] = 1  # one foreground class
     sample.gt_sem_seg = PixelData(data=mask)
-    batch = dict(inputs=[torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)],
-                 data_samples=[sample])
+    batch = dict(
+        inputs=[torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)],
+        data_samples=[sample],
+    )
     segmentor.data_preprocessor.size = (64, 64)
     try:
         segmentor.train()
-        losses = segmentor(**segmentor.data_preprocessor(batch, True), mode='loss')
+        losses = segmentor(
+            **segmentor.data_preprocessor(batch, True), mode='loss'
+        )
         loss, _ = segmentor.parse_losses(losses)
         assert 'decode.loss_ce' in losses and torch.isfinite(loss)
         segmentor.zero_grad()
         loss.backward()
-        for part in (segmentor.backbone, segmentor.neck, segmentor.decode_head):
-            assert all(p.grad is not None for p in part.parameters() if p.requires_grad)
+        for part in (
+            segmentor.backbone,
+            segmentor.neck,
+            segmentor.decode_head,
+        ):
+            assert all(
+                p.grad is not None
+                for p in part.parameters()
+                if p.requires_grad
+            )
         segmentor.eval()
         with torch.no_grad():
-            result = segmentor(**segmentor.data_preprocessor(batch, False),
-                               mode='predict')[0]
+            result = segmentor(
+                **segmentor.data_preprocessor(batch, False), mode='predict'
+            )[0]
     finally:
         segmentor.data_preprocessor.size = (224, 224)
         segmentor.zero_grad(set_to_none=True)
@@ -138,8 +166,11 @@ def test_segmentation_example_train_and_predict(segmentor):
 
 def test_torchvision_fpn_example():
     from mmdet.registry import MODELS
+
     # The notes' code (without downloading weights).
-    backbone = timm.create_model('pvt_v2_b2', pretrained=False, features_only=True).eval()
+    backbone = timm.create_model(
+        'pvt_v2_b2', pretrained=False, features_only=True
+    ).eval()
     channels = backbone.feature_info.channels()
     fpn = FeaturePyramidNetwork(in_channels_list=channels, out_channels=256)
     x = torch.randn(1, 3, 224, 224)
@@ -147,7 +178,8 @@ def test_torchvision_fpn_example():
         features = backbone(x)
         pyramid = fpn({f'c{i}': f for i, f in enumerate(features)})
     assert [(k, tuple(v.shape)) for k, v in pyramid.items()] == [
-        (f'c{i}', (1, 256, s, s)) for i, s in enumerate(SIZES_224)]
+        (f'c{i}', (1, 256, s, s)) for i, s in enumerate(SIZES_224)
+    ]
 
     # Ours from the example config, with the same weights.
     cfg = Config.fromfile(TV_CONFIG).model
@@ -156,12 +188,20 @@ def test_torchvision_fpn_example():
         neck = MODELS.build(cfg.neck).eval()
     assert neck.in_channels == channels == B2_CHANNELS
     ours_backbone.model.load_state_dict(backbone.state_dict(), strict=True)
-    neck.load_state_dict({
-        f'{ours}.{i}.conv.{param}': fpn.state_dict()[f'{theirs}.{i}.0.{param}']
-        for ours, theirs in (('lateral_convs', 'inner_blocks'),
-                             ('fpn_convs', 'layer_blocks'))
-        for i in range(4) for param in ('weight', 'bias')
-    }, strict=True)
+    neck.load_state_dict(
+        {
+            f'{ours}.{i}.conv.{param}': fpn.state_dict()[
+                f'{theirs}.{i}.0.{param}'
+            ]
+            for ours, theirs in (
+                ('lateral_convs', 'inner_blocks'),
+                ('fpn_convs', 'layer_blocks'),
+            )
+            for i in range(4)
+            for param in ('weight', 'bias')
+        },
+        strict=True,
+    )
     with torch.no_grad():
         ours_features = ours_backbone(x)
         outs = neck(ours_features)
@@ -190,22 +230,53 @@ def test_pyramid_cls_head_is_the_notes_case_4():
     finest = PyramidClsHead(num_classes=10, in_channels=256, in_index=0)
     finest.load_state_dict(head.state_dict())
     torch.testing.assert_close(
-        finest(pyramid), linear(F.adaptive_avg_pool2d(pyramid[0], 1).flatten(1)))
+        finest(pyramid),
+        linear(F.adaptive_avg_pool2d(pyramid[0], 1).flatten(1)),
+    )
     # Dropout acts only in training.
-    dropped = PyramidClsHead(num_classes=10, in_channels=256, dropout_ratio=0.5)
+    dropped = PyramidClsHead(
+        num_classes=10, in_channels=256, dropout_ratio=0.5
+    )
     dropped.load_state_dict(head.state_dict())
     torch.testing.assert_close(dropped.eval()(pyramid), expected)
 
 
-@pytest.mark.parametrize('kwargs, error, match', [
-    (dict(num_classes=0), ValueError, r'num_classes must be positive, got 0'),
-    (dict(num_classes='3'), TypeError, r"num_classes must be an int, got '3'"),
-    (dict(in_channels=-1), ValueError, r'in_channels must be positive, got -1'),
-    (dict(in_channels=2.0), TypeError, r'in_channels must be an int, got 2\.0'),
-    (dict(in_index=1.0), TypeError, r'in_index must be an int, got 1\.0'),
-    (dict(dropout_ratio=1.0), ValueError, r'dropout_ratio must be in \[0, 1\), got 1\.0'),
-    (dict(dropout_ratio='0.1'), TypeError, r"dropout_ratio must be a number, got '0.1'"),
-])
+@pytest.mark.parametrize(
+    'kwargs, error, match',
+    [
+        (
+            dict(num_classes=0),
+            ValueError,
+            r'num_classes must be positive, got 0',
+        ),
+        (
+            dict(num_classes='3'),
+            TypeError,
+            r"num_classes must be an int, got '3'",
+        ),
+        (
+            dict(in_channels=-1),
+            ValueError,
+            r'in_channels must be positive, got -1',
+        ),
+        (
+            dict(in_channels=2.0),
+            TypeError,
+            r'in_channels must be an int, got 2\.0',
+        ),
+        (dict(in_index=1.0), TypeError, r'in_index must be an int, got 1\.0'),
+        (
+            dict(dropout_ratio=1.0),
+            ValueError,
+            r'dropout_ratio must be in \[0, 1\), got 1\.0',
+        ),
+        (
+            dict(dropout_ratio='0.1'),
+            TypeError,
+            r"dropout_ratio must be a number, got '0.1'",
+        ),
+    ],
+)
 def test_pyramid_cls_head_bad_arguments(kwargs, error, match):
     kwargs = {'num_classes': 3, **kwargs}
     with pytest.raises(error, match=match):
@@ -214,17 +285,27 @@ def test_pyramid_cls_head_bad_arguments(kwargs, error, match):
 
 def test_pyramid_cls_head_bad_inputs():
     head = PyramidClsHead(num_classes=3, in_channels=256)
-    with pytest.raises(TypeError, match='expects a sequence of NCHW pyramid levels'):
+    with pytest.raises(
+        TypeError, match='expects a sequence of NCHW pyramid levels'
+    ):
         head(torch.randn(1, 256, 7, 7))
-    with pytest.raises(ValueError, match=r'level -1 has shape \(1, 128, 7, 7\), expected'):
+    with pytest.raises(
+        ValueError, match=r'level -1 has shape \(1, 128, 7, 7\), expected'
+    ):
         head([torch.randn(1, 256, 14, 14), torch.randn(1, 128, 7, 7)])
-    with pytest.raises(ValueError, match=r'in_index=4 is outside the 2 input levels'):
-        PyramidClsHead(num_classes=3, in_index=4)([torch.randn(1, 256, 7, 7)] * 2)
+    with pytest.raises(
+        ValueError, match=r'in_index=4 is outside the 2 input levels'
+    ):
+        PyramidClsHead(num_classes=3, in_index=4)(
+            [torch.randn(1, 256, 7, 7)] * 2
+        )
 
 
 @pytest.mark.skipif(MMPRETRAIN_AVAILABLE, reason='mmpretrain is installed')
 def test_pyramid_cls_head_without_mmpretrain():
-    with pytest.raises(ImportError, match=r"\['loss'\] are arguments of mmpretrain"):
+    with pytest.raises(
+        ImportError, match=r"\['loss'\] are arguments of mmpretrain"
+    ):
         PyramidClsHead(num_classes=3, loss=dict(type='CrossEntropyLoss'))
 
 
@@ -232,6 +313,7 @@ def test_classification_example_with_mmpretrain():
     import mmpretrain  # noqa: F401  (part of the pinned stack: must not skip)
     from mmpretrain.registry import MODELS
     from mmpretrain.structures import DataSample
+
     cfg = Config.fromfile(CLS_CONFIG)
     model_cfg = cfg.model
     model_cfg.backbone.init_cfg = None  # offline: random weights
@@ -244,9 +326,12 @@ def test_classification_example_with_mmpretrain():
         assert type(model.neck) is TopDownFPN
         assert type(model.head) is PyramidClsHead
         batch = dict(
-            inputs=[torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
-                    for _ in range(2)],
-            data_samples=[DataSample().set_gt_label(i) for i in (1, 3)])
+            inputs=[
+                torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
+                for _ in range(2)
+            ],
+            data_samples=[DataSample().set_gt_label(i) for i in (1, 3)],
+        )
         model.train()
         losses = model(**model.data_preprocessor(batch, True), mode='loss')
         loss, _ = model.parse_losses(losses)
@@ -254,13 +339,23 @@ def test_classification_example_with_mmpretrain():
         loss.backward()
         # P4 = smooth(lateral(C4)): the classifier reaches the whole backbone but only
         # the coarsest lateral / smoothing convs of the neck.
-        used = [model.backbone, model.neck.lateral_convs[3], model.neck.fpn_convs[3],
-                model.head]
-        assert all(p.grad is not None for m in used for p in m.parameters()
-                   if p.requires_grad)
-        assert all(p.grad is None for m in (*model.neck.lateral_convs[:3],
-                                            *model.neck.fpn_convs[:3])
-                   for p in m.parameters())
+        used = [
+            model.backbone,
+            model.neck.lateral_convs[3],
+            model.neck.fpn_convs[3],
+            model.head,
+        ]
+        assert all(
+            p.grad is not None
+            for m in used
+            for p in m.parameters()
+            if p.requires_grad
+        )
+        assert all(
+            p.grad is None
+            for m in (*model.neck.lateral_convs[:3], *model.neck.fpn_convs[:3])
+            for p in m.parameters()
+        )
         model.eval()
         data = model.data_preprocessor(batch, False)
         with torch.no_grad():
@@ -268,6 +363,7 @@ def test_classification_example_with_mmpretrain():
             pyramid = model.neck(model.backbone(data['inputs']))
             predictions = model(**data, mode='predict')
     assert tuple(logits.shape) == (2, 5)
-    torch.testing.assert_close(logits, model.head.fc(
-        F.adaptive_avg_pool2d(pyramid[-1], 1).flatten(1)))
-    assert tuple(predictions[0].pred_score.shape) == (5, )
+    torch.testing.assert_close(
+        logits, model.head.fc(F.adaptive_avg_pool2d(pyramid[-1], 1).flatten(1))
+    )
+    assert tuple(predictions[0].pred_score.shape) == (5,)

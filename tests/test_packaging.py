@@ -8,6 +8,7 @@
   on the path -- ``mim search pvtfpn_mm`` lists every config, mmengine's inferencer
   lookup and ours find them by name, and ``mim train pvtfpn_mm <config name>`` trains.
 """
+
 import glob
 import json
 import os
@@ -21,30 +22,54 @@ import pytest
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 pytestmark = pytest.mark.slow
 CONFIGS = sorted(
-    osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'),
-                                            recursive=True)
-    if '_base_' not in osp.relpath(p, ROOT).split(osp.sep))
+    osp.relpath(p, ROOT)
+    for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+    if '_base_' not in osp.relpath(p, ROOT).split(osp.sep)
+)
 NAMES = {osp.basename(p)[:-3] for p in CONFIGS}
 
 
 def run(cmd, cwd=ROOT, env=None, timeout=900):
-    env = dict(os.environ if env is None else env, OMP_NUM_THREADS='1', COLUMNS='400')
-    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
-    assert proc.returncode == 0, f'{cmd} failed ({proc.returncode}):\n{proc.stdout[-6000:]}'
+    env = dict(
+        os.environ if env is None else env, OMP_NUM_THREADS='1', COLUMNS='400'
+    )
+    proc = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, (
+        f'{cmd} failed ({proc.returncode}):\n{proc.stdout[-6000:]}'
+    )
     return proc.stdout
 
 
 def pip(*args, **kwargs):
-    return run([sys.executable, '-m', 'pip', '--disable-pip-version-check', *args], **kwargs)
+    return run(
+        [sys.executable, '-m', 'pip', '--disable-pip-version-check', *args],
+        **kwargs,
+    )
 
 
-@pytest.mark.parametrize('target', [['.'], ['-e', '.'], ['.[mmdet,mmseg,mmpretrain]']])
+@pytest.mark.parametrize(
+    'target', [['.'], ['-e', '.'], ['.[mmdet,mmseg,mmpretrain]']]
+)
 def test_install_changes_nothing_in_this_stack(tmp_path, target):
     """Offline (--no-index): anything pip wanted to add or upgrade would fail or be listed."""
     report = tmp_path / 'report.json'
-    pip('install', '--dry-run', '--no-index', '--no-build-isolation', '--report', str(report),
-        *target)
+    pip(
+        'install',
+        '--dry-run',
+        '--no-index',
+        '--no-build-isolation',
+        '--report',
+        str(report),
+        *target,
+    )
     with open(report) as f:
         installs = [i['metadata']['name'] for i in json.load(f)['install']]
     assert installs == ['pvtfpn_mm'] or installs == ['pvtfpn-mm'], installs
@@ -54,7 +79,14 @@ def test_install_changes_nothing_in_this_stack(tmp_path, target):
 def installed(tmp_path_factory):
     """The wheel built from this checkout, installed (without dependencies) into a folder."""
     tmp = tmp_path_factory.mktemp('pkg')
-    pip('wheel', '--no-deps', '--no-build-isolation', '-w', str(tmp / 'dist'), ROOT)
+    pip(
+        'wheel',
+        '--no-deps',
+        '--no-build-isolation',
+        '-w',
+        str(tmp / 'dist'),
+        ROOT,
+    )
     wheel = glob.glob(str(tmp / 'dist' / 'pvtfpn_mm-*.whl'))
     assert len(wheel) == 1, wheel
     site = tmp / 'site'
@@ -67,10 +99,15 @@ def test_wheel_carries_the_mim_files(installed):
     with zipfile.ZipFile(installed['wheel']) as z:
         names = set(z.namelist())
     assert 'pvtfpn_mm/.mim/model-index.yml' in names
-    assert 'pvtfpn_mm/.mim/tools/train.py' in names and 'pvtfpn_mm/.mim/tools/test.py' in names
+    assert (
+        'pvtfpn_mm/.mim/tools/train.py' in names
+        and 'pvtfpn_mm/.mim/tools/test.py' in names
+    )
     for path in CONFIGS:
         assert f'pvtfpn_mm/.mim/{path}' in names, path
-    for path in glob.glob(osp.join(ROOT, 'configs', '**', '*.yml'), recursive=True):
+    for path in glob.glob(
+        osp.join(ROOT, 'configs', '**', '*.yml'), recursive=True
+    ):
         assert f'pvtfpn_mm/.mim/{osp.relpath(path, ROOT)}' in names
     assert not [n for n in names if '__pycache__' in n or n.endswith('.pyc')]
 
@@ -98,17 +135,30 @@ print('NAMES', ' '.join(sorted(names)))
 
 
 def test_lookup_by_name_from_the_install(installed):
-    out = run([sys.executable, '-c', LOOKUP, installed['site']], cwd=installed['cwd'],
-              env=installed['env'])
+    out = run(
+        [sys.executable, '-c', LOOKUP, installed['site']],
+        cwd=installed['cwd'],
+        env=installed['env'],
+    )
     names = set(out.split('NAMES ', 1)[1].split())
     assert names == NAMES
 
 
 def test_mim_search_lists_every_config(installed):
     pytest.importorskip('mim')
-    out = run([sys.executable, '-c', 'import sys; from mim.cli import cli; sys.exit(cli())',
-               'search', 'pvtfpn_mm', '--field', 'config'],
-              cwd=installed['cwd'], env=installed['env'])
+    out = run(
+        [
+            sys.executable,
+            '-c',
+            'import sys; from mim.cli import cli; sys.exit(cli())',
+            'search',
+            'pvtfpn_mm',
+            '--field',
+            'config',
+        ],
+        cwd=installed['cwd'],
+        env=installed['env'],
+    )
     missing = sorted(n for n in NAMES if n not in out)
     assert not missing, out[-3000:]
 
@@ -117,19 +167,48 @@ def test_mim_train_by_config_name(installed, tmp_path):
     """``mim train pvtfpn_mm <name>``: the config and tools/train.py of the install."""
     pytest.importorskip('mim')
     from pvtfpn_mm.tools_lib.toy_data import write_toy_data
-    write_toy_data(str(tmp_path / 'data' / 'toy'), num_train=4, num_val=2, img_size=64, seed=0)
+
+    write_toy_data(
+        str(tmp_path / 'data' / 'toy'),
+        num_train=4,
+        num_val=2,
+        img_size=64,
+        seed=0,
+    )
     work = tmp_path / 'work'
     loader = ['batch_size=2', 'num_workers=0', 'persistent_workers=False']
-    opts = [f'{d}.{o}' for d in ('train_dataloader', 'val_dataloader', 'test_dataloader')
-            for o in loader]
-    opts += ['train_cfg.max_iters=2', 'train_cfg.val_interval=2',
-             'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1',
-             'model.test_cfg.score_thr=0.0']
-    out = run([sys.executable, '-c', 'import sys; from mim.cli import cli; sys.exit(cli())',
-               'train', 'pvtfpn_mm', 'retinanet_pvtv2-b0_topdownfpn_toy-96.py',
-               '--work-dir', str(work), '--cfg-options', *opts],
-              cwd=str(tmp_path), env=installed['env'])
+    opts = [
+        f'{d}.{o}'
+        for d in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+        for o in loader
+    ]
+    opts += [
+        'train_cfg.max_iters=2',
+        'train_cfg.val_interval=2',
+        'default_hooks.checkpoint.interval=2',
+        'default_hooks.logger.interval=1',
+        'model.test_cfg.score_thr=0.0',
+    ]
+    out = run(
+        [
+            sys.executable,
+            '-c',
+            'import sys; from mim.cli import cli; sys.exit(cli())',
+            'train',
+            'pvtfpn_mm',
+            'retinanet_pvtv2-b0_topdownfpn_toy-96.py',
+            '--work-dir',
+            str(work),
+            '--cfg-options',
+            *opts,
+        ],
+        cwd=str(tmp_path),
+        env=installed['env'],
+    )
     mim_configs = osp.join(installed['site'], 'pvtfpn_mm', '.mim', 'configs')
-    assert f'{mim_configs}/quickstart/retinanet_pvtv2-b0_topdownfpn_toy-96.py' in out
+    assert (
+        f'{mim_configs}/quickstart/retinanet_pvtv2-b0_topdownfpn_toy-96.py'
+        in out
+    )
     assert 'coco/bbox_mAP' in out
     assert osp.isfile(work / 'iter_2.pth')

@@ -1,5 +1,6 @@
 """The toy dataset: deterministic, and in the real COCO / ADE20K / NYU-depth formats that
 mmdet's CocoDataset, mmseg's ADE-style BaseSegDataset and NYUDataset read."""
+
 import copy
 import hashlib
 import json
@@ -31,7 +32,9 @@ def tree_digest(root):
         for name in files:
             path = osp.join(dirpath, name)
             with open(path, 'rb') as f:
-                digest[osp.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+                digest[osp.relpath(path, root)] = hashlib.sha256(
+                    f.read()
+                ).hexdigest()
     return digest
 
 
@@ -55,45 +58,74 @@ def test_deterministic(toy, tmp_path):
 
 def test_layout(toy):
     expected = [
-        'coco/annotations/instances_train2017.json', 'coco/annotations/instances_val2017.json',
-        'coco/train2017/000000000001.jpg', 'coco/val2017/000000000003.jpg',
+        'coco/annotations/instances_train2017.json',
+        'coco/annotations/instances_val2017.json',
+        'coco/train2017/000000000001.jpg',
+        'coco/val2017/000000000003.jpg',
         'ade/ADEChallengeData2016/images/training/ADE_train_00000006.jpg',
         'ade/ADEChallengeData2016/annotations/training/ADE_train_00000006.png',
         'ade/ADEChallengeData2016/images/validation/ADE_val_00000001.jpg',
         'ade/ADEChallengeData2016/annotations/validation/ADE_val_00000001.png',
-        'nyu/images/train/scene_00001.jpg', 'nyu/annotations/train/scene_00001.png',
-        'nyu/images/test/scene_00003.jpg', 'nyu/annotations/test/scene_00003.png',
+        'nyu/images/train/scene_00001.jpg',
+        'nyu/annotations/train/scene_00001.png',
+        'nyu/images/test/scene_00003.jpg',
+        'nyu/annotations/test/scene_00003.png',
     ]
     for rel in expected:
         assert osp.isfile(osp.join(toy, rel)), rel
-    assert len(os.listdir(osp.join(toy, 'coco', 'train2017'))) == SMALL['num_train']
+    assert (
+        len(os.listdir(osp.join(toy, 'coco', 'train2017')))
+        == SMALL['num_train']
+    )
 
 
 def test_coco_annotations(toy):
     from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
+
     ann_file = osp.join(toy, 'coco', 'annotations', 'instances_train2017.json')
     with open(ann_file) as f:
         raw = json.load(f)
-    assert set(raw) >= {'images', 'annotations', 'categories', 'info', 'licenses'}
+    assert set(raw) >= {
+        'images',
+        'annotations',
+        'categories',
+        'info',
+        'licenses',
+    }
     coco = COCO(ann_file)
-    assert [c['name'] for c in coco.loadCats(coco.getCatIds())] == list(CLASSES)
+    assert [c['name'] for c in coco.loadCats(coco.getCatIds())] == list(
+        CLASSES
+    )
     assert len(coco.getImgIds()) == SMALL['num_train']
     for img_id in coco.getImgIds():
         info = coco.loadImgs(img_id)[0]
         anns = coco.loadAnns(coco.getAnnIds(imgIds=img_id))
         assert 1 <= len(anns) <= 3
-        scene = make_scene(SMALL['seed'], 'train', img_id - 1, SMALL['img_size'])
+        scene = make_scene(
+            SMALL['seed'], 'train', img_id - 1, SMALL['img_size']
+        )
         for ann, obj in zip(anns, scene['objects']):
             x, y, w, h = ann['bbox']
-            assert 0 <= x and 0 <= y and x + w <= info['width'] and y + h <= info['height']
-            assert ann['iscrowd'] == 0 and ann['category_id'] == obj['label'] + 1
+            assert (
+                0 <= x
+                and 0 <= y
+                and x + w <= info['width']
+                and y + h <= info['height']
+            )
+            assert (
+                ann['iscrowd'] == 0 and ann['category_id'] == obj['label'] + 1
+            )
             # the polygon rasterises to the drawn mask, up to a pixel at the border
-            rle = mask_utils.frPyObjects(ann['segmentation'], info['height'], info['width'])
+            rle = mask_utils.frPyObjects(
+                ann['segmentation'], info['height'], info['width']
+            )
             m = mask_utils.decode(mask_utils.merge(rle)).astype(bool)
             iou = (m & obj['mask']).sum() / (m | obj['mask']).sum()
             assert iou > 0.7, iou
-            grown = cv2.dilate(obj['mask'].astype(np.uint8), np.ones((3, 3), np.uint8))
+            grown = cv2.dilate(
+                obj['mask'].astype(np.uint8), np.ones((3, 3), np.uint8)
+            )
             assert not (m & ~grown.astype(bool)).any()
             assert ann['area'] == obj['mask'].sum()
 
@@ -102,13 +134,18 @@ def test_ade_and_nyu_maps(toy):
     ade = osp.join(toy, 'ade', 'ADEChallengeData2016')
     label = cv2.imread(
         osp.join(ade, 'annotations', 'training', 'ADE_train_00000001.png'),
-        cv2.IMREAD_UNCHANGED)
+        cv2.IMREAD_UNCHANGED,
+    )
     assert label.dtype == np.uint8 and label.shape == (64, 64)
     assert set(np.unique(label)) <= set(range(1, len(SEG_CLASSES) + 1))
     assert (label >= 2).any() and (label == 1).any()
-    depth = cv2.imread(osp.join(toy, 'nyu', 'annotations', 'train', 'scene_00001.png'),
-                       cv2.IMREAD_UNCHANGED)
-    assert depth.dtype == np.uint16 and 500 < depth.min() and depth.max() <= 7000
+    depth = cv2.imread(
+        osp.join(toy, 'nyu', 'annotations', 'train', 'scene_00001.png'),
+        cv2.IMREAD_UNCHANGED,
+    )
+    assert (
+        depth.dtype == np.uint16 and 500 < depth.min() and depth.max() <= 7000
+    )
 
 
 def quickstart_cfg(name, data_root):
@@ -123,25 +160,41 @@ def quickstart_cfg(name, data_root):
 def test_mmdet_reads_coco(toy):
     from mmdet.registry import DATASETS
     from mmdet.utils import register_all_modules
+
     register_all_modules()
-    cfg = quickstart_cfg('retinanet_pvtv2-b0_topdownfpn_toy-96.py', osp.join(toy, 'coco') + '/')
+    cfg = quickstart_cfg(
+        'retinanet_pvtv2-b0_topdownfpn_toy-96.py', osp.join(toy, 'coco') + '/'
+    )
     ds = DATASETS.build(cfg.train_dataloader.dataset)
     assert len(ds) == SMALL['num_train'] and ds.metainfo['classes'] == CLASSES
     sample = ds[0]
-    assert sample['inputs'].shape[-2:] == (96, 96)  # resized to the quickstart's scale
+    assert sample['inputs'].shape[-2:] == (
+        96,
+        96,
+    )  # resized to the quickstart's scale
     assert len(sample['data_samples'].gt_instances) >= 1
 
 
 def test_mmseg_reads_ade(toy):
     from mmseg.registry import DATASETS
     from mmseg.utils import register_all_modules
+
     register_all_modules()
-    cfg = quickstart_cfg('fpn_pvtv2-b0_topdownfpn_toy-96.py',
-                         osp.join(toy, 'ade', 'ADEChallengeData2016'))
+    cfg = quickstart_cfg(
+        'fpn_pvtv2-b0_topdownfpn_toy-96.py',
+        osp.join(toy, 'ade', 'ADEChallengeData2016'),
+    )
     ds = DATASETS.build(cfg.val_dataloader.dataset)
-    assert len(ds) == SMALL['num_val'] and ds.metainfo['classes'] == SEG_CLASSES
+    assert (
+        len(ds) == SMALL['num_val'] and ds.metainfo['classes'] == SEG_CLASSES
+    )
     seg = ds[0]['data_samples'].gt_sem_seg.data
-    assert set(seg.unique().tolist()) <= {0, 1, 2, 3}  # reduce_zero_label: 1.. -> 0..
+    assert set(seg.unique().tolist()) <= {
+        0,
+        1,
+        2,
+        3,
+    }  # reduce_zero_label: 1.. -> 0..
 
 
 def test_depth_config_trains_and_evaluates_on_toy_nyu(toy):
@@ -151,9 +204,16 @@ def test_depth_config_trains_and_evaluates_on_toy_nyu(toy):
     from mmengine.runner import Runner
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
+
     register_all_modules()
     cfg = Config.fromfile(
-        osp.join(ROOT, 'configs', 'depth', 'fpn-depth_pvtv2-b2_topdownfpn_4xb8-25k_nyu-480x480.py'))
+        osp.join(
+            ROOT,
+            'configs',
+            'depth',
+            'fpn-depth_pvtv2-b2_topdownfpn_4xb8-25k_nyu-480x480.py',
+        )
+    )
     init_default_scope('mmseg')
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.backbone.update(arch='b0', init_cfg=None)
@@ -168,7 +228,9 @@ def test_depth_config_trains_and_evaluates_on_toy_nyu(toy):
     cfg.train_dataloader.dataset.pipeline[4].crop_size = (64, 64)
     train_loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
     batch = next(iter(train_loader))
-    assert batch['data_samples'][0].gt_depth_map.data.max() <= 7.0 + 1e-4  # metres
+    assert (
+        batch['data_samples'][0].gt_depth_map.data.max() <= 7.0 + 1e-4
+    )  # metres
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
     model.train()
     losses = model.train_step(batch, optim)

@@ -1,6 +1,7 @@
 """Issue 9: no lost checkpoint, real resuming, one run per work dir, strict loading,
 CPU AMP. In-process tests on a tiny mmengine model here; real trainings killed with
 SIGKILL and two concurrent trainings in tests/test_reliability_processes.py."""
+
 import os
 import os.path as osp
 import re
@@ -30,7 +31,6 @@ LOCK_MODULE = osp.join(osp.dirname(pvtfpn_mm.__file__), 'engine', 'lock.py')
 
 
 class TinyRegressor(BaseModel):
-
     def __init__(self, width=4):
         super().__init__()
         self.linear = nn.Linear(width, 1)
@@ -40,45 +40,73 @@ class TinyRegressor(BaseModel):
         out = self.linear(inputs).squeeze(-1)
         if mode == 'loss':
             self.seen_dtypes.append(out.dtype)
-            return dict(loss=((out.float() - targets)**2).mean())
+            return dict(loss=((out.float() - targets) ** 2).mean())
         return out
 
 
 class LineDataset(torch.utils.data.Dataset):
-    metainfo = dict(classes=('y', ))
+    metainfo = dict(classes=('y',))
 
     def __len__(self):
         return 32
 
     def __getitem__(self, i):
         x = torch.randn(4, generator=torch.Generator().manual_seed(i))
-        return dict(inputs=x, targets=x @ torch.tensor([1., -2., 3., 0.5]))
+        return dict(inputs=x, targets=x @ torch.tensor([1.0, -2.0, 3.0, 0.5]))
 
 
 _count = [0]
 
 
-def make_runner(work_dir, max_iters=6, interval=2, resume=False, load_from=None,
-                max_keep=1, model=None, checkpoint_hook=None, **kwargs):
+def make_runner(
+    work_dir,
+    max_iters=6,
+    interval=2,
+    resume=False,
+    load_from=None,
+    max_keep=1,
+    model=None,
+    checkpoint_hook=None,
+    **kwargs,
+):
     torch.manual_seed(0)
     _count[0] += 1  # mmengine keeps one logger/visualizer per name
-    hook = checkpoint_hook or dict(type='AtomicCheckpointHook', interval=interval,
-                                   by_epoch=False, max_keep_ckpts=max_keep)
+    hook = checkpoint_hook or dict(
+        type='AtomicCheckpointHook',
+        interval=interval,
+        by_epoch=False,
+        max_keep_ckpts=max_keep,
+    )
     return SafeRunner(
         model=model or TinyRegressor(),
         work_dir=str(work_dir),
         train_dataloader=dict(
-            dataset=LineDataset(), sampler=dict(type='DefaultSampler', shuffle=True, seed=0),
-            batch_size=4, num_workers=0, collate_fn=dict(type='default_collate')),
+            dataset=LineDataset(),
+            sampler=dict(type='DefaultSampler', shuffle=True, seed=0),
+            batch_size=4,
+            num_workers=0,
+            collate_fn=dict(type='default_collate'),
+        ),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        optim_wrapper=kwargs.pop('optim_wrapper', dict(optimizer=dict(type='AdamW', lr=0.05))),
-        default_hooks=dict(checkpoint=hook, logger=dict(type='LoggerHook', interval=1)),
-        randomness=dict(seed=0), resume=resume, load_from=load_from,
-        experiment_name=f'reliability_{_count[0]}', default_scope='mmengine', **kwargs)
+        optim_wrapper=kwargs.pop(
+            'optim_wrapper', dict(optimizer=dict(type='AdamW', lr=0.05))
+        ),
+        default_hooks=dict(
+            checkpoint=hook, logger=dict(type='LoggerHook', interval=1)
+        ),
+        randomness=dict(seed=0),
+        resume=resume,
+        load_from=load_from,
+        experiment_name=f'reliability_{_count[0]}',
+        default_scope='mmengine',
+        **kwargs,
+    )
 
 
 def files(work_dir):
-    return sorted(n for n in os.listdir(work_dir) if n.endswith(('.pth', '.partial')))
+    return sorted(
+        n for n in os.listdir(work_dir) if n.endswith(('.pth', '.partial'))
+    )
 
 
 def last_checkpoint(work_dir):
@@ -91,12 +119,18 @@ def last_checkpoint(work_dir):
 
 class RecordingHook(AtomicCheckpointHook):
     """Records the work dir at each step of a save."""
+
     events = []
 
     def _snapshot(self, runner, step):
         lc = osp.join(runner.work_dir, 'last_checkpoint')
-        self.events.append((step, files(runner.work_dir),
-                            last_checkpoint(runner.work_dir) if osp.exists(lc) else None))
+        self.events.append(
+            (
+                step,
+                files(runner.work_dir),
+                last_checkpoint(runner.work_dir) if osp.exists(lc) else None,
+            )
+        )
 
     def _write_partial(self, runner, tmp_name, meta):
         self._snapshot(runner, 'before write')
@@ -109,12 +143,20 @@ class RecordingHook(AtomicCheckpointHook):
         self._snapshot(runner, 'pointed')
 
 
-def test_save_order_keeps_the_previous_checkpoint_until_the_new_one_is_complete(tmp_path):
+def test_save_order_keeps_the_previous_checkpoint_until_the_new_one_is_complete(
+    tmp_path,
+):
     from mmengine.registry import HOOKS
+
     HOOKS.register_module(module=RecordingHook, force=True)
     RecordingHook.events = []
-    runner = make_runner(tmp_path, max_iters=4, checkpoint_hook=dict(
-        type='RecordingHook', interval=2, by_epoch=False, max_keep_ckpts=1))
+    runner = make_runner(
+        tmp_path,
+        max_iters=4,
+        checkpoint_hook=dict(
+            type='RecordingHook', interval=2, by_epoch=False, max_keep_ckpts=1
+        ),
+    )
     runner.train()
     second = RecordingHook.events[4:]  # the save of iteration 4
     assert second == [
@@ -130,8 +172,12 @@ def test_save_order_keeps_the_previous_checkpoint_until_the_new_one_is_complete(
 
 
 def test_a_plain_checkpoint_hook_config_is_upgraded(tmp_path):
-    runner = make_runner(tmp_path, checkpoint_hook=dict(type='CheckpointHook', interval=2,
-                                                        by_epoch=False))
+    runner = make_runner(
+        tmp_path,
+        checkpoint_hook=dict(
+            type='CheckpointHook', interval=2, by_epoch=False
+        ),
+    )
     assert any(type(h) is AtomicCheckpointHook for h in runner.hooks)
     assert any(isinstance(h, StrictLoadHook) for h in runner.hooks)
 
@@ -147,7 +193,8 @@ def train_to(work_dir, n, max_keep=3, **kwargs):
 
 @pytest.mark.parametrize('damage', ['missing', 'stale', 'deleted'])
 def test_resume_uses_the_newest_complete_checkpoint_whatever_last_checkpoint_says(
-        tmp_path, damage):
+    tmp_path, damage
+):
     train_to(tmp_path, 6)  # iter_2, iter_4, iter_6
     lc = tmp_path / 'last_checkpoint'
     if damage == 'missing':
@@ -158,7 +205,9 @@ def test_resume_uses_the_newest_complete_checkpoint_whatever_last_checkpoint_say
         lc.write_text(str(tmp_path / 'iter_8.pth'))  # a file that is gone
     runner = train_to(tmp_path, 8, resume=True)
     assert runner.iter == 8
-    assert 'resume: resuming from ' + str(tmp_path / 'iter_6.pth') in log_text(runner)
+    assert 'resume: resuming from ' + str(tmp_path / 'iter_6.pth') in log_text(
+        runner
+    )
 
 
 def log_text(runner):
@@ -174,8 +223,13 @@ def test_resume_skips_a_damaged_newest_checkpoint(tmp_path):
     runner = train_to(tmp_path, 8, resume=True)
     text = log_text(runner)
     assert f'resuming from {tmp_path / "iter_4.pth"}' in text
-    assert re.search(r'skipping a checkpoint that does not load: .*iter_6\.pth.*truncated', text)
-    assert not (tmp_path / 'iter_8.pth.partial').exists()  # removed, never a candidate
+    assert re.search(
+        r'skipping a checkpoint that does not load: .*iter_6\.pth.*truncated',
+        text,
+    )
+    assert not (
+        tmp_path / 'iter_8.pth.partial'
+    ).exists()  # removed, never a candidate
     assert runner.iter == 8
 
 
@@ -183,8 +237,11 @@ def test_resume_stops_when_no_checkpoint_loads(tmp_path):
     train_to(tmp_path, 4)
     for name in ('iter_2.pth', 'iter_4.pth'):
         (tmp_path / name).write_bytes(b'')
-    with pytest.raises(ResumeError, match=r'2 checkpoint\(s\) and none can be loaded:\n'
-                       r'.*iter_4\.pth.*empty.*\n.*iter_2\.pth.*empty'):
+    with pytest.raises(
+        ResumeError,
+        match=r'2 checkpoint\(s\) and none can be loaded:\n'
+        r'.*iter_4\.pth.*empty.*\n.*iter_2\.pth.*empty',
+    ):
         train_to(tmp_path, 6, resume=True)
 
 
@@ -196,9 +253,11 @@ def test_resume_in_an_empty_work_dir_starts_from_the_beginning(tmp_path):
 
 def test_training_again_without_resume_is_refused(tmp_path):
     train_to(tmp_path, 2)
-    with pytest.raises(ExistingCheckpointsError,
-                       match=r'already holds checkpoints .*iter_2\.pth.*--resume.*--work-dir'
-                       r'.*allow_existing_checkpoints=True'):
+    with pytest.raises(
+        ExistingCheckpointsError,
+        match=r'already holds checkpoints .*iter_2\.pth.*--resume.*--work-dir'
+        r'.*allow_existing_checkpoints=True',
+    ):
         train_to(tmp_path, 4)
     assert files(tmp_path) == ['iter_2.pth']  # untouched
     runner = train_to(tmp_path, 4, cfg=dict(allow_existing_checkpoints=True))
@@ -210,23 +269,33 @@ def test_training_again_without_resume_is_refused(tmp_path):
 
 def test_the_lock_names_the_process_that_holds_it(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, '-c',
-         # the lock module alone (importing pvtfpn_mm takes seconds)
-         'import importlib.util as u, time; '
-         f's = u.spec_from_file_location("lock", {LOCK_MODULE!r}); m = u.module_from_spec(s); '
-         f's.loader.exec_module(m); m.WorkDirLock({str(tmp_path)!r}).acquire(); '
-         'print("locked", flush=True); time.sleep(60)'], stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            '-c',
+            # the lock module alone (importing pvtfpn_mm takes seconds)
+            'import importlib.util as u, time; '
+            f's = u.spec_from_file_location("lock", {LOCK_MODULE!r}); m = u.module_from_spec(s); '
+            f's.loader.exec_module(m); m.WorkDirLock({str(tmp_path)!r}).acquire(); '
+            'print("locked", flush=True); time.sleep(60)',
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == 'locked'
-        with pytest.raises(WorkDirBusyError,
-                           match=rf'in use by another training: pid {holder.pid} on '):
+        with pytest.raises(
+            WorkDirBusyError,
+            match=rf'in use by another training: pid {holder.pid} on ',
+        ):
             WorkDirLock(str(tmp_path)).acquire()
         with pytest.raises(WorkDirBusyError, match=f'pid {holder.pid}'):
             make_runner(tmp_path).train()
     finally:
         holder.kill()
         holder.wait()
-    with WorkDirLock(str(tmp_path)):  # released by the kernel when the holder died
+    with WorkDirLock(
+        str(tmp_path)
+    ):  # released by the kernel when the holder died
         pass
 
 
@@ -234,7 +303,6 @@ def test_the_lock_names_the_process_that_holds_it(tmp_path):
 
 
 class Other(BaseModel):
-
     def __init__(self):
         super().__init__()
         self.linear = nn.Linear(8, 1)
@@ -251,29 +319,47 @@ def test_load_from_a_checkpoint_of_another_model_is_refused(tmp_path):
     with pytest.raises(StateDictMismatchError) as info:
         runner.train()
     message = str(info.value)
-    assert message.startswith(f'checkpoint {str(other)!r} does not match the model:')
+    assert message.startswith(
+        f'checkpoint {str(other)!r} does not match the model:'
+    )
     assert '2 unexpected keys: extra.weight, extra.bias' in message
     assert '1 shape mismatches: linear.weight: (1, 8) vs (1, 4)' in message
     assert '--cfg-options allow_partial_load=True' in message
 
 
 @pytest.mark.parametrize('opt_in', ['hook', 'config'])
-def test_partial_load_is_an_explicit_opt_in_that_says_what_was_loaded(tmp_path, opt_in):
+def test_partial_load_is_an_explicit_opt_in_that_says_what_was_loaded(
+    tmp_path, opt_in
+):
     other = Other()
-    state = {'linear.bias': torch.tensor([7.0]), **{k: v for k, v in other.state_dict().items()
-                                                    if k.startswith('extra')}}
+    state = {
+        'linear.bias': torch.tensor([7.0]),
+        **{
+            k: v
+            for k, v in other.state_dict().items()
+            if k.startswith('extra')
+        },
+    }
     path = tmp_path / 'partial.pth'
     torch.save({'state_dict': state}, path)
     if opt_in == 'hook':
-        kwargs = dict(custom_hooks=[dict(type='StrictLoadHook', allow_partial=True)])
+        kwargs = dict(
+            custom_hooks=[dict(type='StrictLoadHook', allow_partial=True)]
+        )
     else:
         kwargs = dict(cfg=dict(allow_partial_load=True))
-    runner = make_runner(tmp_path / 'work', load_from=str(path), max_iters=0, **kwargs)
+    runner = make_runner(
+        tmp_path / 'work', load_from=str(path), max_iters=0, **kwargs
+    )
     runner.load_or_resume()
     assert runner.model.linear.bias.item() == 7.0
     text = log_text(runner)
-    assert 'partial load (allowed): loading 1 of the model\'s 2 tensors' in text
-    assert '1 missing keys: linear.weight' in text and '2 unexpected keys' in text
+    assert (
+        'partial load (allowed): loading 1 of the model\'s 2 tensors' in text
+    )
+    assert (
+        '1 missing keys: linear.weight' in text and '2 unexpected keys' in text
+    )
 
 
 def test_the_summary_is_short():
@@ -291,19 +377,30 @@ def test_the_summary_is_short():
 def test_amp_without_gpu_trains_with_bfloat16_autocast(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     model = TinyRegressor()
-    runner = make_runner(tmp_path, max_iters=2, model=model, optim_wrapper=dict(
-        type='AmpOptimWrapper', loss_scale='dynamic',
-        optimizer=dict(type='AdamW', lr=0.05)))
+    runner = make_runner(
+        tmp_path,
+        max_iters=2,
+        model=model,
+        optim_wrapper=dict(
+            type='AmpOptimWrapper',
+            loss_scale='dynamic',
+            optimizer=dict(type='AdamW', lr=0.05),
+        ),
+    )
     runner.train()
     assert isinstance(runner.optim_wrapper, CPUAmpOptimWrapper)
     assert model.seen_dtypes == [torch.bfloat16, torch.bfloat16]
-    assert model.linear.weight.dtype == torch.float32  # master weights stay fp32
+    assert (
+        model.linear.weight.dtype == torch.float32
+    )  # master weights stay fp32
 
 
 def test_cpu_amp_refuses_float16():
     with pytest.raises(ValueError, match="bfloat16 only, got dtype='float16'"):
-        CPUAmpOptimWrapper(optimizer=torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=1),
-                           dtype='float16')
+        CPUAmpOptimWrapper(
+            optimizer=torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=1),
+            dtype='float16',
+        )
 
 
 # ------------------------------------------------- 4. strict Pretrained of our modules
@@ -311,14 +408,24 @@ def test_cpu_amp_refuses_float16():
 
 def neck(**kwargs):
     from pvtfpn_mm.models.necks import TopDownFPN
+
     return TopDownFPN([8, 16], 4, **kwargs)
 
 
 def test_neck_pretrained_loads_strictly(tmp_path):
     source = neck()
     path = tmp_path / 'detector.pth'
-    torch.save({'state_dict': {'neck.' + k: v for k, v in source.state_dict().items()}}, path)
-    target = neck(init_cfg=dict(type='Pretrained', checkpoint=str(path), prefix='neck'))
+    torch.save(
+        {
+            'state_dict': {
+                'neck.' + k: v for k, v in source.state_dict().items()
+            }
+        },
+        path,
+    )
+    target = neck(
+        init_cfg=dict(type='Pretrained', checkpoint=str(path), prefix='neck')
+    )
     target.init_weights()
     for key, value in source.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), key
@@ -326,59 +433,111 @@ def test_neck_pretrained_loads_strictly(tmp_path):
 
 def test_neck_pretrained_of_another_model_is_refused(tmp_path):
     path = tmp_path / 'other.pth'
-    torch.save({'state_dict': {f'backbone.w{i}': torch.zeros(2) for i in range(12)}}, path)
+    torch.save(
+        {'state_dict': {f'backbone.w{i}': torch.zeros(2) for i in range(12)}},
+        path,
+    )
     target = neck(init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    with pytest.raises(StateDictMismatchError, match=r"other\.pth' for TopDownFPN does not "
-                       r'match the model:\n  8 missing keys: .*\n  12 unexpected keys: '
-                       r'backbone\.w0.*\(7 more\)\nTo load only what fits') as info:
+    with pytest.raises(
+        StateDictMismatchError,
+        match=r"other\.pth' for TopDownFPN does not "
+        r'match the model:\n  8 missing keys: .*\n  12 unexpected keys: '
+        r'backbone\.w0.*\(7 more\)\nTo load only what fits',
+    ) as info:
         target.init_weights()
     assert len(str(info.value)) < 800
 
 
 def test_neck_pretrained_partial_is_opt_in_and_logged(tmp_path, monkeypatch):
     from pvtfpn_mm.models import pretrained
+
     logged = []
-    monkeypatch.setattr(pretrained, 'print_log', lambda msg, **kwargs: logged.append(msg))
+    monkeypatch.setattr(
+        pretrained, 'print_log', lambda msg, **kwargs: logged.append(msg)
+    )
     source = neck()
-    state = {k: v for k, v in source.state_dict().items() if k.startswith('lateral_convs')}
+    state = {
+        k: v
+        for k, v in source.state_dict().items()
+        if k.startswith('lateral_convs')
+    }
     path = tmp_path / 'laterals.pth'
     torch.save(state, path)
-    target = neck(init_cfg=dict(type='Pretrained', checkpoint=str(path), allow_partial=True))
+    target = neck(
+        init_cfg=dict(
+            type='Pretrained', checkpoint=str(path), allow_partial=True
+        )
+    )
     target.init_weights()
-    assert torch.equal(target.lateral_convs[0].conv.weight, source.lateral_convs[0].conv.weight)
+    assert torch.equal(
+        target.lateral_convs[0].conv.weight,
+        source.lateral_convs[0].conv.weight,
+    )
     out = '\n'.join(logged)
-    assert re.search(r"TopDownFPN: checkpoint '.*laterals\.pth': partial load \(allowed\): "
-                     r"loaded 4 of the model's 8 tensors; not loaded:\n  4 missing keys: "
-                     r'fpn_convs', out), out
+    assert re.search(
+        r"TopDownFPN: checkpoint '.*laterals\.pth': partial load \(allowed\): "
+        r"loaded 4 of the model's 8 tensors; not loaded:\n  4 missing keys: "
+        r'fpn_convs',
+        out,
+    ), out
 
 
-@pytest.mark.parametrize('init_cfg, error, match', [
-    (dict(type='Pretrained'), ValueError, 'names no checkpoint'),
-    (dict(type='Pretrained', checkpoint='x.pth', strict=False), ValueError,
-     r"unknown keys \['strict'\]"),
-    (dict(type='Pretrained', checkpoint='x.pth', allow_partial='yes'), TypeError,
-     "allow_partial must be True or False, got 'yes'"),
-    ([dict(type='Pretrained', checkpoint='a.pth'), dict(type='Pretrained', checkpoint='b.pth')],
-     ValueError, '2 Pretrained entries'),
-])
-def test_bad_pretrained_init_cfg_is_refused_at_construction(init_cfg, error, match):
+@pytest.mark.parametrize(
+    'init_cfg, error, match',
+    [
+        (dict(type='Pretrained'), ValueError, 'names no checkpoint'),
+        (
+            dict(type='Pretrained', checkpoint='x.pth', strict=False),
+            ValueError,
+            r"unknown keys \['strict'\]",
+        ),
+        (
+            dict(type='Pretrained', checkpoint='x.pth', allow_partial='yes'),
+            TypeError,
+            "allow_partial must be True or False, got 'yes'",
+        ),
+        (
+            [
+                dict(type='Pretrained', checkpoint='a.pth'),
+                dict(type='Pretrained', checkpoint='b.pth'),
+            ],
+            ValueError,
+            '2 Pretrained entries',
+        ),
+    ],
+)
+def test_bad_pretrained_init_cfg_is_refused_at_construction(
+    init_cfg, error, match
+):
     with pytest.raises(error, match=match):
         neck(init_cfg=init_cfg)
 
 
 def test_heads_pretrained_load_strictly(tmp_path):
     from pvtfpn_mm.models.heads import FPNConcatHead, PyramidClsHead
+
     path = tmp_path / 'neck.pth'
     torch.save(neck().state_dict(), path)
-    head = FPNConcatHead(in_channels=[4, 4], in_index=[0, 1], channels=4, num_classes=2,
-                         init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    with pytest.raises(StateDictMismatchError, match='for FPNConcatHead does not match'):
+    head = FPNConcatHead(
+        in_channels=[4, 4],
+        in_index=[0, 1],
+        channels=4,
+        num_classes=2,
+        init_cfg=dict(type='Pretrained', checkpoint=str(path)),
+    )
+    with pytest.raises(
+        StateDictMismatchError, match='for FPNConcatHead does not match'
+    ):
         head.init_weights()
-    cls_head = PyramidClsHead(num_classes=2, in_channels=4,
-                              init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    with pytest.raises(StateDictMismatchError, match='for PyramidClsHead does not match'):
+    cls_head = PyramidClsHead(
+        num_classes=2,
+        in_channels=4,
+        init_cfg=dict(type='Pretrained', checkpoint=str(path)),
+    )
+    with pytest.raises(
+        StateDictMismatchError, match='for PyramidClsHead does not match'
+    ):
         cls_head.init_weights()
-
 
 
 class PVTDetector(BaseModel):
@@ -388,6 +547,7 @@ class PVTDetector(BaseModel):
         super().__init__()
         from pvtfpn_mm.models.backbones import PVTv2
         from pvtfpn_mm.models.necks import TopDownFPN
+
         self.backbone = PVTv2('b0', embed_norm_eps=1e-6)
         self.neck = TopDownFPN([32, 64, 160, 256], 8)
 
@@ -401,9 +561,12 @@ def test_a_released_layout_is_converted_right_before_the_strict_load(tmp_path):
     from pvtfpn_mm.weights import from_ours
 
     from _helpers import random_params_
+
     source = random_params_(PVTDetector(), seed=3)
-    state = {'backbone.' + k: v for k, v in
-             from_ours(source.backbone.state_dict(), 'mmdet').items()}
+    state = {
+        'backbone.' + k: v
+        for k, v in from_ours(source.backbone.state_dict(), 'mmdet').items()
+    }
     state.update({'neck.' + k: v for k, v in source.neck.state_dict().items()})
     assert 'backbone.layers.0.0.projection.weight' in state  # mmdet's names
     path = tmp_path / 'mmdet_layout.pth'
@@ -419,15 +582,21 @@ def test_the_lock_waits_for_the_children_of_an_ended_holder(tmp_path):
     """The lock belongs to the open file: children forked by the holder (dataloader
     workers) keep it a few seconds after the holder was killed; a new run waits for them
     instead of naming a dead pid."""
-    code = ('import importlib.util as u, os, sys, time; '
-            f's = u.spec_from_file_location("lock", {LOCK_MODULE!r}); '
-            'm = u.module_from_spec(s); s.loader.exec_module(m); '
-            f'm.WorkDirLock({str(tmp_path)!r}).acquire(); '
-            'child = os.fork()\n'
-            'if child == 0:\n    time.sleep(2); os._exit(0)\n'  # holds the inherited lock
-            'print("locked", flush=True); os._exit(0)')  # the holder ends at once
-    holder = subprocess.run([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True,
-                            timeout=60)
+    code = (
+        'import importlib.util as u, os, sys, time; '
+        f's = u.spec_from_file_location("lock", {LOCK_MODULE!r}); '
+        'm = u.module_from_spec(s); s.loader.exec_module(m); '
+        f'm.WorkDirLock({str(tmp_path)!r}).acquire(); '
+        'child = os.fork()\n'
+        'if child == 0:\n    time.sleep(2); os._exit(0)\n'  # holds the inherited lock
+        'print("locked", flush=True); os._exit(0)'
+    )  # the holder ends at once
+    holder = subprocess.run(
+        [sys.executable, '-c', code],
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
     assert holder.stdout.strip() == 'locked'
     with WorkDirLock(str(tmp_path)):  # waited for the child, then took it
         pass

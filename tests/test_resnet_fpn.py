@@ -5,6 +5,7 @@
 have the same parameters (count, names, shapes), and with mmdet's weights loaded our
 neck -- and the whole detector -- must compute what mmdet's does.
 """
+
 import pytest
 import torch
 from mmdet.registry import MODELS
@@ -18,12 +19,18 @@ from pvtfpn_mm.models.necks import TopDownFPN
 
 # (our config, mmdet's config, parameters of both models, neck settings)
 CASES = {
-    'retinanet': ('configs/resnet/retinanet_r50_topdownfpn_1x_coco.py',
-                  'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', 37_968_692,
-                  dict(start_level=1, num_outs=5, extra_source='input')),
-    'mask_rcnn': ('configs/resnet/mask-rcnn_r50_topdownfpn_1x_coco.py',
-                  'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', 44_396_336,
-                  dict(start_level=0, num_outs=5, extra_source='pool')),
+    'retinanet': (
+        'configs/resnet/retinanet_r50_topdownfpn_1x_coco.py',
+        'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+        37_968_692,
+        dict(start_level=1, num_outs=5, extra_source='input'),
+    ),
+    'mask_rcnn': (
+        'configs/resnet/mask-rcnn_r50_topdownfpn_1x_coco.py',
+        'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+        44_396_336,
+        dict(start_level=0, num_outs=5, extra_source='pool'),
+    ),
 }
 C2_C5 = [256, 512, 1024, 2048]  # the notes' ResNet table
 
@@ -37,12 +44,20 @@ def models(request):
     ours_cfg, mmdet_cfg, expected_params, neck_settings = CASES[request.param]
     cfgs = [Config.fromfile(ours_cfg).model, get_config(mmdet_cfg).model]
     for cfg in cfgs:
-        if 'rpn' in cfg.test_cfg:  # fewer RoIs: a cheaper (and equal) Mask R-CNN forward
+        if (
+            'rpn' in cfg.test_cfg
+        ):  # fewer RoIs: a cheaper (and equal) Mask R-CNN forward
             cfg.test_cfg.rpn.max_per_img = 16
     with DefaultScope.overwrite_default_scope('mmdet'):
         # No init_weights(): nothing is downloaded.
         ours, theirs = [MODELS.build(cfg) for cfg in cfgs]
-    return request.param, ours.eval(), theirs.eval(), expected_params, neck_settings
+    return (
+        request.param,
+        ours.eval(),
+        theirs.eval(),
+        expected_params,
+        neck_settings,
+    )
 
 
 def test_neck_is_ours_in_the_equivalent_setting(models):
@@ -71,7 +86,10 @@ def test_equal_weights_equal_outputs(models):
     gen = torch.Generator().manual_seed(1)
     # C2..C5 of an odd-sized 67 x 93 image (sizes as ResNet's convs round them).
     sizes = [(17, 24), (9, 12), (5, 6), (3, 3)]
-    feats = [torch.randn(1, c, h, w, generator=gen) for c, (h, w) in zip(C2_C5, sizes)]
+    feats = [
+        torch.randn(1, c, h, w, generator=gen)
+        for c, (h, w) in zip(C2_C5, sizes)
+    ]
     with torch.no_grad():
         ours_outs, theirs_outs = ours.neck(feats), theirs.neck(feats)
     assert len(ours_outs) == len(theirs_outs) == 5
@@ -81,8 +99,13 @@ def test_equal_weights_equal_outputs(models):
 
     # The whole detector, image to head outputs.
     image = torch.randn(1, 3, 64, 64, generator=gen)
-    samples = [DetDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64),
-                                           scale_factor=(1.0, 1.0)))]
+    samples = [
+        DetDataSample(
+            metainfo=dict(
+                img_shape=(64, 64), ori_shape=(64, 64), scale_factor=(1.0, 1.0)
+            )
+        )
+    ]
     with torch.no_grad():
         ours_heads = ours(image, samples, mode='tensor')
         theirs_heads = theirs(image, samples, mode='tensor')

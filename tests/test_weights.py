@@ -4,6 +4,7 @@ Every checkpoint is made here from a randomly initialized model (nothing is
 downloaded). The official whai362/PVT format is checked against timm's own remapping
 of it (``timm.models.pvt_v2.checkpoint_filter_fn``) and mmdet's (``pvt_convert``).
 """
+
 import os.path as osp
 import subprocess
 import sys
@@ -56,14 +57,18 @@ def ours_b0(timm_b0):
 
 @pytest.fixture(scope='module')
 def image():
-    return torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    return torch.randn(
+        1, 3, 64, 64, generator=torch.Generator().manual_seed(0)
+    )
 
 
 def features(model, x):
     with torch.no_grad():
         if hasattr(model, 'forward_intermediates'):  # timm's plain model
             return model.forward_intermediates(x, intermediates_only=True)
-        if hasattr(model, 'stages') and hasattr(model, 'head'):  # the same in timm 0.9
+        if hasattr(model, 'stages') and hasattr(
+            model, 'head'
+        ):  # the same in timm 0.9
             x, maps = model.patch_embed(x), []
             for stage in model.stages:
                 x = stage(x)
@@ -81,7 +86,10 @@ def assert_same_features(a, b, atol=ATOL):
 
 def mmdet_b0():
     from mmdet.models.backbones.pvt import PyramidVisionTransformerV2
-    return PyramidVisionTransformerV2(embed_dims=32, num_layers=[2, 2, 2, 2]).eval()
+
+    return PyramidVisionTransformerV2(
+        embed_dims=32, num_layers=[2, 2, 2, 2]
+    ).eval()
 
 
 def save(obj, path):
@@ -111,7 +119,9 @@ def test_convert_round_trip(ours_b0, src, dst):
 
 def test_official_format_matches_timm_and_mmdet_remapping(ours_b0, timm_b0):
     official = from_ours(ours_b0.state_dict(), 'official')
-    official['head.weight'] = timm_b0.head.weight  # the release has a classifier
+    official['head.weight'] = (
+        timm_b0.head.weight
+    )  # the release has a classifier
     official['head.bias'] = timm_b0.head.bias
     # timm's own official -> timm key remapping gives timm's state dict back
     remapped = checkpoint_filter_fn(official, timm_b0)
@@ -120,10 +130,13 @@ def test_official_format_matches_timm_and_mmdet_remapping(ours_b0, timm_b0):
     assert all(torch.equal(remapped[k], reference[k]) for k in reference)
     # mmdet's own official -> mmdet conversion gives our mmdet conversion
     from mmdet.models.backbones.pvt import pvt_convert
+
     ours_mmdet = from_ours(ours_b0.state_dict(), 'mmdet')
     mmdet_converted = pvt_convert(official)
     assert set(mmdet_converted) == set(ours_mmdet)
-    assert all(torch.equal(mmdet_converted[k], ours_mmdet[k]) for k in ours_mmdet)
+    assert all(
+        torch.equal(mmdet_converted[k], ours_mmdet[k]) for k in ours_mmdet
+    )
 
 
 # ------------------------------------------------------ loading every format from files
@@ -134,12 +147,16 @@ def test_load_timm_plain_file(tmp_path, timm_b0, image):
     model = PVTv2('b0', init_cfg=dict(type='Pretrained', checkpoint=path))
     model.init_weights()
     assert model.is_init
-    assert_same_features(features(model.eval(), image), features(timm_b0, image))
+    assert_same_features(
+        features(model.eval(), image), features(timm_b0, image)
+    )
 
 
 def test_load_timm_features_only_file(tmp_path, timm_b0, image):
     feats = timm.create_model('pvt_v2_b0', features_only=True).eval()
-    feats.load_state_dict(from_ours(to_ours(timm_b0.state_dict()), 'timm_features'))
+    feats.load_state_dict(
+        from_ours(to_ours(timm_b0.state_dict()), 'timm_features')
+    )
     path = save({'state_dict': feats.state_dict()}, tmp_path / 'features.pth')
     model = PVTv2('b0').eval()
     assert load_pretrained(model, path) == 'timm_features'
@@ -149,8 +166,12 @@ def test_load_timm_features_only_file(tmp_path, timm_b0, image):
 @pytest.mark.parametrize('wrap', ['bare', 'model'])
 def test_load_official_file(tmp_path, ours_b0, timm_b0, image, wrap):
     official = from_ours(ours_b0.state_dict(), 'official')
-    official.update({'head.weight': timm_b0.head.weight, 'head.bias': timm_b0.head.bias})
-    checkpoint = official if wrap == 'bare' else {'model': official, 'epoch': 300}
+    official.update(
+        {'head.weight': timm_b0.head.weight, 'head.bias': timm_b0.head.bias}
+    )
+    checkpoint = (
+        official if wrap == 'bare' else {'model': official, 'epoch': 300}
+    )
     path = save(checkpoint, tmp_path / 'pvt_v2_b0.pth')
     model = PVTv2('b0').eval()
     assert load_pretrained(model, path) == 'official'
@@ -163,35 +184,62 @@ def test_load_mmdet_backbone_and_detector_files(tmp_path, image):
     detector = OrderedDict((f'backbone.{k}', v) for k, v in backbone.items())
     detector['neck.lateral_convs.0.conv.weight'] = torch.zeros(8, 32, 1, 1)
     detector['bbox_head.cls.weight'] = torch.zeros(8)
-    paths = [save(backbone, tmp_path / 'bare.pth'),
-             save({'state_dict': backbone}, tmp_path / 'wrapped.pth'),
-             save({'meta': {'epoch': 12}, 'state_dict': detector}, tmp_path / 'det.pth')]
+    paths = [
+        save(backbone, tmp_path / 'bare.pth'),
+        save({'state_dict': backbone}, tmp_path / 'wrapped.pth'),
+        save(
+            {'meta': {'epoch': 12}, 'state_dict': detector},
+            tmp_path / 'det.pth',
+        ),
+    ]
     expected = features(mmdet_model, image)
     for path in paths:
-        model = PVTv2('b0', embed_norm_eps=1e-6).eval()  # mmdet's LayerNorm eps
+        model = PVTv2(
+            'b0', embed_norm_eps=1e-6
+        ).eval()  # mmdet's LayerNorm eps
         assert load_pretrained(model, path) == 'mmdet'
         assert_same_features(features(model, image), expected)
 
 
 def test_init_cfg_prefix(tmp_path, ours_b0, image):
-    state = {'state_dict': {f'student.backbone.{k}': v for k, v in
-                            from_ours(ours_b0.state_dict(), 'timm').items()}}
+    state = {
+        'state_dict': {
+            f'student.backbone.{k}': v
+            for k, v in from_ours(ours_b0.state_dict(), 'timm').items()
+        }
+    }
     path = save(state, tmp_path / 'distill.pth')
-    model = PVTv2('b0', init_cfg=dict(type='Pretrained', checkpoint=path,
-                                      prefix='student.backbone.'))
+    model = PVTv2(
+        'b0',
+        init_cfg=dict(
+            type='Pretrained', checkpoint=path, prefix='student.backbone.'
+        ),
+    )
     model.init_weights()
-    assert_same_features(features(model.eval(), image), features(ours_b0, image), atol=0)
+    assert_same_features(
+        features(model.eval(), image), features(ours_b0, image), atol=0
+    )
 
 
 def test_load_through_mmdet_registry(tmp_path, ours_b0, image):
     from mmdet.registry import MODELS
 
     import pvtfpn_mm  # noqa: F401  (registers)
-    path = save(from_ours(ours_b0.state_dict(), 'official'), tmp_path / 'official.pth')
-    model = MODELS.build(dict(type='PVTv2', arch='b0',
-                              init_cfg=dict(type='Pretrained', checkpoint=path)))
+
+    path = save(
+        from_ours(ours_b0.state_dict(), 'official'), tmp_path / 'official.pth'
+    )
+    model = MODELS.build(
+        dict(
+            type='PVTv2',
+            arch='b0',
+            init_cfg=dict(type='Pretrained', checkpoint=path),
+        )
+    )
     model.init_weights()
-    assert_same_features(features(model.eval(), image), features(ours_b0, image), atol=0)
+    assert_same_features(
+        features(model.eval(), image), features(ours_b0, image), atol=0
+    )
 
 
 # ------------------------------------------------------------------ strictness, errors
@@ -201,7 +249,9 @@ def test_other_variant_lists_missing_unexpected_and_shapes(tmp_path):
     with torch.device('meta'):
         b1 = PVTv2('b1')
     b1_state = {k: torch.zeros(v.shape) for k, v in b1.state_dict().items()}
-    b1_state['stages.1.blocks.2.norm1.weight'] = torch.zeros(128)  # b1 has 2 blocks
+    b1_state['stages.1.blocks.2.norm1.weight'] = torch.zeros(
+        128
+    )  # b1 has 2 blocks
     del b1_state['stages.3.norm.bias']
     path = save(b1_state, tmp_path / 'b1.pth')
     with pytest.raises(StateDictMismatchError, match='b1.pth') as info:
@@ -209,8 +259,15 @@ def test_other_variant_lists_missing_unexpected_and_shapes(tmp_path):
     error = info.value
     assert error.missing == ['stages.3.norm.bias']
     assert error.unexpected == ['stages.1.blocks.2.norm1.weight']
-    assert 'stages.0.patch_embed.proj.weight: (64, 3, 7, 7) vs (32, 3, 7, 7)' in error.mismatched
-    for key in ('stages.3.norm.bias', 'stages.1.blocks.2.norm1.weight', '(64, 3, 7, 7)'):
+    assert (
+        'stages.0.patch_embed.proj.weight: (64, 3, 7, 7) vs (32, 3, 7, 7)'
+        in error.mismatched
+    )
+    for key in (
+        'stages.3.norm.bias',
+        'stages.1.blocks.2.norm1.weight',
+        '(64, 3, 7, 7)',
+    ):
         assert key in str(error)
 
 
@@ -223,7 +280,10 @@ def test_unknown_keys_are_unexpected_not_dropped(ours_b0):
 
 def test_checkpoint_of_another_model(tmp_path):
     import torchvision
-    path = save(torchvision.models.resnet18().state_dict(), tmp_path / 'resnet18.pth')
+
+    path = save(
+        torchvision.models.resnet18().state_dict(), tmp_path / 'resnet18.pth'
+    )
     with pytest.raises(CheckpointFormatError, match='resnet18.pth'):
         load_pretrained(PVTv2('b0'), path)
 
@@ -250,10 +310,13 @@ class _NotAllowed:
 
 
 def test_reading_is_weights_only(tmp_path, ours_b0):
-    path = save({'state_dict': ours_b0.state_dict(), 'extra': _NotAllowed()},
-                tmp_path / 'unsafe.pth')
-    with pytest.raises(CheckpointReadError, match=r'unsafe\.pth.*safe loading does not allow'
-                       ) as info:
+    path = save(
+        {'state_dict': ours_b0.state_dict(), 'extra': _NotAllowed()},
+        tmp_path / 'unsafe.pth',
+    )
+    with pytest.raises(
+        CheckpointReadError, match=r'unsafe\.pth.*safe loading does not allow'
+    ) as info:
         load_pretrained(PVTv2('b0'), path)
     assert 'weights_only=False' not in str(info.value)
 
@@ -277,19 +340,43 @@ def test_cli_main_converts_to_mmdet(tmp_path, ours_b0, timm_b0, image, capsys):
     load_pretrained(exact, ours_b0.state_dict())
     assert_same_features(features(mmdet_model, image), features(exact, image))
     with pytest.raises(CheckpointFormatError, match="'official'"):
-        convert_weights.main([src, str(tmp_path / 'other.pth'), '--to', 'ours', '--from',
-                              'official'])
+        convert_weights.main(
+            [
+                src,
+                str(tmp_path / 'other.pth'),
+                '--to',
+                'ours',
+                '--from',
+                'official',
+            ]
+        )
 
 
 def test_cli_subprocess_official_to_timm(tmp_path, ours_b0, timm_b0):
-    src = save(from_ours(ours_b0.state_dict(), 'official'), tmp_path / 'official.pth')
+    src = save(
+        from_ours(ours_b0.state_dict(), 'official'), tmp_path / 'official.pth'
+    )
     dst = tmp_path / 'timm.pth'
     result = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'convert_weights.py'), src, str(dst),
-         '--to', 'timm'], capture_output=True, text=True, cwd=REPO)
+        [
+            sys.executable,
+            osp.join(REPO, 'tools', 'convert_weights.py'),
+            src,
+            str(dst),
+            '--to',
+            'timm',
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr
     converted = torch.load(dst, weights_only=True)
-    headless = {k: v for k, v in timm_b0.state_dict().items() if not k.startswith('head.')}
+    headless = {
+        k: v
+        for k, v in timm_b0.state_dict().items()
+        if not k.startswith('head.')
+    }
     assert set(converted) == set(headless)
     assert all(torch.equal(converted[k], v) for k, v in headless.items())
 

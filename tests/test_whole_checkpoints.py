@@ -11,6 +11,7 @@ The reference for the official layout is independent of our converter: timm's
 official-to-timm key filter, behind mmdet's / mmseg's ``FPN`` and the official heads
 loaded with their keys as they are.
 """
+
 import glob
 import os
 import os.path as osp
@@ -67,7 +68,10 @@ def build(cfg_path, cfg_options=None, **backbone):
 
 
 #: Fewer proposals (for both models compared): a cheaper test, the same code paths.
-FEW_PROPOSALS = {'model.test_cfg.rpn.nms_pre': 200, 'model.test_cfg.rpn.max_per_img': 200}
+FEW_PROPOSALS = {
+    'model.test_cfg.rpn.nms_pre': 200,
+    'model.test_cfg.rpn.max_per_img': 200,
+}
 
 
 def cli(*args):
@@ -81,8 +85,10 @@ def cli(*args):
 
 def images(sizes=SIZES, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, 256, (3, h, w), generator=gen, dtype=torch.uint8)
-            for h, w in sizes]
+    return [
+        torch.randint(0, 256, (3, h, w), generator=gen, dtype=torch.uint8)
+        for h, w in sizes
+    ]
 
 
 def predict(model, img):
@@ -90,12 +96,18 @@ def predict(model, img):
     h, w = img.shape[1:]
     if hasattr(model, 'rpn_head') or hasattr(model, 'bbox_head'):
         from mmdet.structures import DetDataSample
-        sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
-                                             scale_factor=(1.0, 1.0)))
+
+        sample = DetDataSample(
+            metainfo=dict(
+                img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0)
+            )
+        )
     else:
         from mmseg.structures import SegDataSample
-        sample = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
-                                             pad_shape=(h, w)))
+
+        sample = SegDataSample(
+            metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w))
+        )
     with torch.no_grad():
         return model.test_step(dict(inputs=[img], data_samples=[sample]))[0]
 
@@ -108,7 +120,10 @@ def compare_detections(a, b, box_atol, score_atol):
     assert torch.equal(a.labels, b.labels)
     box_diff = float((a.bboxes - b.bboxes).abs().max())
     score_diff = float((a.scores - b.scores).abs().max())
-    assert box_diff <= box_atol and score_diff <= score_atol, (box_diff, score_diff)
+    assert box_diff <= box_atol and score_diff <= score_atol, (
+        box_diff,
+        score_diff,
+    )
     return box_diff, score_diff
 
 
@@ -122,20 +137,30 @@ def mmdet_retinanet(tmp_path_factory):
     cfg = get_config(MMDET_PVT_B0)
     cfg.model.backbone.init_cfg = None
     model = random_params_(build_model_from_config(cfg), seed=1).eval()
-    path = tmp_path_factory.mktemp('mmdet') / 'retinanet_pvtv2-b0_fpn_1x_coco.pth'
-    meta = dict(epoch=12, iter=87960, mmengine_version='0.10.7', seed=0,
-                experiment_name='retinanet_pvtv2-b0_fpn_1x_coco',
-                dataset_meta=dict(classes=tuple(f'c{i}' for i in range(80))))
+    path = (
+        tmp_path_factory.mktemp('mmdet') / 'retinanet_pvtv2-b0_fpn_1x_coco.pth'
+    )
+    meta = dict(
+        epoch=12,
+        iter=87960,
+        mmengine_version='0.10.7',
+        seed=0,
+        experiment_name='retinanet_pvtv2-b0_fpn_1x_coco',
+        dataset_meta=dict(classes=tuple(f'c{i}' for i in range(80))),
+    )
     save_checkpoint(dict(meta=meta, state_dict=model.state_dict()), str(path))
     return model, path
 
 
-def test_mmdet_retinanet_converted_predicts_what_mmdet_predicts(mmdet_retinanet, tmp_path,
-                                                              capsys):
+def test_mmdet_retinanet_converted_predicts_what_mmdet_predicts(
+    mmdet_retinanet, tmp_path, capsys
+):
     mmdet_model, path = mmdet_retinanet
     ours_cfg = config('retinanet/retinanet_pvtv2-b0_*1x_coco.py')
     dst = tmp_path / 'ours.pth'
-    cli(path, dst, '--config', ours_cfg)  # whole checkpoint detected, checked strictly
+    cli(
+        path, dst, '--config', ours_cfg
+    )  # whole checkpoint detected, checked strictly
     assert '(mmdet)' in capsys.readouterr().out
     converted = torch.load(dst, weights_only=True)
     assert converted['meta']['converted_from'] == 'mmdet'
@@ -143,8 +168,12 @@ def test_mmdet_retinanet_converted_predicts_what_mmdet_predicts(mmdet_retinanet,
     ours = build(ours_cfg, embed_norm_eps=1e-6)
     load_state_dict_strict(ours, converted['state_dict'])
     for img in images():
-        compare_detections(predict(ours, img), predict(mmdet_model, img),
-                           box_atol=2e-4, score_atol=1e-6)
+        compare_detections(
+            predict(ours, img),
+            predict(mmdet_model, img),
+            box_atol=2e-4,
+            score_atol=1e-6,
+        )
 
 
 def test_mmdet_retinanet_on_the_fly_with_default_eps_warns(mmdet_retinanet):
@@ -156,8 +185,12 @@ def test_mmdet_retinanet_on_the_fly_with_default_eps_warns(mmdet_retinanet):
     assert src == 'mmdet'
     load_state_dict_strict(ours, converted)
     for img in images()[:2]:  # eps 1e-5 vs 1e-6: close, not exact
-        compare_detections(predict(ours, img), predict(mmdet_model, img),
-                           box_atol=2e-3, score_atol=1e-5)
+        compare_detections(
+            predict(ours, img),
+            predict(mmdet_model, img),
+            box_atol=2e-3,
+            score_atol=1e-5,
+        )
 
 
 def test_model_layout_is_returned_as_it_is(mmdet_retinanet):
@@ -166,7 +199,9 @@ def test_model_layout_is_returned_as_it_is(mmdet_retinanet):
     converted, src = convert_to_model_layout(state, ours)
     assert src is None and list(converted) == list(state)
     # a model whose backbone is not our PVTv2 is left alone
-    resnet = build_model_from_config(config('resnet/retinanet_r50_*1x_coco.py'))
+    resnet = build_model_from_config(
+        config('resnet/retinanet_r50_*1x_coco.py')
+    )
     mmdet_state = mmdet_retinanet[0].state_dict()
     converted, src = convert_to_model_layout(mmdet_state, resnet)
     assert src is None and list(converted) == list(mmdet_state)
@@ -178,11 +213,19 @@ def test_model_layout_is_returned_as_it_is(mmdet_retinanet):
 def timm_reference_backbone(state_dict, tmp_path, arch='b0'):
     """A TimmFeatures backbone config holding the official backbone, converted to timm's
     names by timm's own filter."""
-    backbone = {k[len('backbone.'):]: v for k, v in state_dict.items()
-                if k.startswith('backbone.')}
+    backbone = {
+        k[len('backbone.') :]: v
+        for k, v in state_dict.items()
+        if k.startswith('backbone.')
+    }
     path = tmp_path / f'timm_pvt_v2_{arch}.pth'
-    torch.save(checkpoint_filter_fn(backbone, timm.create_model(f'pvt_v2_{arch}')), path)
-    return dict(type='TimmFeatures', model_name=f'pvt_v2_{arch}', checkpoint=str(path))
+    torch.save(
+        checkpoint_filter_fn(backbone, timm.create_model(f'pvt_v2_{arch}')),
+        path,
+    )
+    return dict(
+        type='TimmFeatures', model_name=f'pvt_v2_{arch}', checkpoint=str(path)
+    )
 
 
 def reference_model(cfg_path, state_dict, tmp_path, neck, cfg_options=None):
@@ -190,15 +233,25 @@ def reference_model(cfg_path, state_dict, tmp_path, neck, cfg_options=None):
     cfg.model.backbone = timm_reference_backbone(state_dict, tmp_path)
     cfg.model.neck = neck
     model = build_model_from_config(cfg, cfg_options).eval()
-    own = {k: v for k, v in state_dict.items() if not k.startswith('backbone.')}
-    own.update(('backbone.' + k, v) for k, v in model.backbone.state_dict().items())
-    load_state_dict_strict(model, own, source='official neck/heads')  # names as they are
+    own = {
+        k: v for k, v in state_dict.items() if not k.startswith('backbone.')
+    }
+    own.update(
+        ('backbone.' + k, v) for k, v in model.backbone.state_dict().items()
+    )
+    load_state_dict_strict(
+        model, own, source='official neck/heads'
+    )  # names as they are
     return model
 
 
-def test_official_mask_rcnn_converted_predicts_what_the_official_model_predicts(tmp_path):
+def test_official_mask_rcnn_converted_predicts_what_the_official_model_predicts(
+    tmp_path,
+):
     ckpt = official_checkpoint('mask_rcnn')
-    ckpt['state_dict']['roi_head.bbox_head.fc_cls.weight'] *= 6  # scores above score_thr
+    ckpt['state_dict']['roi_head.bbox_head.fc_cls.weight'] *= (
+        6  # scores above score_thr
+    )
     src = tmp_path / 'mask_rcnn_pvt_v2_b0_fpn_1x_coco.pth'
     torch.save(ckpt, src)
     cfg_path = config('mask_rcnn/mask-rcnn_pvtv2-b0_*1x_coco.py')
@@ -209,9 +262,17 @@ def test_official_mask_rcnn_converted_predicts_what_the_official_model_predicts(
     ours = build(cfg_path, FEW_PROPOSALS)
     load_state_dict_strict(ours, converted['state_dict'])
     reference = reference_model(
-        cfg_path, ckpt['state_dict'], tmp_path,
-        dict(type='FPN', in_channels=[32, 64, 160, 256], out_channels=256, num_outs=5),
-        FEW_PROPOSALS)
+        cfg_path,
+        ckpt['state_dict'],
+        tmp_path,
+        dict(
+            type='FPN',
+            in_channels=[32, 64, 160, 256],
+            out_channels=256,
+            num_outs=5,
+        ),
+        FEW_PROPOSALS,
+    )
     for img in images(SIZES[:2]):
         a, b = predict(ours, img), predict(reference, img)
         compare_detections(a, b, box_atol=2e-3, score_atol=2e-4)
@@ -221,28 +282,45 @@ def test_official_mask_rcnn_converted_predicts_what_the_official_model_predicts(
         assert flipped <= 1e-3 * a.pred_instances.masks.sum(), flipped
 
 
-def test_official_sem_fpn_converted_predicts_what_the_official_model_predicts(tmp_path):
+def test_official_sem_fpn_converted_predicts_what_the_official_model_predicts(
+    tmp_path,
+):
     ckpt = official_checkpoint('sem_fpn')
     cfg_path = config('sem_fpn/fpn_pvtv2-b0_*40k_ade20k-512x512.py')
     ours = build(cfg_path)
-    converted, src = convert_to_model_layout(ckpt['state_dict'], ours)  # on the fly
+    converted, src = convert_to_model_layout(
+        ckpt['state_dict'], ours
+    )  # on the fly
     assert src == 'official'
     load_state_dict_strict(ours, converted)
     reference = reference_model(
-        cfg_path, ckpt['state_dict'], tmp_path,
-        dict(type='FPN', in_channels=[32, 64, 160, 256], out_channels=256, num_outs=4))
+        cfg_path,
+        ckpt['state_dict'],
+        tmp_path,
+        dict(
+            type='FPN',
+            in_channels=[32, 64, 160, 256],
+            out_channels=256,
+            num_outs=4,
+        ),
+    )
     for img in images():
         a, b = predict(ours, img), predict(reference, img)
         logits_a, logits_b = a.seg_logits.data, b.seg_logits.data
-        assert float((logits_a - logits_b).abs().max()) <= 1e-4 * float(logits_b.abs().max())
+        assert float((logits_a - logits_b).abs().max()) <= 1e-4 * float(
+            logits_b.abs().max()
+        )
         assert torch.equal(a.pred_sem_seg.data, b.pred_sem_seg.data)
 
 
-@pytest.mark.parametrize('kind,pattern', [
-    ('retinanet', 'retinanet/retinanet_pvtv2-b0_*1x_coco.py'),
-    ('mask_rcnn', 'mask_rcnn/mask-rcnn_pvtv2-b0_*1x_coco.py'),
-    ('sem_fpn', 'sem_fpn/fpn_pvtv2-b0_*40k_ade20k-512x512.py'),
-])
+@pytest.mark.parametrize(
+    'kind,pattern',
+    [
+        ('retinanet', 'retinanet/retinanet_pvtv2-b0_*1x_coco.py'),
+        ('mask_rcnn', 'mask_rcnn/mask-rcnn_pvtv2-b0_*1x_coco.py'),
+        ('sem_fpn', 'sem_fpn/fpn_pvtv2-b0_*40k_ade20k-512x512.py'),
+    ],
+)
 def test_official_checkpoints_fit_our_configs_strictly(kind, pattern):
     state = official_checkpoint(kind)['state_dict']
     assert detect_layout(state) == 'official'
@@ -254,17 +332,26 @@ def test_official_checkpoints_fit_our_configs_strictly(kind, pattern):
 
 def test_official_b2_li_fits_our_config():
     state = official_checkpoint('retinanet', arch='b2_li')['state_dict']
-    load_state_dict_strict(build_model_from_config(config('retinanet/retinanet_pvtv2-b2-li_*.py')),
-                           whole_to_ours(state))
+    load_state_dict_strict(
+        build_model_from_config(
+            config('retinanet/retinanet_pvtv2-b2-li_*.py')
+        ),
+        whole_to_ours(state),
+    )
 
 
 def test_keys_no_rule_maps_are_refused_with_a_list(tmp_path):
     state = official_checkpoint('retinanet')['state_dict']
-    state['backbone.head.weight'] = torch.zeros(1000, 256)  # a classifier: not mapped
+    state['backbone.head.weight'] = torch.zeros(
+        1000, 256
+    )  # a classifier: not mapped
     state['roi_head.foo.weight'] = torch.zeros(1)
     state['ema_bbox_head.retina_cls.weight'] = torch.zeros(1)
-    with pytest.raises(CheckpointFormatError, match=r'3 keys are mapped by no rule.*'
-                       r'backbone\.head\.weight.*roi_head\.foo\.weight.*ema_bbox_head'):
+    with pytest.raises(
+        CheckpointFormatError,
+        match=r'3 keys are mapped by no rule.*'
+        r'backbone\.head\.weight.*roi_head\.foo\.weight.*ema_bbox_head',
+    ):
         whole_to_ours(state)
     src = tmp_path / 'bad.pth'
     torch.save({'state_dict': state}, src)
@@ -278,23 +365,37 @@ def test_whole_checkpoints_convert_to_ours_only(tmp_path):
     torch.save(official_checkpoint('retinanet'), src)
     with pytest.raises(ValueError, match=r"--to 'mmdet'.*--prefix backbone\."):
         cli(src, tmp_path / 'out.pth', '--to', 'mmdet')
-    with pytest.raises(CheckpointFormatError, match="layout 'official', not 'mmdet'"):
+    with pytest.raises(
+        CheckpointFormatError, match="layout 'official', not 'mmdet'"
+    ):
         cli(src, tmp_path / 'out.pth', '--from', 'mmdet')
     # --prefix (or --backbone) converts only the backbone, to any format
     cli(src, tmp_path / 'timm.pth', '--to', 'timm', '--prefix', 'backbone.')
-    assert 'stages.0.blocks.0.attn.q.weight' in torch.load(tmp_path / 'timm.pth',
-                                                           weights_only=True)
+    assert 'stages.0.blocks.0.attn.q.weight' in torch.load(
+        tmp_path / 'timm.pth', weights_only=True
+    )
     with pytest.raises(ValueError, match='config='):
-        cli(src, tmp_path / 'b.pth', '--backbone', '--config',
-            config('retinanet/retinanet_pvtv2-b0_*1x_coco.py'))
+        cli(
+            src,
+            tmp_path / 'b.pth',
+            '--backbone',
+            '--config',
+            config('retinanet/retinanet_pvtv2-b0_*1x_coco.py'),
+        )
 
 
 def test_config_check_names_what_does_not_fit(tmp_path):
     src = tmp_path / 'official_mask_rcnn.pth'
     torch.save(official_checkpoint('mask_rcnn'), src)
-    with pytest.raises(weights.StateDictMismatchError, match='missing keys.*bbox_head'):
-        cli(src, tmp_path / 'out.pth', '--config',
-            config('retinanet/retinanet_pvtv2-b0_*1x_coco.py'))
+    with pytest.raises(
+        weights.StateDictMismatchError, match='missing keys.*bbox_head'
+    ):
+        cli(
+            src,
+            tmp_path / 'out.pth',
+            '--config',
+            config('retinanet/retinanet_pvtv2-b0_*1x_coco.py'),
+        )
     assert not (tmp_path / 'out.pth').exists()
 
 
@@ -315,15 +416,24 @@ def test_existing_dst_needs_force(src, tmp_path):
         cli(src, dst)
     assert dst.read_bytes() == b'keep me'
     cli(src, dst, '--force')
-    assert torch.load(dst, weights_only=True)['meta']['converted_from'] == 'official'
+    assert (
+        torch.load(dst, weights_only=True)['meta']['converted_from']
+        == 'official'
+    )
 
 
 @pytest.mark.parametrize('how', ['same', 'relative', 'symlink', 'dotdot'])
-def test_dst_equal_to_src_is_refused_even_with_force(src, tmp_path, monkeypatch, how):
+def test_dst_equal_to_src_is_refused_even_with_force(
+    src, tmp_path, monkeypatch, how
+):
     before = src.read_bytes()
     monkeypatch.chdir(tmp_path)
-    dst = {'same': str(src), 'relative': 'src.pth', 'dotdot': f'../{tmp_path.name}/src.pth',
-           'symlink': 'link.pth'}[how]
+    dst = {
+        'same': str(src),
+        'relative': 'src.pth',
+        'dotdot': f'../{tmp_path.name}/src.pth',
+        'symlink': 'link.pth',
+    }[how]
     if how == 'symlink':
         os.symlink(src, tmp_path / 'link.pth')
     with pytest.raises(ValueError, match='is the input file'):
@@ -333,7 +443,9 @@ def test_dst_equal_to_src_is_refused_even_with_force(src, tmp_path, monkeypatch,
 
 def test_dst_in_a_missing_folder_is_named(src, tmp_path):
     missing = tmp_path / 'no' / 'such'
-    with pytest.raises(FileNotFoundError, match=rf"folder '{missing}'.*does not exist"):
+    with pytest.raises(
+        FileNotFoundError, match=rf"folder '{missing}'.*does not exist"
+    ):
         cli(src, missing / 'out.pth')
 
 
@@ -355,14 +467,19 @@ def test_write_is_atomic(src, tmp_path, monkeypatch):
     real_save = torch.save
 
     def save_then_fail(obj, f, *args, **kwargs):
-        real_save(obj, f, *args, **kwargs)  # the bytes are written, then the disk fails
+        real_save(
+            obj, f, *args, **kwargs
+        )  # the bytes are written, then the disk fails
         raise OSError('No space left on device')
 
     monkeypatch.setattr(weights.torch, 'save', save_then_fail)
     with pytest.raises(OSError, match='No space left'):
         cli(src, dst, '--force')
     assert dst.read_bytes() == b'old'  # untouched
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['dst.pth', 'src.pth']  # no temp
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'dst.pth',
+        'src.pth',
+    ]  # no temp
     monkeypatch.setattr(weights.torch, 'save', real_save)
     cli(src, dst, '--force')
     assert sorted(p.name for p in tmp_path.iterdir()) == ['dst.pth', 'src.pth']
@@ -378,18 +495,31 @@ def _umask():
 @pytest.mark.slow
 def test_cli_errors_are_one_line_without_traceback(src, tmp_path):
     result = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'convert_weights.py'), str(src), str(src)],
-        capture_output=True, text=True, cwd=REPO)
+        [
+            sys.executable,
+            osp.join(REPO, 'tools', 'convert_weights.py'),
+            str(src),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode == 1
     assert 'Traceback' not in result.stderr
-    assert 'convert_weights.py: error:' in result.stderr and 'is the input file' in result.stderr
+    assert (
+        'convert_weights.py: error:' in result.stderr
+        and 'is the input file' in result.stderr
+    )
 
 
 def test_no_warning_for_layouts_trained_with_the_models_eps():
     model = build(config('retinanet/retinanet_pvtv2-b0_*1x_coco.py'))
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        convert_to_model_layout(official_checkpoint('retinanet')['state_dict'], model)
+        convert_to_model_layout(
+            official_checkpoint('retinanet')['state_dict'], model
+        )
 
 
 # ------------------------------------------------- tools/test.py and mim test, end to end
@@ -402,6 +532,7 @@ def test_test_tools_convert_a_released_layout_on_the_fly(tmp_path):
     the same weights in our layout."""
     from pvtfpn_mm.tools_lib.toy_data import write_toy_data
     from pvtfpn_mm.weights import from_ours
+
     toy = tmp_path / 'toy'
     write_toy_data(str(toy), num_train=2, num_val=4, img_size=64, seed=0)
     base = config('quickstart/retinanet_pvtv2-b0_*toy-96.py')
@@ -411,22 +542,38 @@ def test_test_tools_convert_a_released_layout_on_the_fly(tmp_path):
         "test_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False,\n"
         "                       dataset=dict(data_root=data_root))\n"
         "test_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')\n"
-        "model = dict(test_cfg=dict(score_thr=0.0))\n")
+        "model = dict(test_cfg=dict(score_thr=0.0))\n"
+    )
     model = random_params_(build(str(cfg_path)), seed=2)
     ours = tmp_path / 'ours.pth'
     torch.save({'meta': {}, 'state_dict': model.state_dict()}, ours)
     state = model.state_dict()
-    backbone = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
-    mmdet_state = {'backbone.' + k: v for k, v in from_ours(backbone, 'mmdet').items()}
-    mmdet_state.update((k, v) for k, v in state.items() if not k.startswith('backbone.'))
+    backbone = {
+        k[len('backbone.') :]: v
+        for k, v in state.items()
+        if k.startswith('backbone.')
+    }
+    mmdet_state = {
+        'backbone.' + k: v for k, v in from_ours(backbone, 'mmdet').items()
+    }
+    mmdet_state.update(
+        (k, v) for k, v in state.items() if not k.startswith('backbone.')
+    )
     assert detect_layout(mmdet_state) == 'mmdet'
     released = tmp_path / 'released_mmdet.pth'
-    save_checkpoint(dict(meta=dict(epoch=12), state_dict=mmdet_state), str(released))
+    save_checkpoint(
+        dict(meta=dict(epoch=12), state_dict=mmdet_state), str(released)
+    )
 
     def test_tool(*cmd):
-        proc = subprocess.run([*cmd, '--work-dir', str(tmp_path / 'work')], cwd=REPO,
-                              capture_output=True, text=True, timeout=600,
-                              env=dict(os.environ, OMP_NUM_THREADS='1'))
+        proc = subprocess.run(
+            [*cmd, '--work-dir', str(tmp_path / 'work')],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=dict(os.environ, OMP_NUM_THREADS='1'),
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         out = proc.stdout + proc.stderr
         return out, re.search(r'coco/bbox_mAP: (\S+)', out).group(1)
@@ -438,5 +585,10 @@ def test_test_tools_convert_a_released_layout_on_the_fly(tmp_path):
     assert 'converted on the fly' not in out
     assert converted_map == ours_map
     mim = osp.join(osp.dirname(sys.executable), 'mim')
-    out, mim_map = test_tool(mim, 'test', 'mmdet', str(cfg_path), '--checkpoint', str(released))
-    assert "converted on the fly from the 'mmdet' layout" in out and mim_map == ours_map
+    out, mim_map = test_tool(
+        mim, 'test', 'mmdet', str(cfg_path), '--checkpoint', str(released)
+    )
+    assert (
+        "converted on the fly from the 'mmdet' layout" in out
+        and mim_map == ours_map
+    )

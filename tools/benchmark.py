@@ -10,6 +10,7 @@ config's test size, inference latency (batch 1, median of interleaved rounds), t
 step time at the config's batch per GPU, peak memory; on CUDA when present, else the CPU.
 ``python tools/benchmark.py MODE --help`` lists a mode's options.
 """
+
 import argparse
 import sys
 
@@ -20,9 +21,11 @@ def parse_args(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in MODES and argv[0] not in ('-h', '--help'):
         argv.insert(0, 'configs')
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     epilog=__doc__.split('\n\n', 1)[1],
-                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        epilog=__doc__.split('\n\n', 1)[1],
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     modes = parser.add_subparsers(dest='mode', required=True)
     for name, help_text in MODES.items():
         load_mode(name).add_arguments(modes.add_parser(name, help=help_text))

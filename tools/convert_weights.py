@@ -18,6 +18,7 @@ may never be SRC. Examples::
     python tools/convert_weights.py pvt_v2_b2.pth pvt_v2_b2_mmdet.pth --to mmdet
     python tools/convert_weights.py retinanet.pth backbone_timm.pth --to timm --prefix backbone.
 """
+
 import argparse
 import sys
 
@@ -27,44 +28,85 @@ from pvtfpn_mm.weights import FORMATS, convert_file
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n\n')[0],
-        epilog=__doc__.split('\n\n', 1)[1], formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument('src', help='checkpoint file (or http(s) URL) to convert')
+        epilog=__doc__.split('\n\n', 1)[1],
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    parser.add_argument(
+        'src', help='checkpoint file (or http(s) URL) to convert'
+    )
     parser.add_argument('dst', help='output file (its folder must exist)')
-    parser.add_argument('--to', default='ours', choices=FORMATS,
-                        help="output format (default: ours; whole checkpoints: ours only)")
     parser.add_argument(
-        '--from', dest='src_format', choices=FORMATS, default=None,
+        '--to',
+        default='ours',
+        choices=FORMATS,
+        help="output format (default: ours; whole checkpoints: ours only)",
+    )
+    parser.add_argument(
+        '--from',
+        dest='src_format',
+        choices=FORMATS,
+        default=None,
         help='expected source format / layout (default: detect; a different one is an '
-             'error)')
+        'error)',
+    )
     parser.add_argument(
-        '--prefix', default=None,
+        '--prefix',
+        default=None,
         help="convert only the backbone under this key prefix, e.g. 'backbone.' "
-             "(default: detect)")
+        "(default: detect)",
+    )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument('--whole', dest='whole', action='store_const', const=True,
-                      default=None,
-                      help='SRC is a whole detector / segmentor (default: detect)')
-    mode.add_argument('--backbone', dest='whole', action='store_const', const=False,
-                      help='convert only the PVT-v2 backbone in SRC (default: detect)')
+    mode.add_argument(
+        '--whole',
+        dest='whole',
+        action='store_const',
+        const=True,
+        default=None,
+        help='SRC is a whole detector / segmentor (default: detect)',
+    )
+    mode.add_argument(
+        '--backbone',
+        dest='whole',
+        action='store_const',
+        const=False,
+        help='convert only the PVT-v2 backbone in SRC (default: detect)',
+    )
     parser.add_argument(
-        '--config', default=None,
+        '--config',
+        default=None,
         help='whole checkpoints: check that the result loads strictly into this '
-             "config's model")
-    parser.add_argument('--force', action='store_true', help='overwrite an existing DST')
+        "config's model",
+    )
+    parser.add_argument(
+        '--force', action='store_true', help='overwrite an existing DST'
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     src_format, count, whole = convert_file(
-        args.src, args.dst, args.to, src=args.src_format, prefix=args.prefix,
-        whole=args.whole, force=args.force, config=args.config)
+        args.src,
+        args.dst,
+        args.to,
+        src=args.src_format,
+        prefix=args.prefix,
+        whole=args.whole,
+        force=args.force,
+        config=args.config,
+    )
     what = 'a whole model' if whole else 'a backbone'
-    print(f'{args.src} ({src_format}) -> {args.dst} ({args.to}): {count} tensors of {what}')
+    print(
+        f'{args.src} ({src_format}) -> {args.dst} ({args.to}): {count} tensors of {what}'
+    )
 
 
 if __name__ == '__main__':
     try:
         main()
-    except (OSError, ValueError, RuntimeError) as error:  # named files / keys; no traceback
+    except (
+        OSError,
+        ValueError,
+        RuntimeError,
+    ) as error:  # named files / keys; no traceback
         sys.exit(f'convert_weights.py: error: {error}')

@@ -1,7 +1,8 @@
 """Distributed testing over torchrun (CUDA: nccl; CPU only: gloo).
 
-    python tools/dist_test.py CONFIG CHECKPOINT NPROC [tools/test.py options ...]
+python tools/dist_test.py CONFIG CHECKPOINT NPROC [tools/test.py options ...]
 """
+
 import argparse
 import sys
 
@@ -11,7 +12,8 @@ from pvtfpn_mm.tools_lib.launch import launch
 def parse_args():
     parser = argparse.ArgumentParser(
         description='Test with NPROC processes per node (torchrun)',
-        usage='%(prog)s CONFIG CHECKPOINT NPROC [tools/test.py options ...]')
+        usage='%(prog)s CONFIG CHECKPOINT NPROC [tools/test.py options ...]',
+    )
     parser.add_argument('config')
     parser.add_argument('checkpoint')
     parser.add_argument('nproc', type=int, help='processes (GPUs) per node')

@@ -4,6 +4,7 @@
 
 Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT as for mmdet's dist_train.sh.
 """
+
 import argparse
 import sys
 
@@ -13,7 +14,8 @@ from pvtfpn_mm.tools_lib.launch import launch
 def parse_args():
     parser = argparse.ArgumentParser(
         description='Train with NPROC processes per node (torchrun)',
-        usage='%(prog)s CONFIG NPROC [tools/train.py options ...]')
+        usage='%(prog)s CONFIG NPROC [tools/train.py options ...]',
+    )
     parser.add_argument('config')
     parser.add_argument('nproc', type=int, help='processes (GPUs) per node')
     return parser.parse_known_args()

@@ -1,5 +1,6 @@
 """Prints the stack's versions, torch's CUDA, whether mmcv's ops are compiled (CPU only or
 with CUDA ops), and our registered types."""
+
 import argparse
 
 from pvtfpn_mm.env_info import (
@@ -19,10 +20,18 @@ def main():
     parse_args()
     for name, version in stack_versions().items():
         print(f'{name:15s} {version}')
-    print(f'mmcv ops        {"compiled" if mmcv_ops_compiled() else "MISSING"}')
+    print(
+        f'mmcv ops        {"compiled" if mmcv_ops_compiled() else "MISSING"}'
+    )
     cuda_ops = mmcv_cuda_ops()
-    print('mmcv CUDA ops   ' + (f'compiled with CUDA {cuda_ops}' if cuda_ops[0].isdigit()
-                                else f'none ({cuda_ops}: CPU ops only)'))
+    print(
+        'mmcv CUDA ops   '
+        + (
+            f'compiled with CUDA {cuda_ops}'
+            if cuda_ops[0].isdigit()
+            else f'none ({cuda_ops}: CPU ops only)'
+        )
+    )
     for key, value in torch_cuda().items():
         print(f'{"torch CUDA " + key:15s} {value}')
     for scope, names in registered_types().items():

@@ -11,6 +11,7 @@ R-CNN also ``mask_probs`` (28 x 28 per detection, pasted by the helper); segment
 ``seg_logits, labels``. Run it with ``pvtfpn_mm.deploy.OnnxModel`` (onnxruntime).
 Needs the deploy extra: ``pip install -r requirements/deploy.txt -c requirements/constraints.txt``.
 """
+
 import argparse
 import sys
 
@@ -19,20 +20,34 @@ from pvtfpn_mm.deploy import export_onnx
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
+
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('config', help='config file (mmdet or mmseg)')
-    parser.add_argument('checkpoint', help='checkpoint file (any layout convert_weights reads)')
-    parser.add_argument('out', help='the .onnx file to write (its folder must exist)')
+    parser.add_argument(
+        'checkpoint', help='checkpoint file (any layout convert_weights reads)'
+    )
+    parser.add_argument(
+        'out', help='the .onnx file to write (its folder must exist)'
+    )
     parser.add_argument('--force', action='store_true', help='overwrite OUT')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, key=value')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value',
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    out = export_onnx(args.config, args.checkpoint, args.out, force=args.force,
-                      cfg_options=args.cfg_options)
+    out = export_onnx(
+        args.config,
+        args.checkpoint,
+        args.out,
+        force=args.force,
+        cfg_options=args.cfg_options,
+    )
     print(f'{args.config} + {args.checkpoint} -> {out}')
     return out
 

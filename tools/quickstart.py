@@ -7,6 +7,7 @@ pictures of their predictions next to the ground truth.
 
 (./quickstart.sh sets up the environment first, then runs this.)
 """
+
 import argparse
 
 from pvtfpn_mm.tools_lib.quickstart import main as quickstart
@@ -14,24 +15,43 @@ from pvtfpn_mm.tools_lib.quickstart import main as quickstart
 
 def parse_args():
     parser = argparse.ArgumentParser(description='pvtfpn_mm quickstart (CPU)')
-    parser.add_argument('--out', default='work_dirs/quickstart', help='output folder')
-    parser.add_argument('--data', default='data/toy',
-                        help='toy dataset folder (written if missing)')
-    parser.add_argument('--only', choices=['det', 'seg'], help='run one of the two models')
-    parser.add_argument('--det-iters', type=int, help='detector iterations (config: 800)')
-    parser.add_argument('--seg-iters', type=int, help='segmentor iterations (config: 400)')
     parser.add_argument(
-        '--threads', type=int, default=1,
+        '--out', default='work_dirs/quickstart', help='output folder'
+    )
+    parser.add_argument(
+        '--data',
+        default='data/toy',
+        help='toy dataset folder (written if missing)',
+    )
+    parser.add_argument(
+        '--only', choices=['det', 'seg'], help='run one of the two models'
+    )
+    parser.add_argument(
+        '--det-iters', type=int, help='detector iterations (config: 800)'
+    )
+    parser.add_argument(
+        '--seg-iters', type=int, help='segmentor iterations (config: 400)'
+    )
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=1,
         help='torch threads (default 1: robust when other processes share the cores; '
-        '2 is about 25%% faster on an idle 2-core machine)')
+        '2 is about 25%% faster on an idle 2-core machine)',
+    )
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
-    quickstart(out_dir=args.out, data_root=args.data,
-               tasks=(args.only, ) if args.only else ('det', 'seg'),
-               det_iters=args.det_iters, seg_iters=args.seg_iters, threads=args.threads)
+    quickstart(
+        out_dir=args.out,
+        data_root=args.data,
+        tasks=(args.only,) if args.only else ('det', 'seg'),
+        det_iters=args.det_iters,
+        seg_iters=args.seg_iters,
+        threads=args.threads,
+    )
 
 
 if __name__ == '__main__':

@@ -10,7 +10,9 @@ _base_ = [
     'mmseg::_base_/schedules/schedule_25k.py',
 ]
 custom_imports = dict(imports=['pvtfpn_mm'], allow_failed_imports=False)
-checkpoint_file = 'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b2.pth'  # noqa
+checkpoint_file = (
+    'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b2.pth'  # noqa
+)
 
 crop_size = (480, 480)
 norm_cfg = dict(type='SyncBN', requires_grad=True)
@@ -23,20 +25,23 @@ model = dict(
         bgr_to_rgb=True,
         pad_val=0,
         seg_pad_val=0,
-        size=crop_size),
+        size=crop_size,
+    ),
     backbone=dict(
         type='PVTv2',
         arch='b2',
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)),
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file),
+    ),
     neck=dict(
         type='TopDownFPN',
         in_channels=[64, 128, 320, 512],
         out_channels=256,
         start_level=0,
         num_outs=4,
-        upsample_mode='bilinear'),
+        upsample_mode='bilinear',
+    ),
     decode_head=dict(
         type='FPNDepthHead',
         max_depth=10.0,
@@ -46,12 +51,23 @@ model = dict(
         dropout_ratio=0.0,
         norm_cfg=norm_cfg,
         align_corners=False,
-        loss_decode=dict(type='SiLogLoss')),
+        loss_decode=dict(type='SiLogLoss'),
+    ),
     train_cfg=dict(),
-    test_cfg=dict(mode='whole'))
+    test_cfg=dict(mode='whole'),
+)
 
-meta_keys = ('img_path', 'depth_map_path', 'ori_shape', 'img_shape', 'pad_shape',
-             'scale_factor', 'flip', 'flip_direction', 'category_id')
+meta_keys = (
+    'img_path',
+    'depth_map_path',
+    'ori_shape',
+    'img_shape',
+    'pad_shape',
+    'scale_factor',
+    'flip',
+    'flip_direction',
+    'category_id',
+)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadDepthAnnotation', depth_rescale_factor=1e-3),
@@ -66,10 +82,24 @@ train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=0.0001, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg=dict(custom_keys=dict(norm=dict(decay_mult=0.))))
+    optimizer=dict(
+        type='AdamW', lr=0.0001, betas=(0.9, 0.999), weight_decay=0.01
+    ),
+    paramwise_cfg=dict(custom_keys=dict(norm=dict(decay_mult=0.0))),
+)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', eta_min=0.0, power=0.9, begin=1500, end=25000, by_epoch=False)
+    dict(
+        type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500
+    ),
+    dict(
+        type='PolyLR',
+        eta_min=0.0,
+        power=0.9,
+        begin=1500,
+        end=25000,
+        by_epoch=False,
+    ),
 ]
-default_hooks = dict(checkpoint=dict(save_best='rmse', rule='less', max_keep_ckpts=1))
+default_hooks = dict(
+    checkpoint=dict(save_best='rmse', rule='less', max_keep_ckpts=1)
+)

@@ -22,13 +22,21 @@ model = dict(
         num_classes=num_classes,
         in_channels=256,
         in_index=-1,
-        loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
-        cal_acc=False),
-    train_cfg=dict(augments=[
-        dict(type='Mixup', alpha=0.8),
-        dict(type='CutMix', alpha=1.0),
-    ]))
+        loss=dict(
+            type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'
+        ),
+        cal_acc=False,
+    ),
+    train_cfg=dict(
+        augments=[
+            dict(type='Mixup', alpha=0.8),
+            dict(type='CutMix', alpha=1.0),
+        ]
+    ),
+)
 # P4 = smooth(lateral(C4)) sees only C4: the classifier trains the whole backbone but
 # only the neck's coarsest lateral / smoothing convs, so distributed training must
 # allow unused parameters.
-model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=True)
+model_wrapper_cfg = dict(
+    type='MMDistributedDataParallel', find_unused_parameters=True
+)

@@ -16,11 +16,15 @@ custom_imports = dict(imports=['pvtfpn_mm'], allow_failed_imports=False)
 backbone_name = 'pvt_v2_b2'
 
 model = dict(
-    backbone=dict(type='TimmFeatures', model_name=backbone_name, out_indices=(0, 1, 2, 3)),
+    backbone=dict(
+        type='TimmFeatures', model_name=backbone_name, out_indices=(0, 1, 2, 3)
+    ),
     neck=dict(
         type='TopDownFPN',
         in_channels=timm_channels(backbone_name),  # [64, 128, 320, 512]
         out_channels=256,
         start_level=0,
         num_outs=4,
-        upsample_mode='nearest'))
+        upsample_mode='nearest',
+    ),
+)

@@ -11,4 +11,5 @@ _base_ = [
 ]
 
 optim_wrapper = dict(
-    optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, weight_decay=0.0001))
+    optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, weight_decay=0.0001)
+)

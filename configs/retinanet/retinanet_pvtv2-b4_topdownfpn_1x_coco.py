@@ -1,13 +1,19 @@
 # RetinaNet + PVT-v2-b4 + TopDownFPN, 1x COCO (see retinanet_pvtv2-b0_topdownfpn_1x_coco.py).
 _base_ = './retinanet_pvtv2-b0_topdownfpn_1x_coco.py'
-checkpoint_file = 'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b4.pth'  # noqa
+checkpoint_file = (
+    'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b4.pth'  # noqa
+)
 model = dict(
     backbone=dict(arch='b4', init_cfg=dict(checkpoint=checkpoint_file)),
-    neck=dict(in_channels=[64, 128, 320, 512]))
+    neck=dict(in_channels=[64, 128, 320, 512]),
+)
 
 # 8 GPUs x 1 image, lr 1e-4 / 1.4 (as the paper / mmdet's config).
 optim_wrapper = dict(
-    optimizer=dict(_delete_=True, type='AdamW', lr=0.0001 / 1.4, weight_decay=0.0001))
+    optimizer=dict(
+        _delete_=True, type='AdamW', lr=0.0001 / 1.4, weight_decay=0.0001
+    )
+)
 train_dataloader = dict(batch_size=1, num_workers=1)
 # auto_scale_lr's base: 8 GPUs x 1 image (enable it with --auto-scale-lr).
 auto_scale_lr = dict(base_batch_size=8)

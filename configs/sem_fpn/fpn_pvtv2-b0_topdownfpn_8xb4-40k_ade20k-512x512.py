@@ -12,5 +12,7 @@ _base_ = [
 
 crop_size = (512, 512)
 data_preprocessor = dict(size=crop_size)
-model = dict(data_preprocessor=data_preprocessor, decode_head=dict(num_classes=150))
+model = dict(
+    data_preprocessor=data_preprocessor, decode_head=dict(num_classes=150)
+)
 train_dataloader = dict(batch_size=4)

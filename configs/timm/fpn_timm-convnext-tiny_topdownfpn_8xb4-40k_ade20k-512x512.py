@@ -27,7 +27,13 @@ model = dict(
         model_name=backbone_name,
         out_indices=out_indices,
         drop_path_rate=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/timm/convnext_tiny.pth')),
-    neck=dict(in_channels=timm_channels(backbone_name, out_indices)),  # [96, 192, 384, 768]
-    decode_head=dict(num_classes=150))
+        init_cfg=dict(
+            type='Pretrained', checkpoint='checkpoints/timm/convnext_tiny.pth'
+        ),
+    ),
+    neck=dict(
+        in_channels=timm_channels(backbone_name, out_indices)
+    ),  # [96, 192, 384, 768]
+    decode_head=dict(num_classes=150),
+)
 train_dataloader = dict(batch_size=4)

@@ -24,16 +24,29 @@ model = dict(
         out_indices=out_indices,
         init_cfg=dict(
             type='Pretrained',
-            checkpoint='checkpoints/timm/swin_tiny_patch4_window7_224.pth'),
-        **timm_kwargs),
-    neck=dict(in_channels=timm_channels(backbone_name, out_indices, **timm_kwargs)))
+            checkpoint='checkpoints/timm/swin_tiny_patch4_window7_224.pth',
+        ),
+        **timm_kwargs,
+    ),
+    neck=dict(
+        in_channels=timm_channels(backbone_name, out_indices, **timm_kwargs)
+    ),
+)
 
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(
-        _delete_=True, type='AdamW', lr=0.0001, betas=(0.9, 0.999), weight_decay=0.05),
+        _delete_=True,
+        type='AdamW',
+        lr=0.0001,
+        betas=(0.9, 0.999),
+        weight_decay=0.05,
+    ),
     paramwise_cfg=dict(
         custom_keys=dict(
             absolute_pos_embed=dict(decay_mult=0.0),
             relative_position_bias_table=dict(decay_mult=0.0),
-            norm=dict(decay_mult=0.0))))
+            norm=dict(decay_mult=0.0),
+        )
+    ),
+)

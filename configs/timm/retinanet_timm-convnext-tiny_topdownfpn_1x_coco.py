@@ -19,9 +19,14 @@ model = dict(
         model_name=backbone_name,
         out_indices=out_indices,
         drop_path_rate=0.2,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/timm/convnext_tiny.pth')),
-    neck=dict(in_channels=timm_channels(backbone_name, out_indices)))  # [96, 192, 384, 768]
+        init_cfg=dict(
+            type='Pretrained', checkpoint='checkpoints/timm/convnext_tiny.pth'
+        ),
+    ),
+    neck=dict(in_channels=timm_channels(backbone_name, out_indices)),
+)  # [96, 192, 384, 768]
 
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, weight_decay=0.05),
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
+    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),
+)

@@ -23,5 +23,9 @@ model = dict(
         out_indices=out_indices,
         frozen_stages=1,
         norm_eval=True,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/timm/resnet50.pth')),
-    neck=dict(in_channels=timm_channels(backbone_name, out_indices)))  # [256, 512, 1024, 2048]
+        init_cfg=dict(
+            type='Pretrained', checkpoint='checkpoints/timm/resnet50.pth'
+        ),
+    ),
+    neck=dict(in_channels=timm_channels(backbone_name, out_indices)),
+)  # [256, 512, 1024, 2048]

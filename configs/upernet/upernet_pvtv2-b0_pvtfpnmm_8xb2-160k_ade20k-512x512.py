@@ -15,17 +15,29 @@ data_preprocessor = dict(size=crop_size)
 model = dict(
     data_preprocessor=data_preprocessor,
     decode_head=dict(num_classes=150),
-    auxiliary_head=dict(num_classes=150))
+    auxiliary_head=dict(num_classes=150),
+)
 
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=0.00006, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg=dict(custom_keys=dict(norm=dict(decay_mult=0.))))
+    optimizer=dict(
+        type='AdamW', lr=0.00006, betas=(0.9, 0.999), weight_decay=0.01
+    ),
+    paramwise_cfg=dict(custom_keys=dict(norm=dict(decay_mult=0.0))),
+)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(
-        type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000, by_epoch=False)
+        type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500
+    ),
+    dict(
+        type='PolyLR',
+        eta_min=0.0,
+        power=1.0,
+        begin=1500,
+        end=160000,
+        by_epoch=False,
+    ),
 ]
 train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)

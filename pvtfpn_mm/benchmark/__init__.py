@@ -12,6 +12,7 @@
 
 Importing this package imports nothing heavy.
 """
+
 import importlib
 from types import ModuleType
 
@@ -20,12 +21,14 @@ from types import ModuleType
 MODES = {
     'configs': 'per config: params, FLOPs, inference latency, training step, peak memory',
     'compare': 'ours vs timm / mmdet side by side: backbone fwd and fwd+bwd by batch size, '
-               'training step and inference with per-part profile, peak memory',
+    'training step and inference with per-part profile, peak memory',
 }
 
 
 def load_mode(name: str) -> ModuleType:
     """The module of mode ``name`` (a key of :data:`MODES`)."""
     if name not in MODES:
-        raise ValueError(f'unknown benchmark mode {name!r}; modes: {sorted(MODES)}')
+        raise ValueError(
+            f'unknown benchmark mode {name!r}; modes: {sorted(MODES)}'
+        )
     return importlib.import_module(f'{__name__}.{name}')

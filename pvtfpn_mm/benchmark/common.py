@@ -12,6 +12,7 @@ set before the call -- meaningful only where freed memory goes back to the syste
 measure it in a fresh process that called :func:`release_freed_memory` first (glibc
 otherwise keeps freed blocks and a second step reuses them unseen).
 """
+
 import csv
 import ctypes
 import datetime
@@ -43,12 +44,21 @@ def cpu_name() -> str:
 def describe_machine(device: torch.device) -> dict[str, Any]:
     """Date, device, CPU, cores, torch threads, versions and load average."""
     info = dict(
-        date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+        date=datetime.datetime.now(datetime.timezone.utc).strftime(
+            '%Y-%m-%d %H:%M UTC'
+        ),
         device=str(device),
-        device_name=(torch.cuda.get_device_name(device) if device.type == 'cuda'
-                     else cpu_name()),
-        cpu=cpu_name(), cores=os.cpu_count(), threads=torch.get_num_threads(),
-        torch=torch.__version__, python=platform.python_version())
+        device_name=(
+            torch.cuda.get_device_name(device)
+            if device.type == 'cuda'
+            else cpu_name()
+        ),
+        cpu=cpu_name(),
+        cores=os.cpu_count(),
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        python=platform.python_version(),
+    )
     if hasattr(os, 'getloadavg'):
         info['load_average'] = ' '.join(f'{x:.2f}' for x in os.getloadavg())
     return info
@@ -76,10 +86,13 @@ def time_call(fn: Callable[[], Any], device: torch.device) -> float:
     return 1000 * (time.perf_counter() - start)
 
 
-def interleaved_rounds(fns: Mapping[str, Callable[[], Any]], rounds: int,
-                       device: torch.device, warmup: int = 1,
-                       on_call: Callable[[str], None] | None = None
-                       ) -> dict[str, list[float]]:
+def interleaved_rounds(
+    fns: Mapping[str, Callable[[], Any]],
+    rounds: int,
+    device: torch.device,
+    warmup: int = 1,
+    on_call: Callable[[str], None] | None = None,
+) -> dict[str, list[float]]:
     """Times every callable once per round, ``rounds`` rounds, interleaved.
 
     Args:
@@ -110,7 +123,9 @@ def interleaved_rounds(fns: Mapping[str, Callable[[], Any]], rounds: int,
 
 def summarize(times: Sequence[float]) -> dict[str, float]:
     """Median, best and worst of a list of timings."""
-    return dict(median=statistics.median(times), min=min(times), max=max(times))
+    return dict(
+        median=statistics.median(times), min=min(times), max=max(times)
+    )
 
 
 # --------------------------------------------------------------------------- memory
@@ -145,7 +160,8 @@ def release_freed_memory(threshold: int = 64 * 1024) -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
     return bool(libc.mallopt(m_mmap_threshold, threshold)) and bool(
-        libc.mallopt(m_trim_threshold, threshold))
+        libc.mallopt(m_trim_threshold, threshold)
+    )
 
 
 class PeakMemory:
@@ -173,7 +189,9 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         if self.device.type == 'cuda':
             synchronize(self.device)
-            self.mib = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
+            self.mib = (
+                torch.cuda.max_memory_allocated(self.device) - self._base
+            ) / 2**20
         elif self._ok:
             self.mib = _status_mib('VmHWM') - self._base
 
@@ -197,9 +215,15 @@ class Progress:
                 TimeElapsedColumn,
             )
             from rich.progress import Progress as Bar
-            self._bar = Bar(TextColumn('{task.description}'), BarColumn(),
-                            MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=Console(stderr=True), transient=False)
+
+            self._bar = Bar(
+                TextColumn('{task.description}'),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
             self._bar.start()
             self._task = self._bar.add_task(description, total=total)
 
@@ -209,8 +233,11 @@ class Progress:
             self._bar.update(self._task, advance=1, description=what)
         else:
             elapsed = time.perf_counter() - self.start
-            print(f'[{self.done}/{self.total} {elapsed:6.0f} s] {what}', file=sys.stderr,
-                  flush=True)
+            print(
+                f'[{self.done}/{self.total} {elapsed:6.0f} s] {what}',
+                file=sys.stderr,
+                flush=True,
+            )
 
     def close(self) -> None:
         if self._bar is not None:
@@ -228,20 +255,30 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> str:
+def markdown_table(
+    rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]
+) -> str:
     """A Markdown table of ``rows`` with ``columns`` (key -> header)."""
-    lines = ['| ' + ' | '.join(columns.values()) + ' |',
-             '|' + '---|' * len(columns)]
+    lines = [
+        '| ' + ' | '.join(columns.values()) + ' |',
+        '|' + '---|' * len(columns),
+    ]
     for row in rows:
-        lines.append('| ' + ' | '.join(_cell(row.get(k)) for k in columns) + ' |')
+        lines.append(
+            '| ' + ' | '.join(_cell(row.get(k)) for k in columns) + ' |'
+        )
     return '\n'.join(lines)
 
 
-def write_csv(path: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+def write_csv(
+    path: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]
+) -> None:
     """Writes ``rows`` (the ``columns`` keys) to a CSV file (``~`` expanded)."""
     path = os.path.expanduser(path)
     with open(path, 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction='ignore')
+        writer = csv.DictWriter(
+            f, fieldnames=list(columns), extrasaction='ignore'
+        )
         writer.writeheader()
         writer.writerows(rows)
 

@@ -22,6 +22,7 @@ two-stage detectors depend on the number of proposals in the same way (as in mmd
 ``get_flops``). Latencies are medians of rounds that interleave the configs measured
 together (``interleave``); CPU memory is measured in a fresh process per config.
 """
+
 import copy
 import gc
 import glob
@@ -65,8 +66,15 @@ COLUMNS = {
     'infer_mem_mib': 'inference peak (MiB)',
     'train_mem_mib': 'train peak (MiB)',
 }
-CSV_COLUMNS = list(COLUMNS) + ['task', 'infer_ms_min', 'infer_ms_max', 'train_ms_min',
-                               'train_ms_max', 'device', 'threads']
+CSV_COLUMNS = list(COLUMNS) + [
+    'task',
+    'infer_ms_min',
+    'infer_ms_max',
+    'train_ms_min',
+    'train_ms_max',
+    'device',
+    'threads',
+]
 
 
 # ------------------------------------------------------------------------ configs
@@ -75,7 +83,10 @@ CSV_COLUMNS = list(COLUMNS) + ['task', 'infer_ms_min', 'infer_ms_max', 'train_ms
 def config_root() -> str:
     """The ``configs`` folder: the repository's, or the installed package's ``.mim``."""
     here = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    for root in (osp.join(osp.dirname(here), 'configs'), osp.join(here, '.mim', 'configs')):
+    for root in (
+        osp.join(osp.dirname(here), 'configs'),
+        osp.join(here, '.mim', 'configs'),
+    ):
         if osp.isdir(root):
             return root
     raise FileNotFoundError(f'no configs folder next to {here!r}')
@@ -85,16 +96,22 @@ def all_configs(root: str | None = None) -> list[str]:
     """Every config under ``root`` (default :func:`config_root`) except ``_base_``."""
     root = root or config_root()
     found = glob.glob(osp.join(root, '**', '*.py'), recursive=True)
-    return sorted(p for p in found
-                  if '_base_' not in osp.relpath(p, root).split(os.sep))
+    return sorted(
+        p for p in found if '_base_' not in osp.relpath(p, root).split(os.sep)
+    )
 
 
 def is_complete(config: str) -> bool:
     """Whether ``config`` is a whole mmdet / mmseg / mmpretrain config (with a model and
     a default scope), not a fragment to inherit from."""
     from mmengine.config import Config
+
     cfg = Config.fromfile(config)
-    return 'model' in cfg and cfg.get('default_scope') in ('mmdet', 'mmseg', 'mmpretrain')
+    return 'model' in cfg and cfg.get('default_scope') in (
+        'mmdet',
+        'mmseg',
+        'mmpretrain',
+    )
 
 
 def _drop_pretrained(node: Any) -> Any:
@@ -124,8 +141,10 @@ def _is_pretrained(init_cfg: Any) -> bool:
 def task_of(cfg) -> str:
     scope = cfg.get('default_scope')
     if scope not in ('mmdet', 'mmseg', 'mmpretrain'):
-        raise ValueError(f'config {cfg.filename!r} has default_scope {scope!r}, not a '
-                         f'complete mmdet / mmseg / mmpretrain config')
+        raise ValueError(
+            f'config {cfg.filename!r} has default_scope {scope!r}, not a '
+            f'complete mmdet / mmseg / mmpretrain config'
+        )
     return scope
 
 
@@ -142,7 +161,9 @@ def _find(pipeline: Sequence[dict], types: Sequence[str], key: str):
         if step.get('type') in types and step.get(key) is not None:
             return step[key]
         for inner in step.get('transforms', []) or []:  # TestTimeAug etc.
-            found = _find(inner if isinstance(inner, list) else [inner], types, key)
+            found = _find(
+                inner if isinstance(inner, list) else [inner], types, key
+            )
             if found is not None:
                 return found
     return None
@@ -160,39 +181,53 @@ def sizes_of(cfg) -> tuple[Size, Size]:
     if task == 'mmdet':
         scale = _find(_pipeline(cfg, 'test'), ('Resize',), 'scale')
         if scale is None:
-            raise ValueError(f'config {cfg.filename!r}: no Resize scale in the test pipeline')
+            raise ValueError(
+                f'config {cfg.filename!r}: no Resize scale in the test pipeline'
+            )
         w, h = _hw(scale)
         return (h, w), (h, w)
     if task == 'mmseg':
-        crop = cfg.get('crop_size') or cfg.model.get('data_preprocessor', {}).get('size')
+        crop = cfg.get('crop_size') or cfg.model.get(
+            'data_preprocessor', {}
+        ).get('size')
         if crop is None:
             crop = _find(_pipeline(cfg, 'train'), ('RandomCrop',), 'crop_size')
         if crop is None:
             raise ValueError(f'config {cfg.filename!r}: no crop_size')
         return _hw(crop), _hw(crop)
     test = _find(_pipeline(cfg, 'test'), ('CenterCrop',), 'crop_size') or 224
-    train = _find(_pipeline(cfg, 'train'), ('RandomResizedCrop',), 'scale') or test
+    train = (
+        _find(_pipeline(cfg, 'train'), ('RandomResizedCrop',), 'scale') or test
+    )
     return _hw(test), _hw(train)
 
 
 # --------------------------------------------------------------------------- data
 
 
-def _det_sample(size: Size, train: bool, with_mask: bool, num_classes: int, gen):
+def _det_sample(
+    size: Size, train: bool, with_mask: bool, num_classes: int, gen
+):
     import numpy as np
     from mmdet.structures import DetDataSample
     from mmdet.structures.mask import BitmapMasks
     from mmengine.structures import InstanceData
+
     h, w = size
-    sample = DetDataSample(metainfo=dict(img_shape=size, ori_shape=size,
-                                         scale_factor=(1.0, 1.0)))
+    sample = DetDataSample(
+        metainfo=dict(img_shape=size, ori_shape=size, scale_factor=(1.0, 1.0))
+    )
     if train:
         n = 4
         xy = torch.rand(n, 2, generator=gen) * torch.tensor([w * 0.6, h * 0.6])
-        wh = (torch.rand(n, 2, generator=gen) * 0.3 + 0.1) * torch.tensor([w, h])
+        wh = (torch.rand(n, 2, generator=gen) * 0.3 + 0.1) * torch.tensor(
+            [w, h]
+        )
         boxes = torch.cat([xy, xy + wh], dim=1)
-        gt = InstanceData(bboxes=boxes,
-                          labels=torch.randint(0, num_classes, (n,), generator=gen))
+        gt = InstanceData(
+            bboxes=boxes,
+            labels=torch.randint(0, num_classes, (n,), generator=gen),
+        )
         if with_mask:
             masks = np.zeros((n, h, w), dtype=np.uint8)
             for m, (x1, y1, x2, y2) in zip(masks, boxes.int().tolist()):
@@ -205,21 +240,30 @@ def _det_sample(size: Size, train: bool, with_mask: bool, num_classes: int, gen)
 def _seg_sample(size: Size, train: bool, depth: bool, num_classes: int, gen):
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
-    sample = SegDataSample(metainfo=dict(img_shape=size, ori_shape=size, pad_shape=size))
+
+    sample = SegDataSample(
+        metainfo=dict(img_shape=size, ori_shape=size, pad_shape=size)
+    )
     if train:
         if depth:
-            sample.gt_depth_map = PixelData(data=torch.rand(1, *size, generator=gen) * 5)
+            sample.gt_depth_map = PixelData(
+                data=torch.rand(1, *size, generator=gen) * 5
+            )
         else:
             sample.gt_sem_seg = PixelData(
-                data=torch.randint(0, num_classes, (1, *size), generator=gen))
+                data=torch.randint(0, num_classes, (1, *size), generator=gen)
+            )
     return sample
 
 
 def _cls_sample(train: bool, num_classes: int, gen):
     from mmpretrain.structures import DataSample
+
     sample = DataSample()
     if train:
-        sample.set_gt_label(int(torch.randint(0, num_classes, (1,), generator=gen)))
+        sample.set_gt_label(
+            int(torch.randint(0, num_classes, (1,), generator=gen))
+        )
     return sample
 
 
@@ -233,15 +277,23 @@ def _num_classes(model: nn.Module) -> int:
     return 1
 
 
-def make_batch(model: nn.Module, task: str, size: Size, batch: int, train: bool,
-               seed: int = 0) -> dict:
+def make_batch(
+    model: nn.Module,
+    task: str,
+    size: Size,
+    batch: int,
+    train: bool,
+    seed: int = 0,
+) -> dict:
     """A batch of random uint8 images (and random targets when ``train``) in the form
     the model's data preprocessor takes (what a dataloader gives)."""
     gen = torch.Generator().manual_seed(seed)
     classes = _num_classes(model)
     inputs, samples = [], []
     for _ in range(batch):
-        inputs.append(torch.randint(0, 256, (3, *size), generator=gen, dtype=torch.uint8))
+        inputs.append(
+            torch.randint(0, 256, (3, *size), generator=gen, dtype=torch.uint8)
+        )
         if task == 'mmdet':
             with_mask = bool(getattr(model, 'with_mask', False))
             samples.append(_det_sample(size, train, with_mask, classes, gen))
@@ -271,13 +323,15 @@ class _TensorForward(nn.Module):
 def count_flops(model: nn.Module, batch: dict) -> int:
     """Flops (multiply-adds) of the ``'tensor'`` forward on the preprocessed ``batch``."""
     from mmengine.analysis import FlopAnalyzer
+
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             data = model.data_preprocessor(copy.deepcopy(batch), False)
-            analyzer = FlopAnalyzer(_TensorForward(model, data['data_samples']),
-                                    (data['inputs'],))
+            analyzer = FlopAnalyzer(
+                _TensorForward(model, data['data_samples']), (data['inputs'],)
+            )
             analyzer.unsupported_ops_warnings(False)
             analyzer.uncalled_modules_warnings(False)
             return int(analyzer.total())
@@ -288,6 +342,7 @@ def count_flops(model: nn.Module, batch: dict) -> int:
 def quiet_init(model: nn.Module) -> None:
     """``model.init_weights()`` without mmengine's log line for every parameter."""
     from mmengine.logging import MMLogger
+
     logger = MMLogger.get_current_instance()
     level = logger.level
     logger.setLevel(logging.WARNING)
@@ -297,8 +352,9 @@ def quiet_init(model: nn.Module) -> None:
         logger.setLevel(level)
 
 
-def build_for_benchmark(config: str, device: torch.device,
-                        cfg_options: dict | None = None):
+def build_for_benchmark(
+    config: str, device: torch.device, cfg_options: dict | None = None
+):
     """``(cfg, model, optim_wrapper)``: the config's model (no pretrained weights, SyncBN
     reverted, initialized, on ``device``) and its optimizer wrapper."""
     from mmengine.model import revert_sync_batchnorm
@@ -308,34 +364,55 @@ def build_for_benchmark(config: str, device: torch.device,
         build_model_from_config,
         load_model_config,
     )
+
     cfg = load_model_config(config, cfg_options)
     task_of(cfg)
-    cfg.model = _drop_pretrained(cfg.model.to_dict() if hasattr(cfg.model, 'to_dict')
-                                 else cfg.model)
+    cfg.model = _drop_pretrained(
+        cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else cfg.model
+    )
     model = revert_sync_batchnorm(build_model_from_config(cfg))
     quiet_init(model)
     model.to(device)
-    optim_wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+    optim_wrapper = build_optim_wrapper(
+        model, copy.deepcopy(cfg.optim_wrapper)
+    )
     return cfg, model, optim_wrapper
 
 
 class Candidate:
     """One config being measured: its model, data and step functions."""
 
-    def __init__(self, config: str, device: torch.device, size: Size | None = None,
-                 train_batch: int | None = None):
+    def __init__(
+        self,
+        config: str,
+        device: torch.device,
+        size: Size | None = None,
+        train_batch: int | None = None,
+    ):
         self.config = config
         self.name = osp.splitext(osp.basename(config))[0]
         self.device = device
-        self.cfg, self.model, self.optim_wrapper = build_for_benchmark(config, device)
+        self.cfg, self.model, self.optim_wrapper = build_for_benchmark(
+            config, device
+        )
         self.task = task_of(self.cfg)
         test_size, train_size = sizes_of(self.cfg)
         self.test_size = size or test_size
         self.train_size = size or train_size
-        self.train_batch = train_batch or int(self.cfg.train_dataloader.batch_size)
-        self.test_batch = make_batch(self.model, self.task, self.test_size, 1, False)
-        self.train_data = make_batch(self.model, self.task, self.train_size,
-                                     self.train_batch, True, seed=1)
+        self.train_batch = train_batch or int(
+            self.cfg.train_dataloader.batch_size
+        )
+        self.test_batch = make_batch(
+            self.model, self.task, self.test_size, 1, False
+        )
+        self.train_data = make_batch(
+            self.model,
+            self.task,
+            self.train_size,
+            self.train_batch,
+            True,
+            seed=1,
+        )
 
     @property
     def params(self) -> int:
@@ -354,8 +431,13 @@ class Candidate:
         self.model.train_step(copy.copy(self.train_data), self.optim_wrapper)
 
 
-def memory_child(config: str, size: Size | None, train_batch: int | None,
-                 threads: int, skip_train: bool) -> dict[str, float | None]:
+def memory_child(
+    config: str,
+    size: Size | None,
+    train_batch: int | None,
+    threads: int,
+    skip_train: bool,
+) -> dict[str, float | None]:
     """Peak memory (MiB) of one inference and one training step of ``config`` on the CPU,
     measured in this (fresh) process; prints and returns ``{'infer', 'train'}``."""
     release_freed_memory()
@@ -369,23 +451,37 @@ def memory_child(config: str, size: Size | None, train_batch: int | None,
     result = dict(infer=infer.mib, train=None)
     if not skip_train:
         gc.collect()
-        with PeakMemory(cpu) as train:  # the first step creates the optimizer state
+        with PeakMemory(
+            cpu
+        ) as train:  # the first step creates the optimizer state
             cand.train_step()
         result['train'] = train.mib
     print('PVTFPN_MEMORY ' + json.dumps(result), flush=True)
     return result
 
 
-def _memory_in_child(config: str, size: Size | None, train_batch: int | None,
-                     threads: int, skip_train: bool) -> dict[str, float | None]:
-    code = ('import sys, json; from pvtfpn_mm.benchmark.configs import memory_child; '
-            'memory_child(*json.loads(sys.argv[1]))')
+def _memory_in_child(
+    config: str,
+    size: Size | None,
+    train_batch: int | None,
+    threads: int,
+    skip_train: bool,
+) -> dict[str, float | None]:
+    code = (
+        'import sys, json; from pvtfpn_mm.benchmark.configs import memory_child; '
+        'memory_child(*json.loads(sys.argv[1]))'
+    )
     args = json.dumps([config, size, train_batch, threads, skip_train])
-    out = subprocess.run([sys.executable, '-c', code, args], capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [sys.executable, '-c', code, args], capture_output=True, text=True
+    )
     if out.returncode != 0:
-        raise RuntimeError(f'memory measurement of {config!r} failed:\n{out.stderr[-3000:]}')
-    line = [x for x in out.stdout.splitlines() if x.startswith('PVTFPN_MEMORY ')][-1]
+        raise RuntimeError(
+            f'memory measurement of {config!r} failed:\n{out.stderr[-3000:]}'
+        )
+    line = [
+        x for x in out.stdout.splitlines() if x.startswith('PVTFPN_MEMORY ')
+    ][-1]
     return json.loads(line.split(' ', 1)[1])
 
 
@@ -393,52 +489,81 @@ def _mib_str(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def measure(configs: Sequence[str], device: torch.device | None = None,
-            size: Size | None = None, train_batch: int | None = None,
-            rounds: int = 5, train_rounds: int = 3, interleave: int = 3,
-            skip_flops: bool = False, skip_train: bool = False,
-            skip_memory: bool = False) -> list[dict[str, Any]]:
+def measure(
+    configs: Sequence[str],
+    device: torch.device | None = None,
+    size: Size | None = None,
+    train_batch: int | None = None,
+    rounds: int = 5,
+    train_rounds: int = 3,
+    interleave: int = 3,
+    skip_flops: bool = False,
+    skip_train: bool = False,
+    skip_memory: bool = False,
+) -> list[dict[str, Any]]:
     """Measures ``configs`` (see the module doc); one row (dict of :data:`CSV_COLUMNS`)
     per config, in order. ``interleave`` configs are held and timed together."""
     device = device or default_device()
-    per_group = 1 + (not skip_flops) + (rounds + 1) + (0 if skip_train else train_rounds + 1) \
+    per_group = (
+        1
+        + (not skip_flops)
+        + (rounds + 1)
+        + (0 if skip_train else train_rounds + 1)
         + (not skip_memory)
-    progress = Progress(total=len(configs) * per_group, description='benchmark')
+    )
+    progress = Progress(
+        total=len(configs) * per_group, description='benchmark'
+    )
     rows: list[dict[str, Any]] = []
     try:
         for start in range(0, len(configs), interleave):
             group = []
-            for config in configs[start:start + interleave]:
+            for config in configs[start : start + interleave]:
                 group.append(Candidate(config, device, size, train_batch))
                 progress.step(f'{group[-1].name}: built')
             for cand in group:
-                row = dict(config=cand.name, task=cand.task, device=device.type,
-                           threads=torch.get_num_threads(),
-                           params_m=round(cand.params / 1e6, 2),
-                           test_size='x'.join(map(str, cand.test_size)),
-                           train_size='x'.join(map(str, cand.train_size)),
-                           train_batch=cand.train_batch)
+                row = dict(
+                    config=cand.name,
+                    task=cand.task,
+                    device=device.type,
+                    threads=torch.get_num_threads(),
+                    params_m=round(cand.params / 1e6, 2),
+                    test_size='x'.join(map(str, cand.test_size)),
+                    train_size='x'.join(map(str, cand.train_size)),
+                    train_batch=cand.train_batch,
+                )
                 if not skip_flops:
                     row['flops_g'] = round(cand.flops() / 1e9, 2)
                     progress.step(f'{cand.name}: FLOPs')
                 rows.append(row)
-            group_rows = rows[-len(group):]
-            times = interleaved_rounds({c.name: c.infer for c in group}, rounds, device,
-                                       on_call=lambda n: progress.step(f'{n}: inference'))
+            group_rows = rows[-len(group) :]
+            times = interleaved_rounds(
+                {c.name: c.infer for c in group},
+                rounds,
+                device,
+                on_call=lambda n: progress.step(f'{n}: inference'),
+            )
             for cand, row in zip(group, group_rows):
                 stats = summarize(times[cand.name])
-                row.update(infer_ms=round(stats['median'], 1),
-                           infer_ms_min=round(stats['min'], 1),
-                           infer_ms_max=round(stats['max'], 1))
+                row.update(
+                    infer_ms=round(stats['median'], 1),
+                    infer_ms_min=round(stats['min'], 1),
+                    infer_ms_max=round(stats['max'], 1),
+                )
             if not skip_train:
                 times = interleaved_rounds(
-                    {c.name: c.train_step for c in group}, train_rounds, device,
-                    on_call=lambda n: progress.step(f'{n}: train step'))
+                    {c.name: c.train_step for c in group},
+                    train_rounds,
+                    device,
+                    on_call=lambda n: progress.step(f'{n}: train step'),
+                )
                 for cand, row in zip(group, group_rows):
                     stats = summarize(times[cand.name])
-                    row.update(train_ms=round(stats['median'], 1),
-                               train_ms_min=round(stats['min'], 1),
-                               train_ms_max=round(stats['max'], 1))
+                    row.update(
+                        train_ms=round(stats['median'], 1),
+                        train_ms_min=round(stats['min'], 1),
+                        train_ms_max=round(stats['max'], 1),
+                    )
             if not skip_memory:
                 for cand, row in zip(group, group_rows):
                     if device.type == 'cuda':
@@ -450,10 +575,17 @@ def measure(configs: Sequence[str], device: torch.device | None = None,
                                 cand.train_step()
                             mem['train'] = train.mib
                     else:
-                        mem = _memory_in_child(cand.config, size, train_batch,
-                                               torch.get_num_threads(), skip_train)
-                    row.update(infer_mem_mib=_mib_str(mem['infer']),
-                               train_mem_mib=_mib_str(mem['train']))
+                        mem = _memory_in_child(
+                            cand.config,
+                            size,
+                            train_batch,
+                            torch.get_num_threads(),
+                            skip_train,
+                        )
+                    row.update(
+                        infer_mem_mib=_mib_str(mem['infer']),
+                        train_mem_mib=_mib_str(mem['train']),
+                    )
                     progress.step(f'{cand.name}: memory')
             del group
             gc.collect()
@@ -464,20 +596,32 @@ def measure(configs: Sequence[str], device: torch.device | None = None,
     return rows
 
 
-_MEMORY_KIND = {False: 'CUDA memory allocated', True: 'peak resident set, a fresh process'}
+_MEMORY_KIND = {
+    False: 'CUDA memory allocated',
+    True: 'peak resident set, a fresh process',
+}
 
 
-def report(rows: Sequence[dict[str, Any]], machine: dict[str, Any], rounds: int,
-           train_rounds: int) -> str:
+def report(
+    rows: Sequence[dict[str, Any]],
+    machine: dict[str, Any],
+    rounds: int,
+    train_rounds: int,
+) -> str:
     """The Markdown report: a line on the machine and method, then the table."""
-    where = (f"{machine['device_name']} ({machine['device']})" if machine['device'] != 'cpu'
-             else f"CPU: {machine['cpu']}, {machine['cores']} cores")
-    head = (f"Measured {machine['date']} on {where}, {machine['threads']} torch threads, "
-            f"torch {machine['torch']}; load average at the end "
-            f"{machine.get('load_average', '?')}. Inference: batch 1, median of {rounds} "
-            f"interleaved rounds; train step: median of {train_rounds}; FLOPs: "
-            f"multiply-adds of the 'tensor' forward at the test size; peak memory: growth "
-            f"during one step ({_MEMORY_KIND[machine['device'] == 'cpu']}).")
+    where = (
+        f"{machine['device_name']} ({machine['device']})"
+        if machine['device'] != 'cpu'
+        else f"CPU: {machine['cpu']}, {machine['cores']} cores"
+    )
+    head = (
+        f"Measured {machine['date']} on {where}, {machine['threads']} torch threads, "
+        f"torch {machine['torch']}; load average at the end "
+        f"{machine.get('load_average', '?')}. Inference: batch 1, median of {rounds} "
+        f"interleaved rounds; train step: median of {train_rounds}; FLOPs: "
+        f"multiply-adds of the 'tensor' forward at the test size; peak memory: growth "
+        f"during one step ({_MEMORY_KIND[machine['device'] == 'cpu']})."
+    )
     return head + '\n\n' + markdown_table(rows, COLUMNS) + '\n'
 
 
@@ -487,25 +631,54 @@ def report(rows: Sequence[dict[str, Any]], machine: dict[str, Any], rounds: int,
 def add_arguments(parser) -> None:
     """The ``configs`` mode's command-line arguments."""
     parser.add_argument('configs', nargs='*', help='config files to measure')
-    parser.add_argument('--all', action='store_true',
-                        help='measure every config under configs/ (except _base_)')
-    parser.add_argument('--device', default=None,
-                        help='cuda or cpu (default: cuda when present)')
-    parser.add_argument('--threads', type=int, default=None,
-                        help='torch threads (default: torch\'s, = the cores)')
-    parser.add_argument('--size', default=None,
-                        help='HxW for every input instead of the configs\' sizes')
-    parser.add_argument('--train-batch', type=int, default=None,
-                        help='images per training step (default: the config\'s per GPU)')
-    parser.add_argument('--rounds', type=int, default=5, help='timed inference rounds')
-    parser.add_argument('--train-rounds', type=int, default=3, help='timed training steps')
-    parser.add_argument('--interleave', type=int, default=3,
-                        help='configs held and timed together (memory grows with it)')
+    parser.add_argument(
+        '--all',
+        action='store_true',
+        help='measure every config under configs/ (except _base_)',
+    )
+    parser.add_argument(
+        '--device',
+        default=None,
+        help='cuda or cpu (default: cuda when present)',
+    )
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch threads (default: torch\'s, = the cores)',
+    )
+    parser.add_argument(
+        '--size',
+        default=None,
+        help='HxW for every input instead of the configs\' sizes',
+    )
+    parser.add_argument(
+        '--train-batch',
+        type=int,
+        default=None,
+        help='images per training step (default: the config\'s per GPU)',
+    )
+    parser.add_argument(
+        '--rounds', type=int, default=5, help='timed inference rounds'
+    )
+    parser.add_argument(
+        '--train-rounds', type=int, default=3, help='timed training steps'
+    )
+    parser.add_argument(
+        '--interleave',
+        type=int,
+        default=3,
+        help='configs held and timed together (memory grows with it)',
+    )
     parser.add_argument('--skip-flops', action='store_true')
     parser.add_argument('--skip-train', action='store_true')
     parser.add_argument('--skip-memory', action='store_true')
-    parser.add_argument('--out-csv', default=None, help='write the rows to this CSV file')
-    parser.add_argument('--out-md', default=None, help='write the Markdown report here')
+    parser.add_argument(
+        '--out-csv', default=None, help='write the rows to this CSV file'
+    )
+    parser.add_argument(
+        '--out-md', default=None, help='write the Markdown report here'
+    )
 
 
 def parse_size(text: str | None) -> Size | None:
@@ -514,9 +687,13 @@ def parse_size(text: str | None) -> Size | None:
     try:
         h, w = (int(v) for v in text.lower().split('x'))
     except ValueError:
-        raise ValueError(f'--size must be HxW (e.g. 512x512), got {text!r}') from None
+        raise ValueError(
+            f'--size must be HxW (e.g. 512x512), got {text!r}'
+        ) from None
     if h < 32 or w < 32:
-        raise ValueError(f'--size must be at least 32x32 (PVT-v2 input), got {text!r}')
+        raise ValueError(
+            f'--size must be at least 32x32 (PVT-v2 input), got {text!r}'
+        )
     return h, w
 
 
@@ -524,7 +701,11 @@ def run(args) -> list[dict[str, Any]]:
     """Runs the ``configs`` mode from parsed ``args``; prints the report."""
     if args.all and args.configs:
         raise ValueError('give configs or --all, not both')
-    configs = [c for c in all_configs() if is_complete(c)] if args.all else list(args.configs)
+    configs = (
+        [c for c in all_configs() if is_complete(c)]
+        if args.all
+        else list(args.configs)
+    )
     if not configs:
         raise ValueError('no config given (CONFIG... or --all)')
     for config in configs:
@@ -532,15 +713,28 @@ def run(args) -> list[dict[str, Any]]:
             raise FileNotFoundError(f'config {config!r} does not exist')
     for name in ('rounds', 'train_rounds', 'interleave'):
         if getattr(args, name) < 1:
-            raise ValueError(f'--{name.replace("_", "-")} must be >= 1, '
-                             f'got {getattr(args, name)}')
+            raise ValueError(
+                f'--{name.replace("_", "-")} must be >= 1, '
+                f'got {getattr(args, name)}'
+            )
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else default_device()
-    rows = measure(configs, device, parse_size(args.size), args.train_batch, args.rounds,
-                   args.train_rounds, args.interleave, args.skip_flops, args.skip_train,
-                   args.skip_memory)
-    text = report(rows, describe_machine(device), args.rounds, args.train_rounds)
+    rows = measure(
+        configs,
+        device,
+        parse_size(args.size),
+        args.train_batch,
+        args.rounds,
+        args.train_rounds,
+        args.interleave,
+        args.skip_flops,
+        args.skip_train,
+        args.skip_memory,
+    )
+    text = report(
+        rows, describe_machine(device), args.rounds, args.train_rounds
+    )
     print(text)
     if args.out_csv:
         write_csv(args.out_csv, rows, CSV_COLUMNS)

@@ -11,6 +11,7 @@ for queries ``(B, H, N, d)``, keys ``(B, H, M, d)`` and values ``(B, H, M, d_v)`
 the same attention written as two ``bmm`` calls (mmdet's ``nn.MultiheadAttention`` path)
 is counted. Softmax, scaling and masking are not counted, as for that path.
 """
+
 from math import prod
 from typing import Any
 
@@ -20,6 +21,7 @@ SDPA_OP = 'aten::scaled_dot_product_attention'
 def sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     """Flops (multiply-adds) of one ``scaled_dot_product_attention`` call (jit handle)."""
     from mmengine.analysis.jit_handles import get_shape
+
     q, k, v = (get_shape(x) for x in inputs[:3])
     *batch, n, d = q
     return prod(batch) * n * k[-2] * (d + v[-1])
@@ -31,5 +33,6 @@ def register_flop_counters() -> None:
     a handle for it is there already (a newer mmengine's own is kept)."""
     from mmengine.analysis import complexity_analysis as ca
     from mmengine.analysis.jit_handles import generic_activation_jit
+
     ca._DEFAULT_SUPPORTED_FLOP_OPS.setdefault(SDPA_OP, sdpa_flop_jit)
     ca._DEFAULT_SUPPORTED_ACT_OPS.setdefault(SDPA_OP, generic_activation_jit())

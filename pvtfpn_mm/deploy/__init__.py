@@ -7,6 +7,7 @@
 Needs the ``deploy`` extra (onnx, onnxruntime, onnxscript); importing this package does
 not import them.
 """
+
 from .export import export_onnx
 from .infer import OnnxModel, paste_masks
 

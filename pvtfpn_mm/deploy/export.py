@@ -9,6 +9,7 @@ without baking the trace's sizes in), opset 18, image height and width dynamic. 
 file's metadata (``metadata_props``) holds what :mod:`pvtfpn_mm.deploy.infer` needs:
 the task, the class names, the test pipeline (resizing happens before the graph).
 """
+
 import contextlib
 import json
 import os
@@ -40,8 +41,9 @@ def output_names(kind: str, model: nn.Module) -> tuple[str, ...]:
     return ('boxes', 'scores', 'labels')
 
 
-def load_model(config: str, checkpoint: str | None,
-               cfg_options: dict | None = None):
+def load_model(
+    config: str, checkpoint: str | None, cfg_options: dict | None = None
+):
     """``(cfg, model)``: ``config``'s model in eval mode, with ``checkpoint`` loaded
     strictly (None: the model's own initialization, for tests)."""
     from mmengine.model import revert_sync_batchnorm
@@ -57,20 +59,28 @@ def load_model(config: str, checkpoint: str | None,
         load_state_dict_strict,
         read_checkpoint,
     )
+
     cfg = load_model_config(config, cfg_options)
     cfg.model = _drop_pretrained(cfg.model.to_dict())
     model = revert_sync_batchnorm(build_model_from_config(cfg))
     if checkpoint is None:
         from pvtfpn_mm.benchmark.configs import quiet_init
+
         quiet_init(model)
     else:
         state = dict(_unwrap(read_checkpoint(checkpoint)))
-        state = {k[len('module.'):] if k.startswith('module.') else k: v
-                 for k, v in state.items()}
+        state = {
+            k[len('module.') :] if k.startswith('module.') else k: v
+            for k, v in state.items()
+        }
         state, layout = convert_to_model_layout(state, model)
         if layout is not None:
-            print(f'checkpoint {checkpoint!r}: converted from the {layout!r} layout')
-        load_state_dict_strict(model, state, source=f'checkpoint {checkpoint!r}')
+            print(
+                f'checkpoint {checkpoint!r}: converted from the {layout!r} layout'
+            )
+        load_state_dict_strict(
+            model, state, source=f'checkpoint {checkpoint!r}'
+        )
     return cfg, model.eval()
 
 
@@ -80,14 +90,20 @@ def _upsample_by_factor(self, x):
     factor) == s * factor`` and the source coordinates are ``(d + 0.5) / factor - 0.5``
     either way) so that the size stays symbolic."""
     import torch.nn.functional as F
-    return F.interpolate(x, scale_factor=self.scale_factor, mode=self.mode,
-                         align_corners=self.align_corners)
+
+    return F.interpolate(
+        x,
+        scale_factor=self.scale_factor,
+        mode=self.mode,
+        align_corners=self.align_corners,
+    )
 
 
 def _pool_matrix(size, bins: int, like):
     """``(bins, size)``: row ``i`` averages input rows ``floor(i size / bins)`` to
     ``ceil((i + 1) size / bins)`` (exclusive), PyTorch's adaptive-pooling bins."""
     import torch
+
     index = torch.arange(bins, device=like.device)
     start = (index * size) // bins
     end = ((index + 1) * size + bins - 1) // bins
@@ -102,11 +118,18 @@ def _adaptive_avg_pool(self, x):
     that the bins follow the image; the exporter's own decomposition fixes them at the
     traced size."""
     from torch.nn.modules.utils import _pair
+
     out_h, out_w = _pair(self.output_size)
     if out_h is None or out_w is None:
-        raise NotImplementedError(f'AdaptiveAvgPool2d(output_size={self.output_size!r})')
+        raise NotImplementedError(
+            f'AdaptiveAvgPool2d(output_size={self.output_size!r})'
+        )
     h, w = x.shape[-2:]
-    return _pool_matrix(h, out_h, x) @ x @ _pool_matrix(w, out_w, x).transpose(0, 1)
+    return (
+        _pool_matrix(h, out_h, x)
+        @ x
+        @ _pool_matrix(w, out_w, x).transpose(0, 1)
+    )
 
 
 @contextlib.contextmanager
@@ -129,8 +152,11 @@ def exportable(model: nn.Module) -> Iterator[None]:
         if isinstance(module, nn.AdaptiveAvgPool2d):
             module.forward = _adaptive_avg_pool.__get__(module)
             patched.append((module, 'forward'))
-        if type(module).__name__ == 'Upsample' and getattr(module, 'size', 0) is None \
-                and float(module.scale_factor).is_integer():
+        if (
+            type(module).__name__ == 'Upsample'
+            and getattr(module, 'size', 0) is None
+            and float(module.scale_factor).is_integer()
+        ):
             module.forward = _upsample_by_factor.__get__(module)
             patched.append((module, 'forward'))
     try:
@@ -150,15 +176,20 @@ def class_names(cfg, model: nn.Module) -> list:
     if classes is None:
         try:
             from mmengine.registry import DATASETS, init_default_scope
+
             init_default_scope(cfg.default_scope)
             classes = DATASETS.get(dataset['type']).METAINFO['classes']
         except Exception:  # noqa: BLE001  (any dataset class: names are optional)
             classes = None
     if classes is None:
-        head = getattr(model, 'bbox_head', None) or getattr(model, 'decode_head', None)
+        head = getattr(model, 'bbox_head', None) or getattr(
+            model, 'decode_head', None
+        )
         if head is None and hasattr(model, 'roi_head'):
             head = model.roi_head.bbox_head
-        classes = [f'class {i}' for i in range(int(getattr(head, 'num_classes', 0)))]
+        classes = [
+            f'class {i}' for i in range(int(getattr(head, 'num_classes', 0)))
+        ]
     return list(classes)
 
 
@@ -169,12 +200,23 @@ def test_pipeline(cfg) -> list:
     while 'dataset' in dataset:
         dataset = dataset['dataset']
     pipeline = dataset.get('pipeline') or cfg.get('test_pipeline') or []
-    return [dict(step) for step in pipeline
-            if not str(step.get('type', '')).split('.')[-1].startswith('LoadAnnotations')]
+    return [
+        dict(step)
+        for step in pipeline
+        if not str(step.get('type', ''))
+        .split('.')[-1]
+        .startswith('LoadAnnotations')
+    ]
 
 
-def export_onnx(config: str, checkpoint: str | None, out: str, force: bool = False,
-                cfg_options: dict | None = None, check: bool = True) -> str:
+def export_onnx(
+    config: str,
+    checkpoint: str | None,
+    out: str,
+    force: bool = False,
+    cfg_options: dict | None = None,
+    check: bool = True,
+) -> str:
     """Exports ``config`` with ``checkpoint`` end to end to ``out`` (see the module doc).
 
     Args:
@@ -191,6 +233,7 @@ def export_onnx(config: str, checkpoint: str | None, out: str, force: bool = Fal
     import onnx
 
     from pvtfpn_mm.weights import _check_output
+
     out = os.path.expanduser(out)
     _check_output(out, force, checkpoint)
     cfg, model = load_model(config, checkpoint, cfg_options)
@@ -200,9 +243,13 @@ def export_onnx(config: str, checkpoint: str | None, out: str, force: bool = Fal
     if kind != 'segmentor':
         example.append(torch.ones(2))
     with torch.no_grad():
-        graph(*example)  # eager run: the models' own input checks see the example
+        graph(
+            *example
+        )  # eager run: the models' own input checks see the example
     # DYNAMIC, not AUTO: an export that would fix the image size fails instead
-    dims = {'image': {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}}
+    dims = {
+        'image': {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
+    }
     if kind != 'segmentor':
         dims['scale_factor'] = None
     folder = os.path.dirname(os.path.abspath(out))
@@ -210,17 +257,30 @@ def export_onnx(config: str, checkpoint: str | None, out: str, force: bool = Fal
     try:
         with torch.no_grad(), exportable(model):
             program = torch.onnx.export(
-                graph, tuple(example), dynamo=True, opset_version=OPSET,
-                input_names=list(INPUTS[kind]), output_names=list(output_names(kind, model)),
-                dynamic_shapes=dims, external_data=False, verbose=False)
+                graph,
+                tuple(example),
+                dynamo=True,
+                opset_version=OPSET,
+                input_names=list(INPUTS[kind]),
+                output_names=list(output_names(kind, model)),
+                dynamic_shapes=dims,
+                external_data=False,
+                verbose=False,
+            )
         proto = program.model_proto
-        meta = dict(task=cfg.default_scope, kind=kind,
-                    classes=json.dumps(class_names(cfg, model)),
-                    pipeline=json.dumps(test_pipeline(cfg)),
-                    align_corners=bool(getattr(getattr(model, 'decode_head', None),
-                                               'align_corners', False)),
-                    config=os.path.basename(config),
-                    exporter=f'torch {torch.__version__} dynamo, opset {OPSET}')
+        meta = dict(
+            task=cfg.default_scope,
+            kind=kind,
+            classes=json.dumps(class_names(cfg, model)),
+            pipeline=json.dumps(test_pipeline(cfg)),
+            align_corners=bool(
+                getattr(
+                    getattr(model, 'decode_head', None), 'align_corners', False
+                )
+            ),
+            config=os.path.basename(config),
+            exporter=f'torch {torch.__version__} dynamo, opset {OPSET}',
+        )
         for key, value in meta.items():
             proto.metadata_props.add(key=key, value=str(value))
         if check:

@@ -34,6 +34,7 @@ exact ties the kept box -- and the order of equal-score detections -- may differ
 (BGR 0-255 for our configs), any ``H, W >= 32``; detectors also ``scale_factor`` ``(2,)``
 = (w, h) resize factors of the test pipeline (boxes come out in the original image).
 """
+
 from collections.abc import Sequence
 
 import numpy as np
@@ -49,13 +50,25 @@ class Preprocess(nn.Module):
     def __init__(self, data_preprocessor: nn.Module, pad: bool = True):
         super().__init__()
         # mmengine / mmdet: _channel_conversion; mmseg: channel_conversion
-        self.bgr_to_rgb = bool(getattr(data_preprocessor, '_channel_conversion', False)
-                               or getattr(data_preprocessor, 'channel_conversion', False))
-        self.normalize = bool(getattr(data_preprocessor, '_enable_normalize', False))
+        self.bgr_to_rgb = bool(
+            getattr(data_preprocessor, '_channel_conversion', False)
+            or getattr(data_preprocessor, 'channel_conversion', False)
+        )
+        self.normalize = bool(
+            getattr(data_preprocessor, '_enable_normalize', False)
+        )
         if self.normalize:
-            self.register_buffer('mean', data_preprocessor.mean.clone(), persistent=False)
-            self.register_buffer('std', data_preprocessor.std.clone(), persistent=False)
-        self.divisor = int(getattr(data_preprocessor, 'pad_size_divisor', 1)) if pad else 1
+            self.register_buffer(
+                'mean', data_preprocessor.mean.clone(), persistent=False
+            )
+            self.register_buffer(
+                'std', data_preprocessor.std.clone(), persistent=False
+            )
+        self.divisor = (
+            int(getattr(data_preprocessor, 'pad_size_divisor', 1))
+            if pad
+            else 1
+        )
         self.pad_value = float(getattr(data_preprocessor, 'pad_value', 0))
 
     def forward(self, image: Tensor) -> Tensor:
@@ -72,8 +85,14 @@ class Preprocess(nn.Module):
         return x
 
 
-def delta2bbox(rois: Tensor, deltas: Tensor, means: Sequence[float], stds: Sequence[float],
-               max_hw: tuple, wh_ratio_clip: float = 16 / 1000) -> Tensor:
+def delta2bbox(
+    rois: Tensor,
+    deltas: Tensor,
+    means: Sequence[float],
+    stds: Sequence[float],
+    max_hw: tuple,
+    wh_ratio_clip: float = 16 / 1000,
+) -> Tensor:
     """mmdet's ``delta2bbox`` (``add_ctr_clamp=False``, clipped to ``max_hw``) with the
     same arithmetic, without in-place slices. ``rois`` ``(n, 4)``, ``deltas`` ``(n, 4)``."""
     means = deltas.new_tensor(means).view(1, -1)
@@ -99,28 +118,40 @@ def delta2bbox(rois: Tensor, deltas: Tensor, means: Sequence[float], stds: Seque
 
 def _coder_args(coder) -> dict:
     name = type(coder).__name__
-    if name != 'DeltaXYWHBBoxCoder' or getattr(coder, 'add_ctr_clamp', False) \
-            or not getattr(coder, 'clip_border', True):
+    if (
+        name != 'DeltaXYWHBBoxCoder'
+        or getattr(coder, 'add_ctr_clamp', False)
+        or not getattr(coder, 'clip_border', True)
+    ):
         raise NotImplementedError(
             f'box coder {name} (add_ctr_clamp={getattr(coder, "add_ctr_clamp", None)}, '
             f'clip_border={getattr(coder, "clip_border", None)}): the exporter implements '
-            f'DeltaXYWHBBoxCoder with clip_border=True and add_ctr_clamp=False')
+            f'DeltaXYWHBBoxCoder with clip_border=True and add_ctr_clamp=False'
+        )
     return dict(means=tuple(coder.means), stds=tuple(coder.stds))
 
 
 def _nms_iou(cfg, what: str) -> float:
     nms = cfg.get('nms') if hasattr(cfg, 'get') else None
-    if nms is None or nms.get('type', 'nms') != 'nms' or nms.get('class_agnostic', False):
+    if (
+        nms is None
+        or nms.get('type', 'nms') != 'nms'
+        or nms.get('class_agnostic', False)
+    ):
         raise NotImplementedError(
-            f'{what}: NMS config {nms!r}; the exporter implements type="nms" (class-wise)')
+            f'{what}: NMS config {nms!r}; the exporter implements type="nms" (class-wise)'
+        )
     return float(nms['iou_threshold'])
 
 
-def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+def batched_nms(
+    boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float
+) -> Tensor:
     """mmcv's ``batched_nms`` (offset path): indices of the kept boxes, by descending
     score. ``boxes`` are shifted by ``idxs * (boxes.max() + 1)`` so that one NMS keeps
     groups apart."""
     import torchvision
+
     # the largest coordinate; 0 joins in so that no boxes give 0, not an error (boxes
     # are clipped to >= 0, so it changes nothing otherwise)
     max_coordinate = torch.cat([boxes.reshape(-1), boxes.new_zeros(1)]).max()
@@ -150,11 +181,13 @@ class SingleStageGraph(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         head = model.bbox_head
-        if not getattr(head, 'use_sigmoid_cls', False) or type(head).__name__ not in (
-                'RetinaHead', 'AnchorHead'):
+        if not getattr(head, 'use_sigmoid_cls', False) or type(
+            head
+        ).__name__ not in ('RetinaHead', 'AnchorHead'):
             raise NotImplementedError(
                 f'{type(head).__name__}: the exporter implements RetinaHead-like heads '
-                f'(anchors, sigmoid scores)')
+                f'(anchors, sigmoid scores)'
+            )
         self.model = model
         self.pre = Preprocess(model.data_preprocessor)
         cfg = head.test_cfg
@@ -171,7 +204,8 @@ class SingleStageGraph(nn.Module):
         x = self.pre(image)
         cls_scores, bbox_preds = head(self.model.extract_feat(x))
         priors = head.prior_generator.grid_priors(
-            [c.shape[-2:] for c in cls_scores], dtype=x.dtype, device=x.device)
+            [c.shape[-2:] for c in cls_scores], dtype=x.dtype, device=x.device
+        )
         num_classes = head.cls_out_channels
         all_scores, all_labels, all_deltas, all_priors = [], [], [], []
         for cls, reg, pri in zip(cls_scores, bbox_preds, priors):
@@ -186,13 +220,19 @@ class SingleStageGraph(nn.Module):
             all_deltas.append(deltas[anchor])
             all_priors.append(pri[anchor])
         scores, labels = torch.cat(all_scores), torch.cat(all_labels)
-        boxes = delta2bbox(torch.cat(all_priors), torch.cat(all_deltas), max_hw=(h, w),
-                           **self.coder)
-        boxes = boxes * (1 / scale_factor).repeat(2)[None]  # mmdet: scale_boxes by 1/s
+        boxes = delta2bbox(
+            torch.cat(all_priors),
+            torch.cat(all_deltas),
+            max_hw=(h, w),
+            **self.coder,
+        )
+        boxes = (
+            boxes * (1 / scale_factor).repeat(2)[None]
+        )  # mmdet: scale_boxes by 1/s
         if self.min_size >= 0:
             valid = _valid_size(boxes, self.min_size)
             boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
-        keep = batched_nms(boxes, scores, labels, self.iou)[:self.max_per_img]
+        keep = batched_nms(boxes, scores, labels, self.iou)[: self.max_per_img]
         return boxes[keep], scores[keep], labels[keep]
 
 
@@ -207,14 +247,22 @@ class TwoStageGraph(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         rpn, roi = model.rpn_head, model.roi_head
-        names = (type(rpn).__name__, type(roi).__name__, type(roi.bbox_head).__name__,
-                 type(roi.bbox_roi_extractor).__name__)
-        if names[:2] != ('RPNHead', 'StandardRoIHead') or names[3] != 'SingleRoIExtractor' \
-                or getattr(roi.bbox_head, 'reg_class_agnostic', False) \
-                or getattr(roi.bbox_head, 'custom_cls_channels', False):
+        names = (
+            type(rpn).__name__,
+            type(roi).__name__,
+            type(roi.bbox_head).__name__,
+            type(roi.bbox_roi_extractor).__name__,
+        )
+        if (
+            names[:2] != ('RPNHead', 'StandardRoIHead')
+            or names[3] != 'SingleRoIExtractor'
+            or getattr(roi.bbox_head, 'reg_class_agnostic', False)
+            or getattr(roi.bbox_head, 'custom_cls_channels', False)
+        ):
             raise NotImplementedError(
                 f'{names}: the exporter implements RPNHead + StandardRoIHead with a '
-                f'class-wise ConvFCBBoxHead and SingleRoIExtractor')
+                f'class-wise ConvFCBBoxHead and SingleRoIExtractor'
+            )
         self.model = model
         self.pre = Preprocess(model.data_preprocessor)
         rpn_cfg, rcnn_cfg = model.test_cfg.rpn, model.test_cfg.rcnn
@@ -233,9 +281,14 @@ class TwoStageGraph(nn.Module):
         rpn = self.model.rpn_head
         cls_scores, bbox_preds = rpn(feats)
         priors = rpn.prior_generator.grid_priors(
-            [c.shape[-2:] for c in cls_scores], dtype=feats[0].dtype, device=feats[0].device)
+            [c.shape[-2:] for c in cls_scores],
+            dtype=feats[0].dtype,
+            device=feats[0].device,
+        )
         all_scores, all_deltas, all_priors, all_levels = [], [], [], []
-        for level, (cls, reg, pri) in enumerate(zip(cls_scores, bbox_preds, priors)):
+        for level, (cls, reg, pri) in enumerate(
+            zip(cls_scores, bbox_preds, priors)
+        ):
             scores = cls[0].permute(1, 2, 0).reshape(-1).sigmoid()
             deltas = reg[0].permute(1, 2, 0).reshape(-1, 4)
             top, index = _top_k(scores, self.rpn_nms_pre)
@@ -244,34 +297,52 @@ class TwoStageGraph(nn.Module):
             all_priors.append(pri[index])
             all_levels.append(torch.full_like(index, level))
         scores, levels = torch.cat(all_scores), torch.cat(all_levels)
-        boxes = delta2bbox(torch.cat(all_priors), torch.cat(all_deltas), max_hw=(h, w),
-                           **self.rpn_coder)
+        boxes = delta2bbox(
+            torch.cat(all_priors),
+            torch.cat(all_deltas),
+            max_hw=(h, w),
+            **self.rpn_coder,
+        )
         if self.rpn_min_size >= 0:
             valid = _valid_size(boxes, self.rpn_min_size)
             boxes, scores, levels = boxes[valid], scores[valid], levels[valid]
-        keep = batched_nms(boxes, scores, levels, self.rpn_iou)[:self.rpn_max]
+        keep = batched_nms(boxes, scores, levels, self.rpn_iou)[: self.rpn_max]
         return boxes[keep]
 
     @staticmethod
-    def _roi_features(extractor, feats: Sequence[Tensor], boxes: Tensor) -> Tensor:
+    def _roi_features(
+        extractor, feats: Sequence[Tensor], boxes: Tensor
+    ) -> Tensor:
         """``SingleRoIExtractor``: RoIAlign of every RoI on its level (all levels are
         computed, each RoI takes its own: the same values as mmdet's gather)."""
         import torchvision
-        feats = feats[:extractor.num_inputs]
+
+        feats = feats[: extractor.num_inputs]
         rois = torch.cat([boxes.new_zeros(boxes.shape[0], 1), boxes], dim=1)
-        scale = torch.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+        scale = torch.sqrt(
+            (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        )
         levels = torch.floor(torch.log2(scale / extractor.finest_scale + 1e-6))
         levels = levels.clamp(min=0, max=len(feats) - 1).long()
         out = None
         for i, (feat, layer) in enumerate(zip(feats, extractor.roi_layers)):
             if getattr(layer, 'pool_mode', 'avg') != 'avg':
-                raise NotImplementedError(f'RoIAlign pool_mode {layer.pool_mode!r}')
+                raise NotImplementedError(
+                    f'RoIAlign pool_mode {layer.pool_mode!r}'
+                )
             roi_feat = torchvision.ops.roi_align(
-                feat, rois, layer.output_size, layer.spatial_scale, layer.sampling_ratio,
-                layer.aligned)
+                feat,
+                rois,
+                layer.output_size,
+                layer.spatial_scale,
+                layer.sampling_ratio,
+                layer.aligned,
+            )
             if out is None:
                 out = torch.zeros_like(roi_feat)
-            out = torch.where((levels == i)[:, None, None, None], roi_feat, out)
+            out = torch.where(
+                (levels == i)[:, None, None, None], roi_feat, out
+            )
         return out
 
     def forward(self, image: Tensor, scale_factor: Tensor):
@@ -280,21 +351,31 @@ class TwoStageGraph(nn.Module):
         feats = self.model.extract_feat(self.pre(image))
         proposals = self._proposals(feats, h, w)
         cls_score, bbox_pred = roi.bbox_head(
-            self._roi_features(roi.bbox_roi_extractor, feats, proposals))
+            self._roi_features(roi.bbox_roi_extractor, feats, proposals)
+        )
         scores = F.softmax(cls_score, dim=-1)
         num_classes = scores.shape[1] - 1
-        boxes = delta2bbox(proposals.repeat_interleave(num_classes, dim=0),
-                           bbox_pred.reshape(-1, 4), max_hw=(h, w), **self.coder)
-        scores = scores[:, :-1].reshape(-1)  # (proposal, class), the background dropped
-        labels = torch.arange(num_classes, device=scores.device).repeat(proposals.shape[0])
+        boxes = delta2bbox(
+            proposals.repeat_interleave(num_classes, dim=0),
+            bbox_pred.reshape(-1, 4),
+            max_hw=(h, w),
+            **self.coder,
+        )
+        scores = scores[:, :-1].reshape(
+            -1
+        )  # (proposal, class), the background dropped
+        labels = torch.arange(num_classes, device=scores.device).repeat(
+            proposals.shape[0]
+        )
         valid = scores > self.score_thr
         boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
-        keep = batched_nms(boxes, scores, labels, self.iou)[:self.max_per_img]
+        keep = batched_nms(boxes, scores, labels, self.iou)[: self.max_per_img]
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         if not self.with_mask:
             return boxes / scale_factor.repeat(2)[None], scores, labels
         mask_logits = roi.mask_head(
-            self._roi_features(roi.mask_roi_extractor, feats, boxes))
+            self._roi_features(roi.mask_roi_extractor, feats, boxes)
+        )
         index = torch.arange(labels.shape[0], device=labels.device)
         mask_probs = mask_logits[index, labels].sigmoid()
         return boxes / scale_factor.repeat(2)[None], scores, labels, mask_probs
@@ -310,21 +391,30 @@ class SegmentorGraph(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        mode = model.test_cfg.get('mode', 'whole') if model.test_cfg else 'whole'
+        mode = (
+            model.test_cfg.get('mode', 'whole') if model.test_cfg else 'whole'
+        )
         if mode != 'whole':
-            raise NotImplementedError(f'test_cfg.mode={mode!r}: the exporter implements '
-                                      f'whole-image inference')
+            raise NotImplementedError(
+                f'test_cfg.mode={mode!r}: the exporter implements '
+                f'whole-image inference'
+            )
         if getattr(model.data_preprocessor, 'test_cfg', None):
             raise NotImplementedError(
                 f'data_preprocessor.test_cfg={model.data_preprocessor.test_cfg!r}: the '
-                f'exporter implements unpadded test inputs')
+                f'exporter implements unpadded test inputs'
+            )
         self.model = model
         self.pre = Preprocess(model.data_preprocessor, pad=False)
-        self.threshold = float(getattr(model.decode_head, 'threshold', 0.3) or 0.3)
+        self.threshold = float(
+            getattr(model.decode_head, 'threshold', 0.3) or 0.3
+        )
 
     def forward(self, image: Tensor):
         h, w = image.shape[-2:]
-        logits = self.model.encode_decode(self.pre(image), [dict(img_shape=(h, w))])
+        logits = self.model.encode_decode(
+            self.pre(image), [dict(img_shape=(h, w))]
+        )
         if logits.shape[1] == 1:
             labels = (logits.sigmoid() > self.threshold).long()[:, 0]
         else:
@@ -344,4 +434,5 @@ def end_to_end(model: nn.Module) -> tuple[nn.Module, str]:
     raise NotImplementedError(
         f'{type(model).__name__}: the exporter handles RetinaNet-style single-stage '
         f'detectors, RPN + StandardRoIHead two-stage detectors and EncoderDecoder '
-        f'segmentors')
+        f'segmentors'
+    )

@@ -18,6 +18,7 @@ what is wrong with it instead of suggesting to switch safe loading off. Only on 
 >= 2.5, where :mod:`pvtfpn_mm.checkpoint` can allowlist what mmengine's checkpoints
 hold; older torch keeps mmengine's loader (see :mod:`pvtfpn_mm.compat`).
 """
+
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from pvtfpn_mm.compat import HAS_SAFE_GLOBALS
@@ -41,10 +42,21 @@ def load_local_checkpoint(filename: str, map_location=None):
 
 
 if HAS_SAFE_GLOBALS:
-    CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint, force=True)
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=load_local_checkpoint, force=True
+    )
 
 __all__ = [
-    'AtomicCheckpointHook', 'CPUAmpOptimWrapper', 'DatasetError', 'ExistingCheckpointsError',
-    'ResumeError', 'SafeRunner', 'StrictLoadHook', 'WorkDirBusyError', 'WorkDirLock',
-    'accelerator_available', 'amp_optim_wrapper_type', 'load_local_checkpoint'
+    'AtomicCheckpointHook',
+    'CPUAmpOptimWrapper',
+    'DatasetError',
+    'ExistingCheckpointsError',
+    'ResumeError',
+    'SafeRunner',
+    'StrictLoadHook',
+    'WorkDirBusyError',
+    'WorkDirLock',
+    'accelerator_available',
+    'amp_optim_wrapper_type',
+    'load_local_checkpoint',
 ]

@@ -7,6 +7,7 @@ gradients and the optimizer state stay float32; bfloat16 has float32's exponent 
 so no loss scaling is needed. :class:`CPUAmpOptimWrapper` is that, as an optimizer
 wrapper; :func:`amp_optim_wrapper_type` picks it when no accelerator is present.
 """
+
 from contextlib import contextmanager
 
 import torch
@@ -23,14 +24,20 @@ from mmengine.registry import OPTIM_WRAPPERS
 
 def accelerator_available() -> bool:
     """Whether mmengine's ``AmpOptimWrapper`` can run here (its own condition)."""
-    return (is_cuda_available() or is_npu_available() or is_mlu_available()
-            or is_musa_available())
+    return (
+        is_cuda_available()
+        or is_npu_available()
+        or is_mlu_available()
+        or is_musa_available()
+    )
 
 
 def amp_optim_wrapper_type() -> str:
     """``'AmpOptimWrapper'`` where an accelerator is present, else
     ``'CPUAmpOptimWrapper'``."""
-    return 'AmpOptimWrapper' if accelerator_available() else 'CPUAmpOptimWrapper'
+    return (
+        'AmpOptimWrapper' if accelerator_available() else 'CPUAmpOptimWrapper'
+    )
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -51,18 +58,27 @@ class CPUAmpOptimWrapper(OptimWrapper):
         ValueError: Another ``dtype``.
     """
 
-    def __init__(self, loss_scale: str | float | dict | None = None,
-                 dtype: str | torch.dtype | None = None, **kwargs):
+    def __init__(
+        self,
+        loss_scale: str | float | dict | None = None,
+        dtype: str | torch.dtype | None = None,
+        **kwargs,
+    ):
         if dtype not in (None, 'bfloat16', torch.bfloat16):
-            raise ValueError(f'CPUAmpOptimWrapper: CPU autocast runs in bfloat16 only, got '
-                             f'dtype={dtype!r}')
+            raise ValueError(
+                f'CPUAmpOptimWrapper: CPU autocast runs in bfloat16 only, got '
+                f'dtype={dtype!r}'
+            )
         super().__init__(**kwargs)
         self.loss_scale = loss_scale
         self.cast_dtype = torch.bfloat16
 
     @contextmanager
     def optim_context(self, model: nn.Module):
-        with super().optim_context(model), torch.autocast('cpu', dtype=self.cast_dtype):
+        with (
+            super().optim_context(model),
+            torch.autocast('cpu', dtype=self.cast_dtype),
+        ):
             yield
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -73,7 +89,9 @@ class CPUAmpOptimWrapper(OptimWrapper):
         super().load_state_dict(state_dict)
 
     def __repr__(self) -> str:  # pragma: no cover - for logs
-        return f'CPUAmpOptimWrapper(dtype=bfloat16, optimizer={self.optimizer!r})'
+        return (
+            f'CPUAmpOptimWrapper(dtype=bfloat16, optimizer={self.optimizer!r})'
+        )
 
 
 def cpu_amp_config(optim_wrapper: dict) -> dict | None:
@@ -81,7 +99,10 @@ def cpu_amp_config(optim_wrapper: dict) -> dict | None:
     accelerator is present; None when nothing is to change."""
     if not isinstance(optim_wrapper, dict) or accelerator_available():
         return None
-    if optim_wrapper.get('type') not in ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper'):
+    if optim_wrapper.get('type') not in (
+        'AmpOptimWrapper',
+        'mmengine.AmpOptimWrapper',
+    ):
         return None
     out = type(optim_wrapper)(optim_wrapper)
     out['type'] = 'CPUAmpOptimWrapper'

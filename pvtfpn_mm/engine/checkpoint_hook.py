@@ -21,6 +21,7 @@ one about to be removed, so a resumed run removes it if the crash came before st
 Everything else (arguments, ``save_best``, ``published_keys``, remote ``out_dir``) is
 mmengine's; a non-local ``out_dir`` is saved the mmengine way (with a warning).
 """
+
 import os
 import os.path as osp
 from collections import deque
@@ -46,7 +47,8 @@ class AtomicCheckpointHook(CheckpointHook):
         if not isinstance(self.file_backend, LocalBackend):
             runner.logger.warning(
                 f'AtomicCheckpointHook: out_dir {self.out_dir} is not a local folder; '
-                'saving the mmengine way (not crash-safe)')
+                'saving the mmengine way (not crash-safe)'
+            )
             return super()._save_checkpoint_with_step(runner, step, meta)
 
         self._before_save(runner, step)
@@ -54,7 +56,7 @@ class AtomicCheckpointHook(CheckpointHook):
         kept = list(self.keep_ckpt_ids) if self.max_keep_ckpts > 0 else []
         if self.max_keep_ckpts > 0 and not (kept and kept[-1] == step):
             kept.append(step)
-            remove = kept[:-self.max_keep_ckpts]
+            remove = kept[: -self.max_keep_ckpts]
             # Saved in the checkpoint as it is now: a run resumed from it removes the
             # old ones itself (CheckpointHook.before_train) if this one dies first.
             runner.message_hub.update_info('keep_ckpt_ids', list(kept))
@@ -69,9 +71,12 @@ class AtomicCheckpointHook(CheckpointHook):
             self._publish(runner, tmp, path)
             self._point_last_checkpoint(runner, path)
             for old in remove:
-                self._remove(runner, osp.join(self.out_dir, self.filename_tmpl.format(old)))
+                self._remove(
+                    runner,
+                    osp.join(self.out_dir, self.filename_tmpl.format(old)),
+                )
         if self.max_keep_ckpts > 0:
-            kept = kept[-self.max_keep_ckpts:]
+            kept = kept[-self.max_keep_ckpts :]
             self.keep_ckpt_ids = deque(kept, self.max_keep_ckpts)
             runner.message_hub.update_info('keep_ckpt_ids', list(kept))
 
@@ -92,7 +97,8 @@ class AtomicCheckpointHook(CheckpointHook):
             meta=meta,
             by_epoch=self.by_epoch,
             backend_args=self.backend_args,
-            **self.args)
+            **self.args,
+        )
 
     def _publish(self, runner, tmp: str, path: str) -> None:
         """fsync, rename into place, fsync the folder."""
@@ -104,5 +110,7 @@ class AtomicCheckpointHook(CheckpointHook):
     def _remove(self, runner, path: str) -> None:
         if osp.isfile(path):
             os.remove(path)
-        elif self.file_backend.isdir(path):  # deepspeed checkpoints are folders
+        elif self.file_backend.isdir(
+            path
+        ):  # deepspeed checkpoints are folders
             self.file_backend.rmtree(path)

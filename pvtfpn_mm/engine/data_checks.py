@@ -6,6 +6,7 @@ array to concatenate``; mmdet's ``CocoDataset`` silently drops the config's clas
 that are not categories of the annotation file (and with them their objects), and comes
 out empty when none is.
 """
+
 import json
 import os
 import os.path as osp
@@ -22,7 +23,11 @@ class DatasetError(ValueError):
 def _join(root: str | None, path: str | None) -> str | None:
     if not path:
         return None
-    return path if (not root or osp.isabs(path) or '://' in path) else osp.join(root, path)
+    return (
+        path
+        if (not root or osp.isabs(path) or '://' in path)
+        else osp.join(root, path)
+    )
 
 
 def _describe(cfg: Mapping) -> str:
@@ -35,7 +40,9 @@ def _describe(cfg: Mapping) -> str:
 
 def _classes(cfg: Mapping) -> list[str] | None:
     metainfo = cfg.get('metainfo') or {}
-    classes = metainfo.get('classes') if isinstance(metainfo, Mapping) else None
+    classes = (
+        metainfo.get('classes') if isinstance(metainfo, Mapping) else None
+    )
     return list(classes) if classes is not None else None
 
 
@@ -49,17 +56,23 @@ def _coco_summary(path: str) -> dict | None:
         return None
     if not isinstance(data, dict) or 'images' not in data:
         return None
-    return dict(images=len(data.get('images') or []),
-                annotations=len(data.get('annotations') or []),
-                categories=[c.get('name') for c in data.get('categories') or []])
+    return dict(
+        images=len(data.get('images') or []),
+        annotations=len(data.get('annotations') or []),
+        categories=[c.get('name') for c in data.get('categories') or []],
+    )
 
 
-def class_mismatch_message(classes: list[str], categories: list[str], source: str) -> str:
+def class_mismatch_message(
+    classes: list[str], categories: list[str], source: str
+) -> str:
     unknown = [c for c in classes if c not in categories]
-    return (f'{source}: the class names {unknown} of the config (metainfo classes='
-            f'{tuple(classes)}) are not categories of the annotation file, whose '
-            f'categories are {tuple(categories)}; images of those classes would be '
-            'dropped or unlabelled. Set metainfo=dict(classes=...) to names of the file')
+    return (
+        f'{source}: the class names {unknown} of the config (metainfo classes='
+        f'{tuple(classes)}) are not categories of the annotation file, whose '
+        f'categories are {tuple(categories)}; images of those classes would be '
+        'dropped or unlabelled. Set metainfo=dict(classes=...) to names of the file'
+    )
 
 
 def explain_empty(dataset_cfg: Mapping) -> str:
@@ -77,13 +90,19 @@ def explain_empty(dataset_cfg: Mapping) -> str:
             return f'{source} is empty: the annotation file {ann!r} lists no image'
         if classes is not None and not set(classes) & set(coco['categories']):
             return class_mismatch_message(classes, coco['categories'], source)
-        return (f'{source} is empty: none of the {coco["images"]} images of {ann!r} is '
-                'left after filtering (filter_cfg, e.g. filter_empty_gt=True drops images '
-                'without objects of the config\'s classes)')
+        return (
+            f'{source} is empty: none of the {coco["images"]} images of {ann!r} is '
+            'left after filtering (filter_cfg, e.g. filter_empty_gt=True drops images '
+            'without objects of the config\'s classes)'
+        )
     if ann and not osp.exists(ann):
         return f'{source} is empty: the annotation file {ann!r} does not exist'
     prefix = cfg.get('data_prefix') or {}
-    folders = [_join(root, v) for v in prefix.values()] if isinstance(prefix, Mapping) else []
+    folders = (
+        [_join(root, v) for v in prefix.values()]
+        if isinstance(prefix, Mapping)
+        else []
+    )
     for folder in folders:
         if folder and osp.isdir(folder) and not os.listdir(folder):
             return f'{source} is empty: the folder {folder!r} holds no file'
@@ -116,6 +135,10 @@ def check_built_dataset(dataset) -> None:
         ann = getattr(leaf, 'ann_file', None)
         coco = _coco_summary(ann) if ann else None
         categories = coco['categories'] if coco else ['(could not read them)']
-        raise DatasetError(class_mismatch_message(
-            list(classes), categories,
-            f'{type(leaf).__name__}(ann_file={ann!r})'))
+        raise DatasetError(
+            class_mismatch_message(
+                list(classes),
+                categories,
+                f'{type(leaf).__name__}(ann_file={ann!r})',
+            )
+        )

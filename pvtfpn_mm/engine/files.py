@@ -1,5 +1,6 @@
 """Durable file operations for checkpoints: fsync, atomic rename, atomic text files, and
 finding the checkpoints a work dir holds."""
+
 import os
 import os.path as osp
 import re
@@ -44,7 +45,9 @@ def publish(tmp_path: str, path: str) -> None:
 def write_text_atomic(path: str, text: str) -> None:
     """Writes ``text`` to ``path`` through a temporary file, fsync and rename."""
     folder = osp.dirname(osp.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.tmp')
+    fd, tmp = tempfile.mkstemp(
+        dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.tmp'
+    )
     try:
         with os.fdopen(fd, 'w') as f:
             f.write(text)
@@ -73,8 +76,10 @@ def name_pattern(filename_tmpl: str) -> 're.Pattern':
     return re.compile('^' + re.escape(head) + r'(\d+)' + re.escape(tail) + '$')
 
 
-def list_checkpoints(folders: Iterable[str],
-                     patterns: Sequence['re.Pattern'] = (CHECKPOINT_NAME, )) -> list[str]:
+def list_checkpoints(
+    folders: Iterable[str],
+    patterns: Sequence['re.Pattern'] = (CHECKPOINT_NAME,),
+) -> list[str]:
     """The checkpoint files (names matching one of ``patterns``, by default
     ``iter_N.pth`` / ``epoch_N.pth``) in ``folders``, newest first (by N, then by
     modification time). Partial files (``*.partial``) never match."""
@@ -87,7 +92,10 @@ def list_checkpoints(folders: Iterable[str],
             for pattern in patterns:
                 m = pattern.match(name)
                 if m and osp.isfile(path):
-                    found[osp.abspath(path)] = (int(m.group(1)), osp.getmtime(path))
+                    found[osp.abspath(path)] = (
+                        int(m.group(1)),
+                        osp.getmtime(path),
+                    )
                     break
     return sorted(found, key=lambda p: found[p], reverse=True)
 
@@ -97,6 +105,9 @@ def list_partial_files(folders: Iterable[str]) -> list[str]:
     out = []
     for folder in folders:
         if osp.isdir(folder):
-            out += [osp.join(folder, n) for n in sorted(os.listdir(folder))
-                    if n.endswith('.pth' + PARTIAL_SUFFIX)]
+            out += [
+                osp.join(folder, n)
+                for n in sorted(os.listdir(folder))
+                if n.endswith('.pth' + PARTIAL_SUFFIX)
+            ]
     return out

@@ -4,6 +4,7 @@ The lock belongs to the open file, so the kernel releases it when the process en
 any way (SIGKILL included): there is no stale lock to clean up. The file keeps the
 holder's pid, host, command and start time, which a second run names when it stops.
 """
+
 import errno
 import fcntl
 import json
@@ -76,20 +77,31 @@ class WorkDirLock:
                 break
             except OSError as err:
                 os.close(fd)
-                if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                if err.errno not in (
+                    errno.EWOULDBLOCK,
+                    errno.EAGAIN,
+                    errno.EACCES,
+                ):
                     raise
             info = self.holder_info()
-            if (info.get('host') == socket.gethostname() and not _alive(info.get('pid'))
-                    and time.monotonic() < deadline):
+            if (
+                info.get('host') == socket.gethostname()
+                and not _alive(info.get('pid'))
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.5)
                 continue
             raise WorkDirBusyError(
                 f'the work dir {self.work_dir} is in use by another training: '
                 f'{self.holder_text()} (lock file {self.path}). Wait for it to finish, '
-                'or train into another --work-dir')
-        info = dict(pid=os.getpid(), host=socket.gethostname(),
-                    command=' '.join([sys.executable] + sys.argv),
-                    started=time.strftime('%Y-%m-%d %H:%M:%S'))
+                'or train into another --work-dir'
+            )
+        info = dict(
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            command=' '.join([sys.executable] + sys.argv),
+            started=time.strftime('%Y-%m-%d %H:%M:%S'),
+        )
         os.ftruncate(fd, 0)
         os.write(fd, (json.dumps(info) + '\n').encode())
         os.fsync(fd)
@@ -110,8 +122,10 @@ class WorkDirLock:
         info = self.holder_info()
         if not info:
             return 'a process that has not written its details yet'
-        return (f'pid {info.get("pid")} on {info.get("host")}, started '
-                f'{info.get("started")}: {info.get("command")}')
+        return (
+            f'pid {info.get("pid")} on {info.get("host")}, started '
+            f'{info.get("started")}: {info.get("command")}'
+        )
 
     def release(self) -> None:
         """Releases the lock (the file stays; its content is the last holder's)."""

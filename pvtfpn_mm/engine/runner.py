@@ -26,6 +26,7 @@ Selected by ``runner_type = 'SafeRunner'`` in our configs, which mmdet's and mms
   a dataset comes out empty or its class names are not categories of its annotation
   file, when the dataloader is built.
 """
+
 import copy
 import os
 import os.path as osp
@@ -61,7 +62,11 @@ from .lock import WorkDirLock
 from .strict_load import StrictLoadHook
 
 #: Checkpoint hook types a ``SafeRunner`` replaces with ``AtomicCheckpointHook``.
-PLAIN_CHECKPOINT_HOOKS = ('CheckpointHook', 'mmengine.CheckpointHook', CheckpointHook)
+PLAIN_CHECKPOINT_HOOKS = (
+    'CheckpointHook',
+    'mmengine.CheckpointHook',
+    CheckpointHook,
+)
 #: Keys a resumable checkpoint has (mmengine's ``Runner.save_checkpoint``).
 RESUME_KEYS = ('meta', 'state_dict', 'message_hub')
 
@@ -87,13 +92,19 @@ class SafeRunner(Runner):
             ``allow_existing_checkpoints`` key, else False.
     """
 
-    def __init__(self, *args, allow_existing_checkpoints: bool | None = None, **kwargs):
+    def __init__(
+        self, *args, allow_existing_checkpoints: bool | None = None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         if allow_existing_checkpoints is None:
-            allow_existing_checkpoints = self.cfg.get('allow_existing_checkpoints', False)
+            allow_existing_checkpoints = self.cfg.get(
+                'allow_existing_checkpoints', False
+            )
         if not isinstance(allow_existing_checkpoints, bool):
-            raise TypeError('allow_existing_checkpoints must be True or False, got '
-                            f'{allow_existing_checkpoints!r}')
+            raise TypeError(
+                'allow_existing_checkpoints must be True or False, got '
+                f'{allow_existing_checkpoints!r}'
+            )
         self.allow_existing_checkpoints = allow_existing_checkpoints
         if not any(isinstance(h, StrictLoadHook) for h in self._hooks):
             self.register_hook(StrictLoadHook())
@@ -104,7 +115,10 @@ class SafeRunner(Runner):
     def register_hook(self, hook: Hook | dict, priority=None) -> None:
         """As ``Runner.register_hook``; a plain ``CheckpointHook`` config becomes an
         ``AtomicCheckpointHook`` with the same arguments."""
-        if isinstance(hook, dict) and hook.get('type') in PLAIN_CHECKPOINT_HOOKS:
+        if (
+            isinstance(hook, dict)
+            and hook.get('type') in PLAIN_CHECKPOINT_HOOKS
+        ):
             hook = copy.copy(hook)
             hook['type'] = 'AtomicCheckpointHook'
         super().register_hook(hook, priority)
@@ -120,7 +134,9 @@ class SafeRunner(Runner):
                 self._refuse_existing_checkpoints()
             if is_main_process():
                 for path in list_partial_files(self.checkpoint_dirs()):
-                    self.logger.info(f'removing {path}: an interrupted checkpoint save')
+                    self.logger.info(
+                        f'removing {path}: an interrupted checkpoint save'
+                    )
                     os.remove(path)
             return super().train()
         finally:
@@ -132,13 +148,18 @@ class SafeRunner(Runner):
         dirs = [self.work_dir]
         name = osp.basename(self.work_dir.rstrip(os.sep))
         for hook in self._hooks:
-            out_dir = getattr(hook, 'out_dir', None) if isinstance(hook, CheckpointHook) \
+            out_dir = (
+                getattr(hook, 'out_dir', None)
+                if isinstance(hook, CheckpointHook)
                 else None
+            )
             if not out_dir or '://' in str(out_dir):
                 continue
             out_dir = osp.abspath(str(out_dir))
             if out_dir != self.work_dir and osp.basename(out_dir) != name:
-                out_dir = osp.join(out_dir, name)  # what CheckpointHook.before_train makes
+                out_dir = osp.join(
+                    out_dir, name
+                )  # what CheckpointHook.before_train makes
             if out_dir not in dirs:
                 dirs.append(out_dir)
         return dirs
@@ -146,8 +167,11 @@ class SafeRunner(Runner):
     def _name_patterns(self):
         patterns = [CHECKPOINT_NAME]
         for hook in self._hooks:
-            tmpl = getattr(hook, 'filename_tmpl', None) if isinstance(
-                hook, CheckpointHook) else None
+            tmpl = (
+                getattr(hook, 'filename_tmpl', None)
+                if isinstance(hook, CheckpointHook)
+                else None
+            )
             if tmpl and '{}' in tmpl:
                 patterns.append(name_pattern(tmpl))
         return patterns
@@ -157,8 +181,11 @@ class SafeRunner(Runner):
         found = list_checkpoints(self.checkpoint_dirs(), self._name_patterns())
         for folder in self.checkpoint_dirs():
             if osp.isdir(folder):
-                found += sorted(osp.join(folder, n) for n in os.listdir(folder)
-                                if n.startswith('best_') and n.endswith('.pth'))
+                found += sorted(
+                    osp.join(folder, n)
+                    for n in os.listdir(folder)
+                    if n.startswith('best_') and n.endswith('.pth')
+                )
         last = osp.join(self.work_dir, LAST_CHECKPOINT)
         if osp.isfile(last):
             found.append(last)
@@ -173,13 +200,15 @@ class SafeRunner(Runner):
         if self.allow_existing_checkpoints:
             self.logger.warning(
                 f'allow_existing_checkpoints=True: training from the start in '
-                f'{self.work_dir}, which holds {names}; they may be overwritten or removed')
+                f'{self.work_dir}, which holds {names}; they may be overwritten or removed'
+            )
             return
         raise ExistingCheckpointsError(
             f'the work dir {self.work_dir} already holds checkpoints of an earlier run '
             f'({names}); a new training there would overwrite and then delete them. '
             'Continue that run with --resume, or train into a fresh --work-dir (to start '
-            'over in this one anyway: --cfg-options allow_existing_checkpoints=True)')
+            'over in this one anyway: --cfg-options allow_existing_checkpoints=True)'
+        )
 
     # ---------------------------------------------------------------- resuming
 
@@ -193,9 +222,12 @@ class SafeRunner(Runner):
             if path is None:
                 self.logger.info(
                     f'resume: no checkpoint in {", ".join(self.checkpoint_dirs())}; '
-                    'training starts from the beginning')
+                    'training starts from the beginning'
+                )
                 return
-            self.logger.info(f'resume: resuming from {path}, the newest complete checkpoint')
+            self.logger.info(
+                f'resume: resuming from {path}, the newest complete checkpoint'
+            )
             self.resume(path)
             self._has_loaded = True
             return
@@ -221,13 +253,17 @@ class SafeRunner(Runner):
         return result[0]
 
     def _find_resumable(self) -> str | None:
-        candidates = list_checkpoints(self.checkpoint_dirs(), self._name_patterns())
+        candidates = list_checkpoints(
+            self.checkpoint_dirs(), self._name_patterns()
+        )
         last = read_last_checkpoint(self.work_dir)
         if last is not None:
             last = osp.abspath(osp.expanduser(last))
             if not osp.isfile(last):
-                self.logger.warning(f'resume: last_checkpoint names {last}, which does not '
-                                    'exist; looking for the newest complete checkpoint')
+                self.logger.warning(
+                    f'resume: last_checkpoint names {last}, which does not '
+                    'exist; looking for the newest complete checkpoint'
+                )
             elif last not in candidates:
                 candidates.append(last)
         failures = []
@@ -235,27 +271,38 @@ class SafeRunner(Runner):
             try:
                 # the loader resume() uses (read_checkpoint where pvtfpn_mm registered it)
                 checkpoint = _load_checkpoint(path, map_location='cpu')
-                lacks = [k for k in RESUME_KEYS
-                         if not isinstance(checkpoint, dict) or k not in checkpoint]
+                lacks = [
+                    k
+                    for k in RESUME_KEYS
+                    if not isinstance(checkpoint, dict) or k not in checkpoint
+                ]
                 del checkpoint
                 if lacks:
                     raise CheckpointReadError(
-                        f'{path!r} is not a training checkpoint (it lacks {lacks})')
+                        f'{path!r} is not a training checkpoint (it lacks {lacks})'
+                    )
             except (CheckpointReadError, OSError) + READ_ERRORS as err:
                 failures.append(f'{path}: {err}')
                 continue
             for failure in failures:
-                self.logger.warning(f'resume: skipping a checkpoint that does not load: '
-                                    f'{failure}')
+                self.logger.warning(
+                    f'resume: skipping a checkpoint that does not load: '
+                    f'{failure}'
+                )
             if last is not None and last != path:
-                self.logger.warning(f'resume: last_checkpoint names {last}; the newest '
-                                    f'complete checkpoint is {path}')
+                self.logger.warning(
+                    f'resume: last_checkpoint names {last}; the newest '
+                    f'complete checkpoint is {path}'
+                )
             return path
         if failures:
             raise ResumeError(
                 f'--resume: the work dir holds {len(failures)} checkpoint(s) and none can '
-                'be loaded:\n  ' + '\n  '.join(failures) + '\nMove them away to start '
-                'over, or give --resume the path of a good checkpoint')
+                'be loaded:\n  '
+                + '\n  '.join(failures)
+                + '\nMove them away to start '
+                'over, or give --resume the path of a good checkpoint'
+            )
         return None
 
     def load_checkpoint(self, filename: str, *args, **kwargs):
@@ -274,21 +321,32 @@ class SafeRunner(Runner):
         ``CPUAmpOptimWrapper`` where no GPU (or NPU/MLU/MUSA) is present."""
         cpu = cpu_amp_config(optim_wrapper)
         if cpu is not None:
-            self.logger.info('AMP without a GPU: training with CPUAmpOptimWrapper (bfloat16 '
-                             'autocast on the CPU) instead of AmpOptimWrapper')
+            self.logger.info(
+                'AMP without a GPU: training with CPUAmpOptimWrapper (bfloat16 '
+                'autocast on the CPU) instead of AmpOptimWrapper'
+            )
             optim_wrapper = cpu
         return super().build_optim_wrapper(optim_wrapper)
 
     @staticmethod
-    def build_dataloader(dataloader, seed: int | None = None, diff_rank_seed: bool = False):
+    def build_dataloader(
+        dataloader, seed: int | None = None, diff_rank_seed: bool = False
+    ):
         """As ``Runner.build_dataloader``; an empty dataset, or a COCO-style dataset
         whose class names are not categories of its annotation file, raises
         :class:`DatasetError` saying so."""
-        dataset_cfg = dataloader.get('dataset') if isinstance(dataloader, dict) else None
-        dataset_cfg = copy.deepcopy(dataset_cfg) if isinstance(dataset_cfg, dict) else None
+        dataset_cfg = (
+            dataloader.get('dataset') if isinstance(dataloader, dict) else None
+        )
+        dataset_cfg = (
+            copy.deepcopy(dataset_cfg)
+            if isinstance(dataset_cfg, dict)
+            else None
+        )
         try:
-            loader = Runner.build_dataloader(dataloader, seed=seed,
-                                             diff_rank_seed=diff_rank_seed)
+            loader = Runner.build_dataloader(
+                dataloader, seed=seed, diff_rank_seed=diff_rank_seed
+            )
         except ValueError as err:
             if dataset_cfg is None or EMPTY_DATASET_MESSAGE not in str(err):
                 raise

@@ -10,6 +10,7 @@ the model exactly (after converting a released checkpoint of a foreign layout wi
 :class:`~pvtfpn_mm.weights.StateDictMismatchError` with a short summary. As a hook it
 works with mmseg's ``tools/test.py`` too, which ignores ``runner_type``.
 """
+
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -26,8 +27,10 @@ from pvtfpn_mm.weights import (
 )
 
 #: How to allow a partial load, as the error message says it.
-PARTIAL_HINT = ('To load only the tensors that fit (and see which), pass '
-                '--cfg-options allow_partial_load=True')
+PARTIAL_HINT = (
+    'To load only the tensors that fit (and see which), pass '
+    '--cfg-options allow_partial_load=True'
+)
 #: The config key that allows partial loading for every StrictLoadHook of a run.
 PARTIAL_KEY = 'allow_partial_load'
 
@@ -55,10 +58,15 @@ class StrictLoadHook(Hook):
 
     priority = 'LOWEST'  # check the state dict other hooks (EMA) have settled
 
-    def __init__(self, allow_partial: bool = False,
-                 revise_keys: Sequence[tuple[str, str]] = ((r'^module\.', ''), )):
+    def __init__(
+        self,
+        allow_partial: bool = False,
+        revise_keys: Sequence[tuple[str, str]] = ((r'^module\.', ''),),
+    ):
         if not isinstance(allow_partial, bool):
-            raise TypeError(f'allow_partial must be a bool, got {allow_partial!r}')
+            raise TypeError(
+                f'allow_partial must be a bool, got {allow_partial!r}'
+            )
         self.allow_partial = allow_partial
         self.revise_keys = [tuple(r) for r in revise_keys]
 
@@ -66,33 +74,57 @@ class StrictLoadHook(Hook):
         model = unwrap_model(runner.model)
         source = describe_source(runner)
         holder = checkpoint if 'state_dict' in checkpoint else None
-        state_dict = checkpoint['state_dict'] if holder is not None else checkpoint
+        state_dict = (
+            checkpoint['state_dict'] if holder is not None else checkpoint
+        )
         check_tensors(state_dict, source)
         metadata = getattr(state_dict, '_metadata', None)
         revised = OrderedDict(state_dict)
         for pattern, replacement in self.revise_keys:
-            revised = OrderedDict((re.sub(pattern, replacement, k), v)
-                                  for k, v in revised.items())
+            revised = OrderedDict(
+                (re.sub(pattern, replacement, k), v)
+                for k, v in revised.items()
+            )
         converted, layout = convert_to_model_layout(revised, model)
         if layout is not None:
-            runner.logger.info(f'{source}: converted on the fly from the {layout!r} '
-                               'layout to this model\'s (pvtfpn_mm.weights)')
-        missing, unexpected, mismatched = state_dict_mismatches(model, converted)
+            runner.logger.info(
+                f'{source}: converted on the fly from the {layout!r} '
+                'layout to this model\'s (pvtfpn_mm.weights)'
+            )
+        missing, unexpected, mismatched = state_dict_mismatches(
+            model, converted
+        )
         if missing or unexpected or mismatched:
-            allow = runner.cfg.get(PARTIAL_KEY, False) if runner.cfg is not None else False
+            allow = (
+                runner.cfg.get(PARTIAL_KEY, False)
+                if runner.cfg is not None
+                else False
+            )
             if not isinstance(allow, bool):
-                raise TypeError(f'{PARTIAL_KEY} must be True or False, got {allow!r}')
+                raise TypeError(
+                    f'{PARTIAL_KEY} must be True or False, got {allow!r}'
+                )
             if not (self.allow_partial or allow):
-                raise StateDictMismatchError(missing, unexpected, mismatched, source=source,
-                                             hint=PARTIAL_HINT)
+                raise StateDictMismatchError(
+                    missing,
+                    unexpected,
+                    mismatched,
+                    source=source,
+                    hint=PARTIAL_HINT,
+                )
             expected = model.state_dict()
             fitting = OrderedDict(
-                (k, v) for k, v in converted.items()
-                if k in expected and tuple(v.shape) == tuple(expected[k].shape))
-            error = StateDictMismatchError(missing, unexpected, mismatched, source=source)
+                (k, v)
+                for k, v in converted.items()
+                if k in expected and tuple(v.shape) == tuple(expected[k].shape)
+            )
+            error = StateDictMismatchError(
+                missing, unexpected, mismatched, source=source
+            )
             runner.logger.warning(
                 f'partial load (allowed): loading {len(fitting)} of the '
-                f'model\'s {len(expected)} tensors; ' + str(error))
+                f'model\'s {len(expected)} tensors; ' + str(error)
+            )
             converted = fitting
         elif layout is None:
             return  # fits as it is: the runner loads it unchanged
@@ -108,5 +140,6 @@ class StrictLoadHook(Hook):
 def describe_source(runner) -> str:
     """``checkpoint '<file>'`` for the file the runner is loading."""
     filename: str | None = getattr(runner, '_pvtfpn_loading', None) or getattr(
-        runner, '_load_from', None)
+        runner, '_load_from', None
+    )
     return f'checkpoint {filename!r}' if filename else 'checkpoint'

@@ -23,31 +23,58 @@ from pvtfpn_mm.weights import (
 )
 
 #: Keys a ``Pretrained`` init_cfg of our modules takes.
-PRETRAINED_KEYS = ('type', 'checkpoint', 'prefix', 'map_location', 'allow_partial')
+PRETRAINED_KEYS = (
+    'type',
+    'checkpoint',
+    'prefix',
+    'map_location',
+    'allow_partial',
+)
 
 
 def split_pretrained(init_cfg) -> tuple[dict | None, list]:
     """``(the Pretrained dict or None, the other init_cfg dicts)``; raises ValueError for
     more than one Pretrained entry or unknown keys in it."""
-    cfgs: list = [] if init_cfg is None else (
-        list(init_cfg) if isinstance(init_cfg, (list, tuple)) else [init_cfg])
-    pretrained = [c for c in cfgs if isinstance(c, dict) and c.get('type') == 'Pretrained']
-    others = [c for c in cfgs if not (isinstance(c, dict) and c.get('type') == 'Pretrained')]
+    cfgs: list = (
+        []
+        if init_cfg is None
+        else (
+            list(init_cfg)
+            if isinstance(init_cfg, (list, tuple))
+            else [init_cfg]
+        )
+    )
+    pretrained = [
+        c
+        for c in cfgs
+        if isinstance(c, dict) and c.get('type') == 'Pretrained'
+    ]
+    others = [
+        c
+        for c in cfgs
+        if not (isinstance(c, dict) and c.get('type') == 'Pretrained')
+    ]
     if len(pretrained) > 1:
-        raise ValueError(f'init_cfg={init_cfg!r} has {len(pretrained)} Pretrained entries; '
-                         'give one')
+        raise ValueError(
+            f'init_cfg={init_cfg!r} has {len(pretrained)} Pretrained entries; '
+            'give one'
+        )
     if not pretrained:
         return None, others
     cfg = dict(pretrained[0])
     unknown = sorted(set(cfg) - set(PRETRAINED_KEYS))
     if unknown:
-        raise ValueError(f"init_cfg=dict(type='Pretrained') takes {PRETRAINED_KEYS[1:]}, got "
-                         f'unknown keys {unknown} in {cfg!r}')
+        raise ValueError(
+            f"init_cfg=dict(type='Pretrained') takes {PRETRAINED_KEYS[1:]}, got "
+            f'unknown keys {unknown} in {cfg!r}'
+        )
     if not cfg.get('checkpoint'):
         raise ValueError(f'init_cfg={cfg!r} names no checkpoint')
     if not isinstance(cfg.get('allow_partial', False), bool):
-        raise TypeError(f'init_cfg allow_partial must be True or False, got '
-                        f'{cfg["allow_partial"]!r}')
+        raise TypeError(
+            f'init_cfg allow_partial must be True or False, got '
+            f'{cfg["allow_partial"]!r}'
+        )
     return cfg, others
 
 
@@ -55,7 +82,9 @@ def load_pretrained_strict(module, cfg: dict) -> None:
     """Loads ``cfg['checkpoint']`` (under ``cfg['prefix']``) into ``module``: strictly, or
     with ``allow_partial=True`` what fits (logged)."""
     path = cfg['checkpoint']
-    checkpoint = read_checkpoint(path, map_location=cfg.get('map_location', 'cpu'))
+    checkpoint = read_checkpoint(
+        path, map_location=cfg.get('map_location', 'cpu')
+    )
     source = f'checkpoint {path!r}'
     state = checkpoint
     if isinstance(state, dict):
@@ -64,23 +93,37 @@ def load_pretrained_strict(module, cfg: dict) -> None:
                 state = state[key]
                 break
     if not isinstance(state, dict):
-        raise CheckpointFormatError(f'{source} holds a {type(state).__name__}, not a state dict')
+        raise CheckpointFormatError(
+            f'{source} holds a {type(state).__name__}, not a state dict'
+        )
     prefix = cfg.get('prefix')
     if prefix:
         prefix = prefix if prefix.endswith('.') else prefix + '.'
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        state = {
+            k[len(prefix) :]: v
+            for k, v in state.items()
+            if k.startswith(prefix)
+        }
         source += f' (prefix {prefix!r})'
         if not state:
-            raise CheckpointFormatError(f'{source}: the checkpoint has no key under the prefix')
+            raise CheckpointFormatError(
+                f'{source}: the checkpoint has no key under the prefix'
+            )
     name = type(module).__name__
     if cfg.get('allow_partial', False):
-        print_log(f'{name}: ' + load_state_dict_partial(module, state, source=source),
-                  logger='current')
+        print_log(
+            f'{name}: '
+            + load_state_dict_partial(module, state, source=source),
+            logger='current',
+        )
     else:
         load_state_dict_strict(
-            module, state, source=f'{source} for {name}',
+            module,
+            state,
+            source=f'{source} for {name}',
             hint="To load only what fits (and see what), add allow_partial=True to the "
-                 "init_cfg dict")
+            "init_cfg dict",
+        )
 
 
 class StrictPretrainedMixin:

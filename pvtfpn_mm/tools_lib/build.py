@@ -11,28 +11,37 @@ from mmengine.config import Config
 TASKS = ('mmdet', 'mmseg', 'mmpretrain')
 
 
-def load_model_config(config: str | Config,
-                      cfg_options: dict | None = None) -> Config:
+def load_model_config(
+    config: str | Config, cfg_options: dict | None = None
+) -> Config:
     """Loads ``config`` (a path or a :class:`Config`), merges ``cfg_options`` and imports
     its ``custom_imports``; checks that it is an mmdet, mmseg or mmpretrain config."""
-    cfg = config.copy() if isinstance(config, Config) else Config.fromfile(config)
+    cfg = (
+        config.copy()
+        if isinstance(config, Config)
+        else Config.fromfile(config)
+    )
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if cfg.get('default_scope') not in TASKS:
         raise ValueError(
             f'config {getattr(cfg, "filename", config)!r}: default_scope must be one of '
             f'{TASKS} (set by the codebase\'s default_runtime base config); got '
-            f'{cfg.get("default_scope")!r}')
+            f'{cfg.get("default_scope")!r}'
+        )
     if cfg.get('custom_imports'):
         from mmengine.utils import import_modules_from_strings
+
         import_modules_from_strings(**cfg['custom_imports'])
     return cfg
 
 
-def build_model_from_config(config: str | Config,
-                            cfg_options: dict | None = None) -> nn.Module:
+def build_model_from_config(
+    config: str | Config, cfg_options: dict | None = None
+) -> nn.Module:
     """The (uninitialized) model of ``config``, in train mode, on the CPU."""
     from mmengine.registry import init_default_scope
+
     cfg = load_model_config(config, cfg_options)
     init_default_scope(cfg.default_scope)
     if cfg.default_scope == 'mmdet':

@@ -7,6 +7,7 @@ mmengine 0.10 assumes a GPU per process when launched with ``--launcher pytorch`
 initialises the gloo process group itself (the Runner then skips ``init_dist``) and has
 the model wrapped by :class:`CPUDistributedDataParallel`, which drops ``device_ids``.
 """
+
 from datetime import timedelta
 
 import torch
@@ -35,8 +36,13 @@ def prepare_cpu_distributed(cfg: Config) -> None:
     if cfg.get('model_wrapper_cfg') is None:
         cfg.model_wrapper_cfg = dict(
             type='CPUDistributedDataParallel',
-            find_unused_parameters=cfg.get('find_unused_parameters', False))
+            find_unused_parameters=cfg.get('find_unused_parameters', False),
+        )
     if not torch_dist.is_initialized():
         timeout = cfg.env_cfg.dist_cfg.get('timeout')
-        kwargs = {} if timeout is None else dict(timeout=timedelta(seconds=timeout))
-        torch_dist.init_process_group(backend='gloo', **kwargs)  # env:// from torchrun
+        kwargs = (
+            {} if timeout is None else dict(timeout=timedelta(seconds=timeout))
+        )
+        torch_dist.init_process_group(
+            backend='gloo', **kwargs
+        )  # env:// from torchrun

@@ -5,6 +5,7 @@ node with ``--launcher pytorch``; multi-node through the same environment variab
 (``NNODES``, ``NODE_RANK``, ``MASTER_ADDR``, ``PORT``). Without CUDA the tools switch the
 process group to gloo, so data-parallel training also runs on CPUs.
 """
+
 import os
 import os.path as osp
 import socket
@@ -12,7 +13,9 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-TOOLS_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'tools')
+TOOLS_DIR = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'tools'
+)
 
 
 def free_port() -> int:
@@ -22,17 +25,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun_command(script: str, script_args: Sequence[str], nproc: int,
-                     env: dict | None = None) -> list[str]:
+def torchrun_command(
+    script: str,
+    script_args: Sequence[str],
+    nproc: int,
+    env: dict | None = None,
+) -> list[str]:
     """The ``python -m torch.distributed.run ...`` command line for ``script``."""
     env = os.environ if env is None else env
     nnodes = int(env.get('NNODES', 1))
     port = int(env.get('PORT') or (29500 if nnodes > 1 else free_port()))
     return [
-        sys.executable, '-m', 'torch.distributed.run', f'--nnodes={nnodes}',
+        sys.executable,
+        '-m',
+        'torch.distributed.run',
+        f'--nnodes={nnodes}',
         f'--node_rank={env.get("NODE_RANK", 0)}',
-        f'--master_addr={env.get("MASTER_ADDR", "127.0.0.1")}', f'--master_port={port}',
-        f'--nproc_per_node={nproc}', script, *script_args, '--launcher', 'pytorch'
+        f'--master_addr={env.get("MASTER_ADDR", "127.0.0.1")}',
+        f'--master_port={port}',
+        f'--nproc_per_node={nproc}',
+        script,
+        *script_args,
+        '--launcher',
+        'pytorch',
     ]
 
 
@@ -50,7 +65,9 @@ def launch(tool: str, nproc: int, args: Sequence[str]) -> int:
     env.setdefault('OMP_NUM_THREADS', '1')
     # The repo root on the path, so the tools import this checkout's pvtfpn_mm.
     root = osp.dirname(TOOLS_DIR)
-    env['PYTHONPATH'] = os.pathsep.join(p for p in (root, env.get('PYTHONPATH')) if p)
+    env['PYTHONPATH'] = os.pathsep.join(
+        p for p in (root, env.get('PYTHONPATH')) if p
+    )
     cmd = torchrun_command(script, list(args), nproc, env)
     print(' '.join(cmd), flush=True)
     return subprocess.call(cmd, env=env)

@@ -7,6 +7,7 @@ Which codebase a config belongs to is read from its ``default_scope`` (``'mmdet'
 machine without CUDA, ``--launcher pytorch`` runs use gloo on the CPU instead of the
 configs' nccl (:mod:`.cpu_dist`).
 """
+
 import os
 import os.path as osp
 from copy import deepcopy
@@ -20,18 +21,28 @@ def task_of(cfg: Config) -> str:
     """``'mmdet'`` or ``'mmseg'``: the codebase a config is for (its ``default_scope``)."""
     scope = cfg.get('default_scope')
     if scope not in TASKS:
-        raise ValueError(f'default_scope must be one of {TASKS} (set by the mmdet/mmseg '
-                         f'default_runtime base config); got {scope!r}')
+        raise ValueError(
+            f'default_scope must be one of {TASKS} (set by the mmdet/mmseg '
+            f'default_runtime base config); got {scope!r}'
+        )
     return scope
 
 
-def load_config(config: str | Config, cfg_options: dict | None = None,
-                work_dir: str | None = None, launcher: str = 'none') -> Config:
+def load_config(
+    config: str | Config,
+    cfg_options: dict | None = None,
+    work_dir: str | None = None,
+    launcher: str = 'none',
+) -> Config:
     """Loads ``config``, merges ``cfg_options`` and sets ``work_dir`` and ``launcher``.
 
     ``work_dir`` defaults to the config's own, else ``./work_dirs/<config name>``.
     """
-    cfg = config.copy() if isinstance(config, Config) else Config.fromfile(config)
+    cfg = (
+        config.copy()
+        if isinstance(config, Config)
+        else Config.fromfile(config)
+    )
     task_of(cfg)
     cfg.launcher = launcher
     if cfg_options:
@@ -49,7 +60,10 @@ def _build_runner(cfg: Config):
     from mmengine.runner import Runner
 
     from .cpu_dist import prepare_cpu_distributed
-    prepare_cpu_distributed(cfg)  # gloo etc. for --launcher pytorch without CUDA
+
+    prepare_cpu_distributed(
+        cfg
+    )  # gloo etc. for --launcher pytorch without CUDA
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
@@ -58,11 +72,16 @@ def _build_runner(cfg: Config):
 def _setup_dynamo(task: str) -> None:
     if task == 'mmdet':
         from mmdet.utils import setup_cache_size_limit_of_dynamo
+
         setup_cache_size_limit_of_dynamo()
 
 
-def prepare_train_config(cfg: Config, resume: bool | str | None = None,
-                         amp: bool = False, auto_scale_lr: bool = False) -> Config:
+def prepare_train_config(
+    cfg: Config,
+    resume: bool | str | None = None,
+    amp: bool = False,
+    auto_scale_lr: bool = False,
+) -> Config:
     """Applies the train options of mmdet's / mmseg's ``tools/train.py`` to ``cfg``.
 
     Args:
@@ -76,18 +95,28 @@ def prepare_train_config(cfg: Config, resume: bool | str | None = None,
     """
     if amp:
         from pvtfpn_mm.engine import amp_optim_wrapper_type
-        wrapper = amp_optim_wrapper_type()  # CPUAmpOptimWrapper where there is no GPU
-        if cfg.optim_wrapper.get('type', 'OptimWrapper') in ('AmpOptimWrapper', wrapper):
+
+        wrapper = (
+            amp_optim_wrapper_type()
+        )  # CPUAmpOptimWrapper where there is no GPU
+        if cfg.optim_wrapper.get('type', 'OptimWrapper') in (
+            'AmpOptimWrapper',
+            wrapper,
+        ):
             print('AMP training is already enabled in the config.')
         else:
             cfg.optim_wrapper.type = wrapper
             cfg.optim_wrapper.loss_scale = 'dynamic'
             if wrapper == 'CPUAmpOptimWrapper':
-                print('--amp without a GPU: bfloat16 autocast on the CPU (CPUAmpOptimWrapper)')
+                print(
+                    '--amp without a GPU: bfloat16 autocast on the CPU (CPUAmpOptimWrapper)'
+                )
     if auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
-            raise RuntimeError('the config has no auto_scale_lr.base_batch_size; '
-                               'cannot scale the lr automatically')
+            raise RuntimeError(
+                'the config has no auto_scale_lr.base_batch_size; '
+                'cannot scale the lr automatically'
+            )
         cfg.auto_scale_lr.enable = True
     if resume is True or resume == 'auto':
         cfg.resume = True
@@ -98,10 +127,15 @@ def prepare_train_config(cfg: Config, resume: bool | str | None = None,
     return cfg
 
 
-def train(config: str | Config, work_dir: str | None = None,
-          resume: bool | str | None = None, amp: bool = False,
-          auto_scale_lr: bool = False, cfg_options: dict | None = None,
-          launcher: str = 'none'):
+def train(
+    config: str | Config,
+    work_dir: str | None = None,
+    resume: bool | str | None = None,
+    amp: bool = False,
+    auto_scale_lr: bool = False,
+    cfg_options: dict | None = None,
+    launcher: str = 'none',
+):
     """Trains ``config`` (an mmdet or mmseg config); returns the runner."""
     cfg = load_config(config, cfg_options, work_dir, launcher)
     _setup_dynamo(task_of(cfg))
@@ -111,10 +145,16 @@ def train(config: str | Config, work_dir: str | None = None,
     return runner
 
 
-def prepare_test_config(cfg: Config, checkpoint: str, show_dir: str | None = None,
-                        show: bool = False, wait_time: float = 2,
-                        show_interval: int | None = None, out: str | None = None,
-                        tta: bool = False) -> Config:
+def prepare_test_config(
+    cfg: Config,
+    checkpoint: str,
+    show_dir: str | None = None,
+    show: bool = False,
+    wait_time: float = 2,
+    show_interval: int | None = None,
+    out: str | None = None,
+    tta: bool = False,
+) -> Config:
     """Applies the test options of mmdet's / mmseg's ``tools/test.py`` to ``cfg``.
 
     Args:
@@ -134,7 +174,9 @@ def prepare_test_config(cfg: Config, checkpoint: str, show_dir: str | None = Non
     if show or show_dir:
         hook = cfg.default_hooks.get('visualization')
         if hook is None:
-            raise RuntimeError('default_hooks has no visualization hook to draw with')
+            raise RuntimeError(
+                'default_hooks has no visualization hook to draw with'
+            )
         hook['draw'] = True
         if show:
             hook['show'] = True
@@ -153,7 +195,9 @@ def prepare_test_config(cfg: Config, checkpoint: str, show_dir: str | None = Non
         cfg.test_evaluator['output_dir'] = out
         cfg.test_evaluator['keep_results'] = True
     elif out is not None and not out.endswith(('.pkl', '.pickle')):
-        raise ValueError(f'--out must be a .pkl file for mmdet configs, got {out!r}')
+        raise ValueError(
+            f'--out must be a .pkl file for mmdet configs, got {out!r}'
+        )
     return cfg
 
 
@@ -162,7 +206,10 @@ def _enable_tta(cfg: Config, task: str) -> None:
         if 'tta_model' not in cfg:
             cfg.tta_model = dict(
                 type='DetTTAModel',
-                tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+                tta_cfg=dict(
+                    nms=dict(type='nms', iou_threshold=0.5), max_per_img=100
+                ),
+            )
         if 'tta_pipeline' not in cfg:
             data_cfg = cfg.test_dataloader.dataset
             while 'dataset' in data_cfg:
@@ -170,32 +217,57 @@ def _enable_tta(cfg: Config, task: str) -> None:
             cfg.tta_pipeline = deepcopy(data_cfg.pipeline)
             cfg.tta_pipeline[-1] = dict(
                 type='TestTimeAug',
-                transforms=[[dict(type='RandomFlip', prob=1.),
-                             dict(type='RandomFlip', prob=0.)],
-                            [dict(type='PackDetInputs',
-                                  meta_keys=('img_id', 'img_path', 'ori_shape',
-                                             'img_shape', 'scale_factor', 'flip',
-                                             'flip_direction'))]])
+                transforms=[
+                    [
+                        dict(type='RandomFlip', prob=1.0),
+                        dict(type='RandomFlip', prob=0.0),
+                    ],
+                    [
+                        dict(
+                            type='PackDetInputs',
+                            meta_keys=(
+                                'img_id',
+                                'img_path',
+                                'ori_shape',
+                                'img_shape',
+                                'scale_factor',
+                                'flip',
+                                'flip_direction',
+                            ),
+                        )
+                    ],
+                ],
+            )
     elif 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
         raise RuntimeError('the config has no tta_model / tta_pipeline')
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
 
-def test(config: str | Config, checkpoint: str, work_dir: str | None = None,
-         show_dir: str | None = None, show: bool = False, wait_time: float = 2,
-         show_interval: int | None = None, out: str | None = None,
-         tta: bool = False, cfg_options: dict | None = None,
-         launcher: str = 'none') -> dict:
+def test(
+    config: str | Config,
+    checkpoint: str,
+    work_dir: str | None = None,
+    show_dir: str | None = None,
+    show: bool = False,
+    wait_time: float = 2,
+    show_interval: int | None = None,
+    out: str | None = None,
+    tta: bool = False,
+    cfg_options: dict | None = None,
+    launcher: str = 'none',
+) -> dict:
     """Tests ``checkpoint`` with ``config``'s test set and evaluator; returns the metrics."""
     cfg = load_config(config, cfg_options, work_dir, launcher)
     task = task_of(cfg)
     _setup_dynamo(task)
-    cfg = prepare_test_config(cfg, checkpoint, show_dir, show, wait_time, show_interval,
-                              out, tta)
+    cfg = prepare_test_config(
+        cfg, checkpoint, show_dir, show, wait_time, show_interval, out, tta
+    )
     runner = _build_runner(cfg)
     if out is not None and task == 'mmdet':
         from mmdet.evaluation import DumpDetResults
+
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=out))
     return runner.test()
 
@@ -209,9 +281,14 @@ def set_local_rank_env(local_rank: int) -> None:
 def add_common_args(parser, cfg_options_help: str) -> None:
     """``--cfg-options``, ``--launcher`` and ``--local-rank``, as mmdet's / mmseg's tools."""
     from mmengine.config import DictAction
+
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction, help=cfg_options_help)
+        '--cfg-options', nargs='+', action=DictAction, help=cfg_options_help
+    )
     parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-        help='job launcher')
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher',
+    )
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)

@@ -12,4 +12,6 @@ model = dict(
         in_channels=[256, 512, 1024, 2048],
         out_channels=256,
         start_level=0,
-        num_outs=4))
+        num_outs=4,
+    )
+)

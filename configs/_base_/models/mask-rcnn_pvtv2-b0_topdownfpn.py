@@ -2,7 +2,9 @@
 # ResNet-50; ImageNet weights of the official whai362/PVT release). Other variants
 # override `arch`, `checkpoint_file` + `init_cfg.checkpoint` and the neck's `in_channels`.
 _base_ = './mask-rcnn_r50_topdownfpn.py'
-checkpoint_file = 'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b0.pth'  # noqa
+checkpoint_file = (
+    'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b0.pth'  # noqa
+)
 
 model = dict(
     backbone=dict(
@@ -11,5 +13,7 @@ model = dict(
         arch='b0',
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)),
-    neck=dict(in_channels=[32, 64, 160, 256]))
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file),
+    ),
+    neck=dict(in_channels=[32, 64, 160, 256]),
+)

@@ -14,4 +14,6 @@ model = dict(
         out_channels=256,
         start_level=0,
         num_outs=5,
-        extra_source='pool'))
+        extra_source='pool',
+    )
+)

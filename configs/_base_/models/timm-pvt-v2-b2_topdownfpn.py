@@ -18,10 +18,15 @@ model = dict(
         model_name=backbone_name,
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/timm/pvt_v2_b2.pth')),
+        init_cfg=dict(
+            type='Pretrained', checkpoint='checkpoints/timm/pvt_v2_b2.pth'
+        ),
+    ),
     neck=dict(
         type='TopDownFPN',
         in_channels=timm_channels(backbone_name),  # [64, 128, 320, 512]
         out_channels=256,
         num_outs=4,
-        upsample_mode='bilinear'))
+        upsample_mode='bilinear',
+    ),
+)

@@ -5,7 +5,9 @@
 # `arch`, `checkpoint_file` + `init_cfg.checkpoint` and the heads' `in_channels`.
 _base_ = 'mmseg::_base_/models/upernet_swin.py'
 custom_imports = dict(imports=['pvtfpn_mm'], allow_failed_imports=False)
-checkpoint_file = 'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b0.pth'  # noqa
+checkpoint_file = (
+    'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b0.pth'  # noqa
+)
 
 model = dict(
     backbone=dict(
@@ -14,6 +16,10 @@ model = dict(
         arch='b0',
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)),
-    decode_head=dict(in_channels=[32, 64, 160, 256], pool_scales=(1, 2, 3, 6), channels=512),
-    auxiliary_head=dict(in_channels=160, in_index=2))
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file),
+    ),
+    decode_head=dict(
+        in_channels=[32, 64, 160, 256], pool_scales=(1, 2, 3, 6), channels=512
+    ),
+    auxiliary_head=dict(in_channels=160, in_index=2),
+)

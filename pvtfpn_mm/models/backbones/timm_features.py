@@ -14,6 +14,7 @@ Feature levels are timm's: level ``i`` is ``feature_info[i]`` of the full model 
 weights, so a config can pass them to a neck (see the README's "Bring your own
 backbone").
 """
+
 import functools
 import os
 from collections.abc import Sequence
@@ -36,8 +37,14 @@ from pvtfpn_mm.weights import (
 )
 
 #: timm keywords that :class:`TimmFeatures` sets itself (or refuses).
-RESERVED_TIMM_KWARGS = ('pretrained', 'features_only', 'out_indices', 'checkpoint_path',
-                        'pretrained_cfg', 'pretrained_cfg_overlay')
+RESERVED_TIMM_KWARGS = (
+    'pretrained',
+    'features_only',
+    'out_indices',
+    'checkpoint_path',
+    'pretrained_cfg',
+    'pretrained_cfg_overlay',
+)
 #: Keys allowed in ``init_cfg=dict(type='Pretrained', ...)``.
 PRETRAINED_INIT_KEYS = ('type', 'checkpoint', 'prefix', 'map_location')
 
@@ -49,35 +56,56 @@ def _is_int(value) -> bool:
 def _check_model_name(model_name) -> None:
     if not isinstance(model_name, str):
         raise TypeError(
-            f'model_name must be a str, got {model_name!r} ({type(model_name).__name__})')
+            f'model_name must be a str, got {model_name!r} ({type(model_name).__name__})'
+        )
     if not timm.is_model(model_name):
         close = timm.list_models(f'*{model_name.split("_")[0]}*')[:8]
         raise ValueError(
             f'model_name {model_name!r} is not a timm model'
-            + (f' (similar: {close})' if close else ''))
+            + (f' (similar: {close})' if close else '')
+        )
 
 
 def _check_timm_kwargs(timm_kwargs: dict) -> None:
-    allowed = dict(pretrained=False, features_only=True)  # harmless when repeated
+    allowed = dict(
+        pretrained=False, features_only=True
+    )  # harmless when repeated
     for key in RESERVED_TIMM_KWARGS:
-        if key in timm_kwargs and not (key in allowed and timm_kwargs[key] is allowed[key]):
+        if key in timm_kwargs and not (
+            key in allowed and timm_kwargs[key] is allowed[key]
+        ):
             raise ValueError(
                 f'{key}={timm_kwargs[key]!r} is not a timm keyword TimmFeatures passes on: '
                 'it always builds features_only=True, pretrained=False (nothing is '
                 'downloaded); select levels with out_indices and load weights with '
                 'checkpoint=<local file> or init_cfg=dict(type=\'Pretrained\', '
-                'checkpoint=<local file>)')
+                'checkpoint=<local file>)'
+            )
     for key in allowed:
         timm_kwargs.pop(key, None)
     if 'norm_layer' in timm_kwargs:
-        timm_kwargs['norm_layer'] = resolve_norm_layer(timm_kwargs['norm_layer'])
+        timm_kwargs['norm_layer'] = resolve_norm_layer(
+            timm_kwargs['norm_layer']
+        )
 
 
 #: OpenMMLab norm-layer names ``norm_layer`` accepts, as mmseg's and mmpretrain's
 #: ``TIMMBackbone`` do: mmcv's (``BN``, ``SyncBN``, ``GN``, ``LN``, ``IN``, ... in
 #: mmengine's ``MODELS``) and mmpretrain's ``LN2d`` (channels-first LayerNorm).
-MM_NORM_NAMES = ('BN', 'BN1d', 'BN2d', 'BN3d', 'SyncBN', 'GN', 'LN', 'LN2d', 'IN', 'IN1d',
-                 'IN2d', 'IN3d')
+MM_NORM_NAMES = (
+    'BN',
+    'BN1d',
+    'BN2d',
+    'BN3d',
+    'SyncBN',
+    'GN',
+    'LN',
+    'LN2d',
+    'IN',
+    'IN1d',
+    'IN2d',
+    'IN3d',
+)
 
 
 def _group_norm(num_channels: int, num_groups: int, **kwargs) -> nn.GroupNorm:
@@ -102,22 +130,27 @@ def resolve_norm_layer(norm_layer):
         cfg = dict(norm_layer)
         name = cfg.pop('type', None)
         if name not in MM_NORM_NAMES:
-            raise ValueError(f'norm_layer={norm_layer!r}: type must be one of the mm norm '
-                             f'names {MM_NORM_NAMES}')
+            raise ValueError(
+                f'norm_layer={norm_layer!r}: type must be one of the mm norm '
+                f'names {MM_NORM_NAMES}'
+            )
     elif isinstance(norm_layer, str) and norm_layer in MM_NORM_NAMES:
         name, cfg = norm_layer, {}
     else:
         return norm_layer
     if name == 'GN':
         if 'num_groups' not in cfg:
-            raise ValueError(f"norm_layer={norm_layer!r}: GN needs its number of groups, "
-                             "e.g. norm_layer=dict(type='GN', num_groups=32)")
+            raise ValueError(
+                f"norm_layer={norm_layer!r}: GN needs its number of groups, "
+                "e.g. norm_layer=dict(type='GN', num_groups=32)"
+            )
         return functools.partial(_group_norm, **cfg)
     if name == 'LN2d':
         from mmpretrain.models.utils.norm import LayerNorm2d as cls
     else:
         import mmcv.cnn  # noqa: F401  (registers mmcv's norm layers)
         from mmengine.registry import MODELS as MMENGINE_MODELS
+
         cls = MMENGINE_MODELS.get(name)
     return functools.partial(cls, **cfg) if cfg else cls
 
@@ -129,16 +162,20 @@ def _create_meta(model_name: str, features_only: bool, **kwargs) -> nn.Module:
     the drop-path rates), which the meta device cannot give: there the model is built on
     the CPU (the same names, shapes and feature_info; memory and a second or so).
     """
+
     def create():
         if features_only:
             return timm.create_model(
-                model_name, pretrained=False, features_only=True, **kwargs)
+                model_name, pretrained=False, features_only=True, **kwargs
+            )
         return timm.create_model(model_name, pretrained=False, **kwargs)
 
     try:
         with torch.device('meta'):
             return create()
-    except NotImplementedError as err:  # "Cannot copy out of meta tensor" (timm 0.9)
+    except (
+        NotImplementedError
+    ) as err:  # "Cannot copy out of meta tensor" (timm 0.9)
         if 'meta' not in str(err):
             raise
     return create()
@@ -149,16 +186,20 @@ def _feature_levels(full_model: nn.Module) -> list[dict]:
     if not info:
         raise ValueError(
             f'timm model {type(full_model).__name__} has no feature_info: it does not '
-            'support features_only')
+            'support features_only'
+        )
     return list(info)
 
 
 def _check_out_indices(out_indices, num_levels: int) -> tuple[int, ...]:
     """Normalizes negative indices; raises naming the bad value."""
-    if isinstance(out_indices, (str, bytes)) or not isinstance(out_indices, Sequence):
+    if isinstance(out_indices, (str, bytes)) or not isinstance(
+        out_indices, Sequence
+    ):
         raise TypeError(
             'out_indices must be a sequence of ints (indices of the feature levels), '
-            f'got {out_indices!r} ({type(out_indices).__name__})')
+            f'got {out_indices!r} ({type(out_indices).__name__})'
+        )
     if len(out_indices) == 0:
         raise ValueError('out_indices must not be empty')
     normalized = []
@@ -166,17 +207,20 @@ def _check_out_indices(out_indices, num_levels: int) -> tuple[int, ...]:
         if not _is_int(index):
             raise TypeError(
                 f'out_indices[{i}] must be an int, got {index!r} '
-                f'({type(index).__name__}) in out_indices={tuple(out_indices)!r}')
+                f'({type(index).__name__}) in out_indices={tuple(out_indices)!r}'
+            )
         if not -num_levels <= index < num_levels:
             raise ValueError(
                 f'out_indices[{i}]={index} is out of range: the model has {num_levels} '
-                f'feature levels (0..{num_levels - 1}, or -{num_levels}..-1)')
+                f'feature levels (0..{num_levels - 1}, or -{num_levels}..-1)'
+            )
         normalized.append(index % num_levels)
     if any(b <= a for a, b in zip(normalized, normalized[1:])):
         raise ValueError(
             'out_indices must select each level once, finest first (increasing after '
             f'negative indices are counted from the end), got {tuple(out_indices)} '
-            f'= levels {tuple(normalized)}')
+            f'= levels {tuple(normalized)}'
+        )
     return tuple(normalized)
 
 
@@ -193,9 +237,9 @@ def _resolve(model_name: str, out_indices, timm_kwargs: dict):
     return full, levels, _check_out_indices(out_indices, len(levels))
 
 
-def timm_channels(model_name: str,
-                  out_indices: Sequence[int] = (0, 1, 2, 3),
-                  **timm_kwargs) -> list[int]:
+def timm_channels(
+    model_name: str, out_indices: Sequence[int] = (0, 1, 2, 3), **timm_kwargs
+) -> list[int]:
     """Channels of the levels ``out_indices`` of ``timm.create_model(model_name)``.
 
     Builds the model on the meta device (no weights, no download; well under a second
@@ -263,7 +307,8 @@ def _full_name_map(features: nn.Module, full: nn.Module) -> dict[str, str]:
             if len(hits) > 1:
                 raise NotImplementedError(
                     f'{name!r} of the features model matches several names of the full '
-                    f'timm model: {sorted(hits)}')
+                    f'timm model: {sorted(hits)}'
+                )
             if hits:
                 mapping[name] = next(iter(hits))
                 break
@@ -271,7 +316,8 @@ def _full_name_map(features: nn.Module, full: nn.Module) -> dict[str, str]:
             if name in tensors:
                 raise NotImplementedError(
                     f'cannot find {name!r} of the timm features model among the full '
-                    'model\'s names; TimmFeatures does not support this feature wrapper')
+                    'model\'s names; TimmFeatures does not support this feature wrapper'
+                )
             # else: a wrapper's own container (e.g. FeatureGetterNet's `model`).
     return mapping
 
@@ -351,31 +397,38 @@ class TimmFeatures(BaseModule):
         [(1, 64, 16, 16), (1, 128, 8, 8), (1, 256, 4, 4), (1, 512, 2, 2)]
     """
 
-    def __init__(self,
-                 model_name: str,
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 checkpoint: str | None = None,
-                 init_cfg: dict | None = None,
-                 **timm_kwargs) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        frozen_stages: int = -1,
+        norm_eval: bool = False,
+        checkpoint: str | None = None,
+        init_cfg: dict | None = None,
+        **timm_kwargs,
+    ) -> None:
         self._check_init_cfg(init_cfg)
         if checkpoint is not None:
             self._check_checkpoint_arg(checkpoint, 'checkpoint')
             if init_cfg is not None:
                 raise ValueError(
                     'give the weights either as checkpoint or as init_cfg, not both '
-                    f'(checkpoint={checkpoint!r}, init_cfg={init_cfg!r})')
+                    f'(checkpoint={checkpoint!r}, init_cfg={init_cfg!r})'
+                )
         super().__init__(init_cfg=init_cfg)
-        full, levels, out_indices = _resolve(model_name, out_indices, timm_kwargs)
+        full, levels, out_indices = _resolve(
+            model_name, out_indices, timm_kwargs
+        )
         if not _is_int(frozen_stages):
             raise TypeError(
                 f'frozen_stages must be an int, got {frozen_stages!r} '
-                f'({type(frozen_stages).__name__})')
+                f'({type(frozen_stages).__name__})'
+            )
         if not -1 <= frozen_stages < len(levels):
             raise ValueError(
                 f'frozen_stages must be -1 (nothing frozen) or a feature level '
-                f'0..{len(levels) - 1}, got {frozen_stages}')
+                f'0..{len(levels) - 1}, got {frozen_stages}'
+            )
         if not isinstance(norm_eval, bool):
             raise TypeError(f'norm_eval must be a bool, got {norm_eval!r}')
 
@@ -385,18 +438,29 @@ class TimmFeatures(BaseModule):
         self.norm_eval = norm_eval
         self.timm_kwargs = dict(timm_kwargs)
         self.model = timm.create_model(
-            model_name, pretrained=False, features_only=True, out_indices=out_indices,
-            **timm_kwargs)
-        self.out_channels = [int(c) for c in self.model.feature_info.channels()]
+            model_name,
+            pretrained=False,
+            features_only=True,
+            out_indices=out_indices,
+            **timm_kwargs,
+        )
+        self.out_channels = [
+            int(c) for c in self.model.feature_info.channels()
+        ]
         self.strides = [int(r) for r in self.model.feature_info.reduction()]
         expected = [int(levels[i]['num_chs']) for i in out_indices]
         if self.out_channels != expected:  # what timm_channels() tells configs
             raise NotImplementedError(
                 f'timm {model_name!r}: the features model has channels '
                 f'{self.out_channels} at out_indices={out_indices}, its feature_info '
-                f'says {expected}')
-        self._nhwc = getattr(self.model, 'output_fmt', Format.NCHW) == Format.NHWC
-        self._full = [full]  # meta-device full model, kept out of the module tree
+                f'says {expected}'
+            )
+        self._nhwc = (
+            getattr(self.model, 'output_fmt', Format.NCHW) == Format.NHWC
+        )
+        self._full = [
+            full
+        ]  # meta-device full model, kept out of the module tree
         self._full_levels = levels
         self._name_map: dict[str, str] | None = None
         # Names, not modules: SyncBN conversion replaces module objects.
@@ -414,29 +478,40 @@ class TimmFeatures(BaseModule):
         if not isinstance(checkpoint, (str, os.PathLike)):
             raise TypeError(
                 f'{what} must be a path to a local file, got {checkpoint!r} '
-                f'({type(checkpoint).__name__})')
+                f'({type(checkpoint).__name__})'
+            )
         if '://' in str(checkpoint):
             raise ValueError(
                 f'{what} must be a local file (TimmFeatures never downloads), got '
-                f'{str(checkpoint)!r}')
+                f'{str(checkpoint)!r}'
+            )
 
     @classmethod
     def _check_init_cfg(cls, init_cfg) -> None:
-        if not (isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'):
+        if not (
+            isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'
+        ):
             return
         unknown = sorted(set(init_cfg) - set(PRETRAINED_INIT_KEYS))
         if unknown:
             raise ValueError(
                 f"init_cfg=dict(type='Pretrained') takes {PRETRAINED_INIT_KEYS[1:]}, got "
-                f'unknown keys {unknown} in {init_cfg!r}')
+                f'unknown keys {unknown} in {init_cfg!r}'
+            )
         if 'checkpoint' not in init_cfg:
             raise ValueError(
-                f"init_cfg=dict(type='Pretrained') needs checkpoint: {init_cfg!r}")
-        cls._check_checkpoint_arg(init_cfg['checkpoint'], 'init_cfg checkpoint')
+                f"init_cfg=dict(type='Pretrained') needs checkpoint: {init_cfg!r}"
+            )
+        cls._check_checkpoint_arg(
+            init_cfg['checkpoint'], 'init_cfg checkpoint'
+        )
 
     @staticmethod
-    def channels(model_name: str, out_indices: Sequence[int] = (0, 1, 2, 3),
-                 **timm_kwargs) -> list[int]:
+    def channels(
+        model_name: str,
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        **timm_kwargs,
+    ) -> list[int]:
         """Same as :func:`timm_channels`."""
         return timm_channels(model_name, out_indices, **timm_kwargs)
 
@@ -460,9 +535,14 @@ class TimmFeatures(BaseModule):
             raise NotImplementedError(
                 f'frozen_stages={self.frozen_stages}: timm\'s feature_info names module '
                 f'{last!r} for that level, which {self.model_name!r} does not have; use '
-                'frozen_stages=-1 (and e.g. the optimizer\'s paramwise_cfg lr_mult=0)')
-        end = max(i for i, n in enumerate(order) if n == last or n.startswith(last + '.'))
-        frozen_full = set(order[1:end + 1])
+                'frozen_stages=-1 (and e.g. the optimizer\'s paramwise_cfg lr_mult=0)'
+            )
+        end = max(
+            i
+            for i, n in enumerate(order)
+            if n == last or n.startswith(last + '.')
+        )
+        frozen_full = set(order[1 : end + 1])
         root_params = {n for n, _ in full.named_parameters(recurse=False)}
         frozen_params = 0
         for name, param in self.model.named_parameters():
@@ -472,13 +552,15 @@ class TimmFeatures(BaseModule):
                 param.requires_grad = False
                 frozen_params += 1
         self._frozen_modules = [
-            n for n, _ in self.model.named_modules()
+            n
+            for n, _ in self.model.named_modules()
             if n and self.full_name_map.get(n) in frozen_full
         ]
         if frozen_params == 0:
             raise NotImplementedError(
                 f'frozen_stages={self.frozen_stages} froze no parameter of '
-                f'{self.model_name!r}')
+                f'{self.model_name!r}'
+            )
 
     def train(self, mode: bool = True) -> 'TimmFeatures':
         """Sets the mode; frozen stages (and BatchNorms with ``norm_eval``) stay in eval."""
@@ -494,7 +576,9 @@ class TimmFeatures(BaseModule):
 
     # ------------------------------------------------------------------ weights
 
-    def load_checkpoint(self, checkpoint: str, prefix: str | None = None) -> None:
+    def load_checkpoint(
+        self, checkpoint: str, prefix: str | None = None
+    ) -> None:
         """Loads a local file of full-timm-model weights strictly (see the class doc).
 
         Args:
@@ -509,38 +593,60 @@ class TimmFeatures(BaseModule):
         self._check_checkpoint_arg(checkpoint, 'checkpoint')
         checkpoint = os.path.expanduser(os.fspath(checkpoint))
         if not os.path.isfile(checkpoint):
-            raise FileNotFoundError(f'checkpoint file {str(checkpoint)!r} does not exist')
+            raise FileNotFoundError(
+                f'checkpoint file {str(checkpoint)!r} does not exist'
+            )
         if os.path.getsize(checkpoint) == 0:
-            raise CheckpointReadError(f'checkpoint file {checkpoint!r} is empty (0 bytes): an '
-                                      'interrupted save or download?')
+            raise CheckpointReadError(
+                f'checkpoint file {checkpoint!r} is empty (0 bytes): an '
+                'interrupted save or download?'
+            )
         try:
-            state = timm_load_state_dict(str(checkpoint))  # weights_only=True on every timm
-        except READ_ERRORS as err:  # say what is wrong with the file, not torch's hint
+            state = timm_load_state_dict(
+                str(checkpoint)
+            )  # weights_only=True on every timm
+        except (
+            READ_ERRORS
+        ) as err:  # say what is wrong with the file, not torch's hint
             raise checkpoint_read_error(checkpoint, err) from None
         source = f'checkpoint {str(checkpoint)!r}'
         if prefix:
-            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            state = {
+                k[len(prefix) :]: v
+                for k, v in state.items()
+                if k.startswith(prefix)
+            }
             source += f' (prefix {prefix!r})'
-        full_shapes = {k: tuple(v.shape) for k, v in self._full[0].state_dict().items()}
+        full_shapes = {
+            k: tuple(v.shape) for k, v in self._full[0].state_dict().items()
+        }
         wanted = {k: self.full_name_map[k] for k in self.model.state_dict()}
         missing = sorted(v for v in wanted.values() if v not in state)
         unexpected = sorted(k for k in state if k not in full_shapes)
         mismatched = [
-            f'{v}: {tuple(state[v].shape)} vs {full_shapes[v]}' for v in wanted.values()
+            f'{v}: {tuple(state[v].shape)} vs {full_shapes[v]}'
+            for v in wanted.values()
             if v in state and tuple(state[v].shape) != full_shapes[v]
         ]
         if missing or unexpected or mismatched:
             raise StateDictMismatchError(
-                missing, unexpected, mismatched,
-                source=f'{source} (timm {self.model_name!r} full-model keys)')
-        self.model.load_state_dict({k: state[v] for k, v in wanted.items()}, strict=True)
+                missing,
+                unexpected,
+                mismatched,
+                source=f'{source} (timm {self.model_name!r} full-model keys)',
+            )
+        self.model.load_state_dict(
+            {k: state[v] for k, v in wanted.items()}, strict=True
+        )
 
     def init_weights(self) -> None:
         """Loads ``init_cfg=dict(type='Pretrained')`` strictly; else mmengine's init."""
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
             if not self._is_init:
-                self.load_checkpoint(cfg['checkpoint'], prefix=cfg.get('prefix'))
+                self.load_checkpoint(
+                    cfg['checkpoint'], prefix=cfg.get('prefix')
+                )
                 self._is_init = True
             return
         super().init_weights()

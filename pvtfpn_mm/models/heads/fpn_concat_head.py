@@ -1,4 +1,5 @@
 """The design notes' segmentation head (Case 2): resize, concat, conv, classify."""
+
 import numbers
 from collections.abc import Sequence
 
@@ -27,33 +28,39 @@ def check_levels(name: str, in_channels, in_index, channels) -> None:
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
             raise TypeError(
                 f'{name}: {arg} must be a list with one entry per selected level, got '
-                f'{value!r} ({type(value).__name__})')
+                f'{value!r} ({type(value).__name__})'
+            )
         if len(value) == 0:
             raise ValueError(f'{name}: {arg} must not be empty')
     for i, ch in enumerate(in_channels):
         if not _is_int(ch) or ch <= 0:
             raise (TypeError if not _is_int(ch) else ValueError)(
                 f'{name}: in_channels[{i}] must be a positive int, got {ch!r} in '
-                f'in_channels={list(in_channels)}')
+                f'in_channels={list(in_channels)}'
+            )
     for i, index in enumerate(in_index):
         if not _is_int(index) or index < 0:
             raise (TypeError if not _is_int(index) else ValueError)(
                 f'{name}: in_index[{i}] must be an int >= 0 (a level of the neck\'s '
-                f'outputs), got {index!r} in in_index={list(in_index)}')
+                f'outputs), got {index!r} in in_index={list(in_index)}'
+            )
     if any(b <= a for a, b in zip(in_index, in_index[1:])):
         raise ValueError(
             f'{name}: in_index={list(in_index)} must be increasing, finest level first: '
-            'the output has the resolution of the first selected level')
+            'the output has the resolution of the first selected level'
+        )
     if len(in_channels) != len(in_index):
         raise ValueError(
             f'{name}: in_channels={list(in_channels)} and in_index={list(in_index)} must '
-            'have one entry per selected level each')
+            'have one entry per selected level each'
+        )
     if not _is_int(channels) or channels <= 0:
         raise (TypeError if not _is_int(channels) else ValueError)(
-            f'{name}: channels must be a positive int, got {channels!r}')
+            f'{name}: channels must be a positive int, got {channels!r}'
+        )
 
 
-@register_model(scopes=('mmseg', ))  # an mmseg decode head
+@register_model(scopes=('mmseg',))  # an mmseg decode head
 class FPNConcatHead(StrictPretrainedMixin, BaseDecodeHead):
     """Concat head over pyramid levels (``fpn_design_notes.md``, Case 2).
 
@@ -97,29 +104,36 @@ class FPNConcatHead(StrictPretrainedMixin, BaseDecodeHead):
             ``in_channels``.
     """
 
-    def __init__(self,
-                 in_channels: Sequence[int] = (256, 256, 256, 256),
-                 channels: int = 256,
-                 in_index: Sequence[int] = (0, 1, 2, 3),
-                 input_transform: str = 'multiple_select',
-                 interpolate_mode: str = 'bilinear',
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        in_channels: Sequence[int] = (256, 256, 256, 256),
+        channels: int = 256,
+        in_index: Sequence[int] = (0, 1, 2, 3),
+        input_transform: str = 'multiple_select',
+        interpolate_mode: str = 'bilinear',
+        **kwargs,
+    ) -> None:
         if input_transform != 'multiple_select':
             raise ValueError(
                 f"{type(self).__name__} needs input_transform='multiple_select' (it "
-                f'resizes and concatenates the levels itself), got {input_transform!r}')
+                f'resizes and concatenates the levels itself), got {input_transform!r}'
+            )
         if interpolate_mode not in INTERPOLATE_MODES:
             raise ValueError(
                 f'interpolate_mode must be one of {INTERPOLATE_MODES}, got '
-                f'{interpolate_mode!r}')
+                f'{interpolate_mode!r}'
+            )
         check_levels(type(self).__name__, in_channels, in_index, channels)
-        split_pretrained(kwargs.get('init_cfg'))  # refuse a bad Pretrained init_cfg now
+        split_pretrained(
+            kwargs.get('init_cfg')
+        )  # refuse a bad Pretrained init_cfg now
         super().__init__(
             in_channels=list(in_channels),
             channels=channels,
             in_index=list(in_index),
             input_transform=input_transform,
-            **kwargs)
+            **kwargs,
+        )
         self.interpolate_mode = interpolate_mode
         self.fusion_conv = ConvModule(
             sum(self.in_channels),
@@ -128,7 +142,8 @@ class FPNConcatHead(StrictPretrainedMixin, BaseDecodeHead):
             padding=1,
             conv_cfg=self.conv_cfg,
             norm_cfg=self.norm_cfg,
-            act_cfg=self.act_cfg)
+            act_cfg=self.act_cfg,
+        )
 
     def _fuse(self, inputs: Sequence[Tensor]) -> Tensor:
         """Selects, resizes to the first selected level, concatenates and fuses."""
@@ -138,11 +153,19 @@ class FPNConcatHead(StrictPretrainedMixin, BaseDecodeHead):
                 raise ValueError(
                     f'{type(self).__name__}: input {self.in_index[i]} has '
                     f'{x.shape[1]} channels, expected in_channels[{i}]={ch} '
-                    f'(in_channels={self.in_channels}, in_index={self.in_index})')
+                    f'(in_channels={self.in_channels}, in_index={self.in_index})'
+                )
         size = feats[0].shape[2:]
-        align_corners = self.align_corners if self.interpolate_mode == 'bilinear' else None
+        align_corners = (
+            self.align_corners if self.interpolate_mode == 'bilinear' else None
+        )
         feats = [feats[0]] + [
-            resize(x, size=size, mode=self.interpolate_mode, align_corners=align_corners)
+            resize(
+                x,
+                size=size,
+                mode=self.interpolate_mode,
+                align_corners=align_corners,
+            )
             for x in feats[1:]
         ]
         return self.fusion_conv(torch.cat(feats, dim=1))

@@ -1,4 +1,5 @@
 """The design notes' depth head (Case 3), for mmseg 1.x's ``DepthEstimator``."""
+
 import math
 import numbers
 import warnings
@@ -15,7 +16,7 @@ from pvtfpn_mm.registry import register_model
 from .fpn_concat_head import FPNConcatHead
 
 
-@register_model(scopes=('mmseg', ))  # an mmseg decode head
+@register_model(scopes=('mmseg',))  # an mmseg decode head
 class FPNDepthHead(FPNConcatHead):
     """Depth regression over pyramid levels (``fpn_design_notes.md``, Case 3).
 
@@ -57,29 +58,38 @@ class FPNDepthHead(FPNConcatHead):
         TypeError: a non-numeric ``max_depth``.
     """
 
-    def __init__(self,
-                 max_depth: float = 10.0,
-                 in_channels: Sequence[int] = (256, 256, 256, 256),
-                 channels: int = 256,
-                 in_index: Sequence[int] = (0, 1, 2, 3),
-                 dropout_ratio: float = 0.0,
-                 loss_decode=dict(type='SiLogLoss'),
-                 **kwargs) -> None:
-        if not isinstance(max_depth, numbers.Real) or isinstance(max_depth, bool):
+    def __init__(
+        self,
+        max_depth: float = 10.0,
+        in_channels: Sequence[int] = (256, 256, 256, 256),
+        channels: int = 256,
+        in_index: Sequence[int] = (0, 1, 2, 3),
+        dropout_ratio: float = 0.0,
+        loss_decode=dict(type='SiLogLoss'),
+        **kwargs,
+    ) -> None:
+        if not isinstance(max_depth, numbers.Real) or isinstance(
+            max_depth, bool
+        ):
             raise TypeError(f'max_depth must be a number, got {max_depth!r}')
         if not (math.isfinite(max_depth) and max_depth > 0):
-            raise ValueError(f'max_depth must be a finite positive number (e.g. 10 for NYU '
-                             f'in metres), got {max_depth}')
+            raise ValueError(
+                f'max_depth must be a finite positive number (e.g. 10 for NYU '
+                f'in metres), got {max_depth}'
+            )
         for key in ('num_classes', 'out_channels'):
             value = kwargs.pop(key, 1)
             if value != 1:
                 raise ValueError(
                     f'{type(self).__name__} regresses one depth channel; {key} must be '
-                    f'1 (or left out), got {value!r}')
+                    f'1 (or left out), got {value!r}'
+                )
         with warnings.catch_warnings():
             # BaseDecodeHead warns about a missing binary-segmentation threshold when
             # out_channels == 1; there is no threshold in depth regression.
-            warnings.filterwarnings('ignore', message='threshold is not defined')
+            warnings.filterwarnings(
+                'ignore', message='threshold is not defined'
+            )
             super().__init__(
                 in_channels=in_channels,
                 channels=channels,
@@ -88,7 +98,8 @@ class FPNDepthHead(FPNConcatHead):
                 num_classes=1,
                 out_channels=1,
                 loss_decode=loss_decode,
-                **kwargs)
+                **kwargs,
+            )
         self.max_depth = float(max_depth)
 
     def forward(self, inputs: Sequence[Tensor]) -> Tensor:
@@ -97,10 +108,16 @@ class FPNDepthHead(FPNConcatHead):
 
     def _stack_batch_gt(self, batch_data_samples: SampleList) -> Tensor:
         return torch.stack(
-            [data_sample.gt_depth_map.data for data_sample in batch_data_samples], dim=0)
+            [
+                data_sample.gt_depth_map.data
+                for data_sample in batch_data_samples
+            ],
+            dim=0,
+        )
 
-    def loss_by_feat(self, pred_depth_map: Tensor,
-                     batch_data_samples: SampleList) -> dict:
+    def loss_by_feat(
+        self, pred_depth_map: Tensor, batch_data_samples: SampleList
+    ) -> dict:
         """Depth losses of ``pred_depth_map`` resized to the ``gt_depth_map`` size.
 
         Args:
@@ -115,9 +132,13 @@ class FPNDepthHead(FPNConcatHead):
             pred_depth_map,
             size=gt_depth_map.shape[2:],
             mode='bilinear',
-            align_corners=self.align_corners)
-        losses_decode = self.loss_decode if isinstance(
-            self.loss_decode, nn.ModuleList) else [self.loss_decode]
+            align_corners=self.align_corners,
+        )
+        losses_decode = (
+            self.loss_decode
+            if isinstance(self.loss_decode, nn.ModuleList)
+            else [self.loss_decode]
+        )
         loss = dict()
         for loss_decode in losses_decode:
             value = loss_decode(pred_depth_map, gt_depth_map)

@@ -12,6 +12,7 @@ mmpretrain's ``ClsHead`` (so ``loss`` / ``predict`` with ``DataSample``s, ``topk
 mmpretrain's ``MODELS``, for an ``ImageClassifier`` whose neck is a pyramid (e.g.
 ``TopDownFPN``) -- see ``configs/examples/``.
 """
+
 import numbers
 from collections.abc import Sequence
 
@@ -26,6 +27,7 @@ from ..pretrained import StrictPretrainedMixin, split_pretrained
 
 try:
     from mmpretrain.models.heads import ClsHead as _HeadBase
+
     #: Whether mmpretrain is importable (the head is then an mmpretrain ``ClsHead``).
     MMPRETRAIN_AVAILABLE = True
 except ImportError:
@@ -40,7 +42,7 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-@register_model(scopes=('mmpretrain', ))
+@register_model(scopes=('mmpretrain',))
 class PyramidClsHead(StrictPretrainedMixin, _HeadBase):
     """Global-average-pools one pyramid level (the coarsest by default) and classifies it.
 
@@ -75,27 +77,42 @@ class PyramidClsHead(StrictPretrainedMixin, _HeadBase):
         torch.Size([2, 10])
     """
 
-    def __init__(self,
-                 num_classes: int,
-                 in_channels: int = 256,
-                 in_index: int = -1,
-                 dropout_ratio: float = 0.0,
-                 init_cfg: dict | None = dict(type='Normal', layer='Linear', std=0.01),
-                 **kwargs) -> None:
-        for name, value in (('num_classes', num_classes), ('in_channels', in_channels)):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 256,
+        in_index: int = -1,
+        dropout_ratio: float = 0.0,
+        init_cfg: dict | None = dict(type='Normal', layer='Linear', std=0.01),
+        **kwargs,
+    ) -> None:
+        for name, value in (
+            ('num_classes', num_classes),
+            ('in_channels', in_channels),
+        ):
             if not _is_int(value):
                 raise TypeError(
-                    f'{name} must be an int, got {value!r} ({type(value).__name__})')
+                    f'{name} must be an int, got {value!r} ({type(value).__name__})'
+                )
             if value <= 0:
                 raise ValueError(f'{name} must be positive, got {value}')
         if not _is_int(in_index):
             raise TypeError(
-                f'in_index must be an int, got {in_index!r} ({type(in_index).__name__})')
-        if not isinstance(dropout_ratio, numbers.Real) or isinstance(dropout_ratio, bool):
-            raise TypeError(f'dropout_ratio must be a number, got {dropout_ratio!r}')
+                f'in_index must be an int, got {in_index!r} ({type(in_index).__name__})'
+            )
+        if not isinstance(dropout_ratio, numbers.Real) or isinstance(
+            dropout_ratio, bool
+        ):
+            raise TypeError(
+                f'dropout_ratio must be a number, got {dropout_ratio!r}'
+            )
         if not 0 <= dropout_ratio < 1:
-            raise ValueError(f'dropout_ratio must be in [0, 1), got {dropout_ratio}')
-        split_pretrained(init_cfg)  # a Pretrained init_cfg loads strictly; refuse bad ones now
+            raise ValueError(
+                f'dropout_ratio must be in [0, 1), got {dropout_ratio}'
+            )
+        split_pretrained(
+            init_cfg
+        )  # a Pretrained init_cfg loads strictly; refuse bad ones now
         if MMPRETRAIN_AVAILABLE:
             super().__init__(init_cfg=init_cfg, **kwargs)
         else:
@@ -103,12 +120,15 @@ class PyramidClsHead(StrictPretrainedMixin, _HeadBase):
                 raise ImportError(
                     f'{sorted(kwargs)} are arguments of mmpretrain\'s ClsHead (loss, '
                     'predict); install mmpretrain to use them, or call the head on a '
-                    'pyramid for logits')
+                    'pyramid for logits'
+                )
             super().__init__(init_cfg=init_cfg)
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.in_index = in_index
-        self.dropout = nn.Dropout(dropout_ratio) if dropout_ratio > 0 else nn.Identity()
+        self.dropout = (
+            nn.Dropout(dropout_ratio) if dropout_ratio > 0 else nn.Identity()
+        )
         self.fc = nn.Linear(in_channels, num_classes)
 
     def pre_logits(self, feats: Sequence[Tensor]) -> Tensor:
@@ -116,15 +136,18 @@ class PyramidClsHead(StrictPretrainedMixin, _HeadBase):
         if isinstance(feats, Tensor) or not isinstance(feats, Sequence):
             raise TypeError(
                 f'{type(self).__name__} expects a sequence of NCHW pyramid levels, got '
-                f'{type(feats).__name__}')
+                f'{type(feats).__name__}'
+            )
         if not -len(feats) <= self.in_index < len(feats):
             raise ValueError(
-                f'in_index={self.in_index} is outside the {len(feats)} input levels')
+                f'in_index={self.in_index} is outside the {len(feats)} input levels'
+            )
         x = feats[self.in_index]
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f'{type(self).__name__}: level {self.in_index} has shape '
-                f'{tuple(x.shape)}, expected (N, in_channels={self.in_channels}, H, W)')
+                f'{tuple(x.shape)}, expected (N, in_channels={self.in_channels}, H, W)'
+            )
         return F.adaptive_avg_pool2d(x, 1).flatten(1)
 
     def forward(self, feats: Sequence[Tensor]) -> Tensor:

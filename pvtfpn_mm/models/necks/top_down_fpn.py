@@ -10,6 +10,7 @@ The equations (``fpn_design_notes.md``, "FPN Equations")::
 plus the extra coarser levels that RetinaNet (P6/P7 from a stride-2 3x3 conv) and Mask
 R-CNN (P6 from a stride-2 max-pool) need.
 """
+
 import numbers
 from collections.abc import Sequence
 
@@ -118,74 +119,94 @@ class TopDownFPN(StrictPretrainedMixin, BaseModule):
         [(9, 12), (5, 6), (3, 3), (2, 2), (1, 1)]
     """
 
-    def __init__(self,
-                 in_channels: Sequence[int],
-                 out_channels: int = 256,
-                 start_level: int = 0,
-                 num_outs: int | None = None,
-                 extra_source: str = 'pool',
-                 relu_before_extra_convs: bool = False,
-                 upsample_mode: str = 'nearest',
-                 conv_cfg: dict | None = None,
-                 norm_cfg: dict | None = None,
-                 act_cfg: dict | None = None,
-                 init_cfg: dict | list[dict] | None = dict(
-                     type='Xavier', layer='Conv2d', distribution='uniform'),
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        out_channels: int = 256,
+        start_level: int = 0,
+        num_outs: int | None = None,
+        extra_source: str = 'pool',
+        relu_before_extra_convs: bool = False,
+        upsample_mode: str = 'nearest',
+        conv_cfg: dict | None = None,
+        norm_cfg: dict | None = None,
+        act_cfg: dict | None = None,
+        init_cfg: dict | list[dict] | None = dict(
+            type='Xavier', layer='Conv2d', distribution='uniform'
+        ),
+        **kwargs,
+    ) -> None:
         if kwargs:
             known = {k: v for k, v in FPN_KEYWORDS.items() if k in kwargs}
             raise TypeError(
                 f'TopDownFPN got unexpected keyword arguments {sorted(kwargs)}'
-                + (f'. {sorted(known)} are keywords of mmdet\'s / mmseg\'s FPN: a config '
-                   'that replaces a _base_ neck must drop the base\'s keys with neck=dict('
-                   "_delete_=True, type='TopDownFPN', ...)" + ''.join(
-                       f'; instead of {k}: {v}' for k, v in known.items() if v)
-                   if known else ''))
+                + (
+                    f'. {sorted(known)} are keywords of mmdet\'s / mmseg\'s FPN: a config '
+                    'that replaces a _base_ neck must drop the base\'s keys with neck=dict('
+                    "_delete_=True, type='TopDownFPN', ...)"
+                    + ''.join(
+                        f'; instead of {k}: {v}' for k, v in known.items() if v
+                    )
+                    if known
+                    else ''
+                )
+            )
         split_pretrained(init_cfg)  # refuse a bad Pretrained init_cfg now
         super().__init__(init_cfg=init_cfg)
         in_channels = self._check_in_channels(in_channels)
         if not _is_int(out_channels):
             raise TypeError(
                 f'out_channels must be an int, got {out_channels!r} '
-                f'({type(out_channels).__name__})')
+                f'({type(out_channels).__name__})'
+            )
         if out_channels <= 0:
-            raise ValueError(f'out_channels must be positive, got {out_channels}')
+            raise ValueError(
+                f'out_channels must be positive, got {out_channels}'
+            )
         if not _is_int(start_level):
             raise TypeError(
                 f'start_level must be an int, got {start_level!r} '
-                f'({type(start_level).__name__})')
+                f'({type(start_level).__name__})'
+            )
         if not 0 <= start_level < len(in_channels):
             raise ValueError(
                 f'start_level must index one of the {len(in_channels)} inputs '
-                f'(0..{len(in_channels) - 1}), got {start_level}')
+                f'(0..{len(in_channels) - 1}), got {start_level}'
+            )
         num_used = len(in_channels) - start_level
         if num_outs is None:
             num_outs = num_used
         elif not _is_int(num_outs):
             raise TypeError(
                 f'num_outs must be an int or None, got {num_outs!r} '
-                f'({type(num_outs).__name__})')
+                f'({type(num_outs).__name__})'
+            )
         elif num_outs < num_used:
             raise ValueError(
                 f'num_outs must be at least the number of used inputs '
                 f'(len(in_channels) - start_level = {num_used}), got {num_outs}; '
                 'to drop coarse inputs, do not pass them (e.g. the backbone\'s '
-                'out_indices)')
+                'out_indices)'
+            )
         if extra_source not in EXTRA_SOURCES:
             raise ValueError(
-                f'extra_source must be one of {EXTRA_SOURCES}, got {extra_source!r}')
+                f'extra_source must be one of {EXTRA_SOURCES}, got {extra_source!r}'
+            )
         if not isinstance(relu_before_extra_convs, bool):
             raise TypeError(
                 'relu_before_extra_convs must be a bool, got '
-                f'{relu_before_extra_convs!r}')
+                f'{relu_before_extra_convs!r}'
+            )
         if relu_before_extra_convs and extra_source == 'pool':
             raise ValueError(
                 "relu_before_extra_convs=True needs extra convs, but "
-                "extra_source='pool' makes the extra levels by max-pooling")
+                "extra_source='pool' makes the extra levels by max-pooling"
+            )
         if upsample_mode not in UPSAMPLE_MODES:
             raise ValueError(
                 f'upsample_mode must be one of {UPSAMPLE_MODES}, got '
-                f'{upsample_mode!r}')
+                f'{upsample_mode!r}'
+            )
 
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -206,36 +227,47 @@ class TopDownFPN(StrictPretrainedMixin, BaseModule):
                 conv_cfg=conv_cfg,
                 norm_cfg=norm_cfg,
                 act_cfg=act_cfg,
-                inplace=False)
+                inplace=False,
+            )
 
         self.lateral_convs = nn.ModuleList(
-            conv(in_channels[i], 1) for i in range(start_level, self.num_ins))
+            conv(in_channels[i], 1) for i in range(start_level, self.num_ins)
+        )
         # Smoothing convs, one per used input, then the extra convs (mmdet's layout).
-        self.fpn_convs = nn.ModuleList(conv(out_channels, 3) for _ in range(num_used))
+        self.fpn_convs = nn.ModuleList(
+            conv(out_channels, 3) for _ in range(num_used)
+        )
         if extra_source != 'pool':
             for i in range(num_outs - num_used):
-                source_ch = in_channels[-1] if (
-                    i == 0 and extra_source == 'input') else out_channels
+                source_ch = (
+                    in_channels[-1]
+                    if (i == 0 and extra_source == 'input')
+                    else out_channels
+                )
                 self.fpn_convs.append(conv(source_ch, 3, stride=2))
 
     @staticmethod
     def _check_in_channels(in_channels) -> list[int]:
         if isinstance(in_channels, (str, bytes)) or not isinstance(
-                in_channels, Sequence):
+            in_channels, Sequence
+        ):
             raise TypeError(
                 'in_channels must be a list of ints (channels of every input), got '
-                f'{in_channels!r} ({type(in_channels).__name__})')
+                f'{in_channels!r} ({type(in_channels).__name__})'
+            )
         if len(in_channels) == 0:
             raise ValueError('in_channels must not be empty')
         for i, ch in enumerate(in_channels):
             if not _is_int(ch):
                 raise TypeError(
                     f'in_channels[{i}] must be an int, got {ch!r} '
-                    f'({type(ch).__name__}) in in_channels={list(in_channels)!r}')
+                    f'({type(ch).__name__}) in in_channels={list(in_channels)!r}'
+                )
             if ch <= 0:
                 raise ValueError(
                     f'in_channels[{i}] must be positive, got {ch} in '
-                    f'in_channels={list(in_channels)}')
+                    f'in_channels={list(in_channels)}'
+                )
         return [int(ch) for ch in in_channels]
 
     def _check_inputs(self, inputs: Sequence[Tensor]) -> None:
@@ -243,42 +275,53 @@ class TopDownFPN(StrictPretrainedMixin, BaseModule):
         if isinstance(inputs, Tensor) or not isinstance(inputs, Sequence):
             raise TypeError(
                 f'{type(self).__name__} expects a sequence of {self.num_ins} NCHW '
-                f'tensors, got {type(inputs).__name__}')
+                f'tensors, got {type(inputs).__name__}'
+            )
         if len(inputs) != self.num_ins:
             raise ValueError(
                 f'{type(self).__name__} expected {self.num_ins} input feature maps '
-                f'(in_channels={self.in_channels}), got {len(inputs)}')
+                f'(in_channels={self.in_channels}), got {len(inputs)}'
+            )
         for i, x in enumerate(inputs):
             if not isinstance(x, Tensor):
                 raise TypeError(
                     f'{type(self).__name__} input {i} must be a Tensor, got '
-                    f'{type(x).__name__}')
+                    f'{type(x).__name__}'
+                )
             if x.dim() != 4:
                 raise ValueError(
                     f'{type(self).__name__} input {i} must be a 4D NCHW tensor, got '
-                    f'shape {tuple(x.shape)}')
+                    f'shape {tuple(x.shape)}'
+                )
             if x.shape[1] != self.in_channels[i]:
                 raise ValueError(
                     f'{type(self).__name__} input {i} has {x.shape[1]} channels, '
                     f'expected in_channels[{i}]={self.in_channels[i]} '
                     f'(in_channels={self.in_channels}, received channels='
-                    f'{[int(t.shape[1]) for t in inputs]})')
+                    f'{[int(t.shape[1]) for t in inputs]})'
+                )
         shapes = [tuple(int(d) for d in t.shape) for t in inputs]
         for i in range(1, len(inputs)):
             if shapes[i][0] != shapes[0][0]:
                 raise ValueError(
                     f'{type(self).__name__} inputs have different batch sizes: shapes '
-                    f'{shapes}')
-            if shapes[i][2] > shapes[i - 1][2] or shapes[i][3] > shapes[i - 1][3]:
+                    f'{shapes}'
+                )
+            if (
+                shapes[i][2] > shapes[i - 1][2]
+                or shapes[i][3] > shapes[i - 1][3]
+            ):
                 raise ValueError(
                     f'{type(self).__name__} input {i} ({shapes[i][2]}x{shapes[i][3]}) is '
                     f'larger than input {i - 1} ({shapes[i - 1][2]}x{shapes[i - 1][3]}): '
-                    f'inputs must come finest first (shapes {shapes})')
+                    f'inputs must come finest first (shapes {shapes})'
+                )
 
     def _upsample(self, x: Tensor, size: Sequence[int]) -> Tensor:
         align_corners = False if self.upsample_mode == 'bilinear' else None
         return F.interpolate(
-            x, size=size, mode=self.upsample_mode, align_corners=align_corners)
+            x, size=size, mode=self.upsample_mode, align_corners=align_corners
+        )
 
     def forward(self, inputs: Sequence[Tensor]) -> tuple[Tensor, ...]:
         """Builds the pyramid.
@@ -292,12 +335,13 @@ class TopDownFPN(StrictPretrainedMixin, BaseModule):
             first: the smoothed ``P`` of every used input, then the extra levels.
         """
         self._check_inputs(inputs)
-        used = inputs[self.start_level:]
+        used = inputs[self.start_level :]
         laterals = [conv(x) for conv, x in zip(self.lateral_convs, used)]
         # Top-down: P_i = L_i + Upsample(P_{i+1}) at L_i's exact size.
         for i in range(len(laterals) - 1, 0, -1):
             laterals[i - 1] = laterals[i - 1] + self._upsample(
-                laterals[i], laterals[i - 1].shape[2:])
+                laterals[i], laterals[i - 1].shape[2:]
+            )
         num_used = len(laterals)
         outs = [self.fpn_convs[i](laterals[i]) for i in range(num_used)]
 
@@ -313,6 +357,10 @@ class TopDownFPN(StrictPretrainedMixin, BaseModule):
                 }[self.extra_source]
                 outs.append(self.fpn_convs[num_used](source))
                 for i in range(num_used + 1, self.num_outs):
-                    prev = F.relu(outs[-1]) if self.relu_before_extra_convs else outs[-1]
+                    prev = (
+                        F.relu(outs[-1])
+                        if self.relu_before_extra_convs
+                        else outs[-1]
+                    )
                     outs.append(self.fpn_convs[i](prev))
         return tuple(outs)
