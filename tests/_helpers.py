@@ -38,7 +38,9 @@ def det_sample(h, w, boxes, with_mask=False):
     gt = InstanceData(bboxes=boxes, labels=torch.arange(len(boxes)) * 2)
     if with_mask:
         masks = np.zeros((len(boxes), h, w), dtype=np.uint8)
-        for m, (x1, y1, x2, y2) in zip(masks, boxes.int().tolist()):
+        for m, (x1, y1, x2, y2) in zip(
+            masks, boxes.int().tolist(), strict=True
+        ):
             m[y1 + 2 : y2 - 2, x1 + 2 : x2 - 2] = 1
         gt.masks = BitmapMasks(masks, h, w)
     sample.gt_instances = gt

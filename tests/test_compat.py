@@ -43,7 +43,7 @@ def test_drop_path_rates_values():
     rates = compat._drop_path_rates(0.3, [1, 2, 1], stagewise=True)
     expected = [[0.0], [0.1, 0.2], [0.3]]
     assert len(rates) == 3
-    for got, want in zip(rates, expected):
+    for got, want in zip(rates, expected, strict=True):
         assert got == pytest.approx(want, abs=1e-7)
     assert compat._drop_path_rates(0.2, [1, 2]) == pytest.approx(
         [0.0, 0.1, 0.2], abs=1e-7

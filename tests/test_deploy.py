@@ -23,9 +23,9 @@ from _helpers import random_params_
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
 
-from pvtfpn_mm.deploy import OnnxModel, export_onnx  # noqa: E402
-from pvtfpn_mm.deploy.export import load_model  # noqa: E402
-from pvtfpn_mm.deploy.graph import Preprocess, batched_nms, delta2bbox  # noqa: E402
+from pvtfpn_mm.deploy import OnnxModel, export_onnx
+from pvtfpn_mm.deploy.export import load_model
+from pvtfpn_mm.deploy.graph import Preprocess, batched_nms, delta2bbox
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SIZES = [(96, 128), (61, 77), (160, 96)]  # the export traces 320 x 384
@@ -90,7 +90,13 @@ def onnx_run(onnx_model, img, kind):
     feed = {'image': img[None].float().numpy()}
     if kind != 'segmentor':
         feed['scale_factor'] = np.ones(2, np.float32)
-    return dict(zip(onnx_model.outputs, onnx_model.session.run(None, feed)))
+    return dict(
+        zip(
+            onnx_model.outputs,
+            onnx_model.session.run(None, feed),
+            strict=True,
+        )
+    )
 
 
 def assert_same_detections(outs, pred, img):

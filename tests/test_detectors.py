@@ -160,7 +160,9 @@ def test_retinanet(mode):
     ]
 
     check_loss_backward(model, det_batch(), {'loss_cls', 'loss_bbox'})
-    for r, (h, w) in zip(run_predict(model, det_batch(seed=1)), SIZES):
+    for r, (h, w) in zip(
+        run_predict(model, det_batch(seed=1)), SIZES, strict=True
+    ):
         pred = r.pred_instances
         assert 0 < len(pred) <= 10
         assert pred.bboxes.shape[1] == 4 and (pred.labels < NUM_CLASSES).all()
@@ -341,7 +343,9 @@ def test_mask_rcnn(mode):
         },
     )
     for r, (h, w) in zip(
-        run_predict(model, det_batch(with_mask=True, seed=1)), SIZES
+        run_predict(model, det_batch(with_mask=True, seed=1)),
+        SIZES,
+        strict=True,
     ):
         pred = r.pred_instances
         assert 0 < len(pred) <= 10

@@ -153,3 +153,31 @@ def test_a_namesake_of_an_mmdet_model_is_refused_everywhere():
     ):
         register_model()(FPN)
     assert 'FPN' not in MODELS.module_dict
+
+
+def test_dict_defaults_are_never_changed():
+    """The mm-style ``dict(...)`` argument defaults (ruff B006 allowed on them) stay as
+    written after building, initializing and running the models."""
+    import copy
+    import inspect
+
+    from pvtfpn_mm.models.heads import FPNDepthHead, PyramidClsHead
+    from pvtfpn_mm.models.necks import TopDownFPN
+
+    cases = [
+        (TopDownFPN, 'init_cfg', dict(in_channels=[8, 16], out_channels=8)),
+        (PyramidClsHead, 'init_cfg', dict(num_classes=3, in_channels=16)),
+        (
+            FPNDepthHead,
+            'loss_decode',
+            dict(in_channels=[8, 16], channels=8, in_index=[0, 1]),
+        ),
+    ]
+    for cls, name, kwargs in cases:
+        default = inspect.signature(cls).parameters[name].default
+        before = copy.deepcopy(default)
+        assert isinstance(before, dict)
+        for _ in range(2):
+            model = cls(**kwargs)
+            model.init_weights()
+        assert default == before, cls.__name__

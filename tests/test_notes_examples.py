@@ -63,10 +63,10 @@ class NotesFPN(nn.Module):
 def copy_convs(neck: TopDownFPN, lateral, smooth):
     """Gives the convs of another FPN the weights of our neck's laterals / smoothing."""
     with torch.no_grad():
-        for ours, theirs in zip(neck.lateral_convs, lateral):
+        for ours, theirs in zip(neck.lateral_convs, lateral, strict=True):
             theirs.weight.copy_(ours.conv.weight)
             theirs.bias.copy_(ours.conv.bias)
-        for ours, theirs in zip(neck.fpn_convs, smooth):
+        for ours, theirs in zip(neck.fpn_convs, smooth, strict=True):
             theirs.weight.copy_(ours.conv.weight)
             theirs.bias.copy_(ours.conv.bias)
 
@@ -104,12 +104,12 @@ def test_segmentation_example_224(segmentor):
         notes_pyramid = notes_fpn(list(feats))
     # The notes' tables: C1-C4 64/128/320/512 channels; P1-P4 256 channels; 56..7.
     assert [tuple(f.shape) for f in feats] == [
-        (1, c, s, s) for c, s in zip(B2_CHANNELS, SIZES_224)
+        (1, c, s, s) for c, s in zip(B2_CHANNELS, SIZES_224, strict=True)
     ]
     assert [tuple(p.shape) for p in pyramid] == [
         (1, 256, s, s) for s in SIZES_224
     ]
-    for ours, notes in zip(pyramid, notes_pyramid):
+    for ours, notes in zip(pyramid, notes_pyramid, strict=True):
         torch.testing.assert_close(ours, notes, rtol=1e-5, atol=1e-5)
     # The notes' expected output.
     assert tuple(logits.shape) == (1, 1, 224, 224)
@@ -205,10 +205,10 @@ def test_torchvision_fpn_example():
     with torch.no_grad():
         ours_features = ours_backbone(x)
         outs = neck(ours_features)
-    for a, b in zip(ours_features, features):
+    for a, b in zip(ours_features, features, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert len(outs) == len(pyramid) == 4
-    for out, expected in zip(outs, pyramid.values()):
+    for out, expected in zip(outs, pyramid.values(), strict=True):
         torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
 
 

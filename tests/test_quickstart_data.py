@@ -105,7 +105,7 @@ def test_coco_annotations(toy):
         scene = make_scene(
             SMALL['seed'], 'train', img_id - 1, SMALL['img_size']
         )
-        for ann, obj in zip(anns, scene['objects']):
+        for ann, obj in zip(anns, scene['objects'], strict=True):
             x, y, w, h = ann['bbox']
             assert (
                 0 <= x

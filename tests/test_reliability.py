@@ -14,7 +14,7 @@ import torch.nn as nn
 from mmengine.model import BaseModel
 from mmengine.runner.checkpoint import _load_checkpoint
 
-import pvtfpn_mm  # noqa: F401  (registers the engine)
+import pvtfpn_mm  # registers the engine
 from pvtfpn_mm.engine import (
     AtomicCheckpointHook,
     CPUAmpOptimWrapper,

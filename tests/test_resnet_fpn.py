@@ -88,12 +88,12 @@ def test_equal_weights_equal_outputs(models):
     sizes = [(17, 24), (9, 12), (5, 6), (3, 3)]
     feats = [
         torch.randn(1, c, h, w, generator=gen)
-        for c, (h, w) in zip(C2_C5, sizes)
+        for c, (h, w) in zip(C2_C5, sizes, strict=True)
     ]
     with torch.no_grad():
         ours_outs, theirs_outs = ours.neck(feats), theirs.neck(feats)
     assert len(ours_outs) == len(theirs_outs) == 5
-    for a, b in zip(ours_outs, theirs_outs):
+    for a, b in zip(ours_outs, theirs_outs, strict=True):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
@@ -111,7 +111,7 @@ def test_equal_weights_equal_outputs(models):
         theirs_heads = theirs(image, samples, mode='tensor')
     flat_ours, flat_theirs = _flatten(ours_heads), _flatten(theirs_heads)
     assert len(flat_ours) == len(flat_theirs) > 0, name
-    for a, b in zip(flat_ours, flat_theirs):
+    for a, b in zip(flat_ours, flat_theirs, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 

@@ -181,7 +181,9 @@ def test_levels_are_timm_features_nchw_and_load_full_weights(family, tmp_path):
                 **kwargs,
             ).eval()(x)
     assert isinstance(feats, tuple) and len(feats) == 4
-    for f, e, c, s in zip(feats, expected, channels, backbone.strides):
+    for f, e, c, s in zip(
+        feats, expected, channels, backbone.strides, strict=True
+    ):
         assert tuple(f.shape) == (1, c, 64 // s, 96 // s)
         torch.testing.assert_close(f, e, rtol=0, atol=0)
 
@@ -195,7 +197,9 @@ def test_levels_are_timm_features_nchw_and_load_full_weights(family, tmp_path):
     assert not all(
         torch.equal(a, b)
         for a, b in zip(
-            other.state_dict().values(), backbone.state_dict().values()
+            other.state_dict().values(),
+            backbone.state_dict().values(),
+            strict=True,
         )
     )
     other.init_weights()

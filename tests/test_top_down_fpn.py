@@ -26,7 +26,7 @@ def make_feats(channels, sizes=ODD_SIZES, batch=2, seed=0):
     gen = torch.Generator().manual_seed(seed)
     return [
         torch.randn(batch, c, h, w, generator=gen)
-        for c, (h, w) in zip(channels, sizes)
+        for c, (h, w) in zip(channels, sizes, strict=True)
     ]
 
 
@@ -40,12 +40,12 @@ def randomize_(module, seed=1):
 
 
 def max_abs_diff(a, b):
-    return max((x - y).abs().max().item() for x, y in zip(a, b))
+    return max((x - y).abs().max().item() for x, y in zip(a, b, strict=True))
 
 
 def assert_same_outputs(ours, theirs, atol=1e-5):
     assert len(ours) == len(theirs)
-    for i, (x, y) in enumerate(zip(ours, theirs)):
+    for i, (x, y) in enumerate(zip(ours, theirs, strict=True)):
         assert x.shape == y.shape, f'level {i}: {x.shape} vs {y.shape}'
         torch.testing.assert_close(x, y, rtol=0, atol=atol, msg=f'level {i}')
 
@@ -63,7 +63,9 @@ def test_equations_of_the_notes(mode):
             x, module.conv.weight, module.conv.bias, padding=padding
         )
 
-    lat = [conv(m, c, 0) for m, c in zip(neck.lateral_convs, feats)]
+    lat = [
+        conv(m, c, 0) for m, c in zip(neck.lateral_convs, feats, strict=True)
+    ]
     p = [None] * 4
     p[3] = lat[3]
     for i in (2, 1, 0):
@@ -92,7 +94,8 @@ def test_upsample_has_no_parameters_and_modes_differ():
     # The coarsest level has nothing upsampled into it; the others differ.
     torch.testing.assert_close(nearest[3], bilinear[3], rtol=0, atol=0)
     assert all(
-        (n - b).abs().max() > 1e-3 for n, b in zip(nearest[:3], bilinear[:3])
+        (n - b).abs().max() > 1e-3
+        for n, b in zip(nearest[:3], bilinear[:3], strict=True)
     )
 
 

@@ -79,7 +79,7 @@ def features(model, x):
 
 def assert_same_features(a, b, atol=ATOL):
     assert len(a) == len(b) == 4
-    for fa, fb in zip(a, b):
+    for fa, fb in zip(a, b, strict=True):
         assert fa.shape == fb.shape
         assert float((fa - fb).abs().max()) <= atol
 

@@ -11,7 +11,7 @@ _base_ = [
 ]
 custom_imports = dict(imports=['pvtfpn_mm'], allow_failed_imports=False)
 checkpoint_file = (
-    'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b2.pth'  # noqa
+    'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b2.pth'
 )
 
 crop_size = (480, 480)

@@ -1,7 +1,7 @@
 # RetinaNet + PVT-v2-b4 + TopDownFPN, 1x COCO (see retinanet_pvtv2-b0_topdownfpn_1x_coco.py).
 _base_ = './retinanet_pvtv2-b0_topdownfpn_1x_coco.py'
 checkpoint_file = (
-    'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b4.pth'  # noqa
+    'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b4.pth'
 )
 model = dict(
     backbone=dict(arch='b4', init_cfg=dict(checkpoint=checkpoint_file)),

@@ -1,7 +1,7 @@
 # Semantic FPN + PVT-v2-b5, ADE20K, 40k (see fpn_pvtv2-b0_topdownfpn_8xb4-40k_ade20k-512x512.py).
 _base_ = './fpn_pvtv2-b0_topdownfpn_8xb4-40k_ade20k-512x512.py'
 checkpoint_file = (
-    'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b5.pth'  # noqa
+    'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b5.pth'
 )
 model = dict(
     backbone=dict(arch='b5', init_cfg=dict(checkpoint=checkpoint_file)),

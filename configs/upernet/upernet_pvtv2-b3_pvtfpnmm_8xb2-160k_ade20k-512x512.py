@@ -1,7 +1,7 @@
 # UPerNet + PVT-v2-b3, ADE20K, 160k (see upernet_pvtv2-b0_pvtfpnmm_8xb2-160k_ade20k-512x512.py).
 _base_ = './upernet_pvtv2-b0_pvtfpnmm_8xb2-160k_ade20k-512x512.py'
 checkpoint_file = (
-    'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b3.pth'  # noqa
+    'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b3.pth'
 )
 model = dict(
     backbone=dict(arch='b3', init_cfg=dict(checkpoint=checkpoint_file)),

@@ -230,7 +230,9 @@ def _det_sample(
         )
         if with_mask:
             masks = np.zeros((n, h, w), dtype=np.uint8)
-            for m, (x1, y1, x2, y2) in zip(masks, boxes.int().tolist()):
+            for m, (x1, y1, x2, y2) in zip(
+                masks, boxes.int().tolist(), strict=True
+            ):
                 m[y1:y2, x1:x2] = 1
             gt.masks = BitmapMasks(masks, h, w)
         sample.gt_instances = gt
@@ -543,7 +545,7 @@ def measure(
                 device,
                 on_call=lambda n: progress.step(f'{n}: inference'),
             )
-            for cand, row in zip(group, group_rows):
+            for cand, row in zip(group, group_rows, strict=True):
                 stats = summarize(times[cand.name])
                 row.update(
                     infer_ms=round(stats['median'], 1),
@@ -557,7 +559,7 @@ def measure(
                     device,
                     on_call=lambda n: progress.step(f'{n}: train step'),
                 )
-                for cand, row in zip(group, group_rows):
+                for cand, row in zip(group, group_rows, strict=True):
                     stats = summarize(times[cand.name])
                     row.update(
                         train_ms=round(stats['median'], 1),
@@ -565,7 +567,7 @@ def measure(
                         train_ms_max=round(stats['max'], 1),
                     )
             if not skip_memory:
-                for cand, row in zip(group, group_rows):
+                for cand, row in zip(group, group_rows, strict=True):
                     if device.type == 'cuda':
                         with PeakMemory(device) as infer:
                             cand.infer()

@@ -179,7 +179,7 @@ def class_names(cfg, model: nn.Module) -> list:
 
             init_default_scope(cfg.default_scope)
             classes = DATASETS.get(dataset['type']).METAINFO['classes']
-        except Exception:  # noqa: BLE001  (any dataset class: names are optional)
+        except Exception:  # any dataset class: names are optional
             classes = None
     if classes is None:
         head = getattr(model, 'bbox_head', None) or getattr(

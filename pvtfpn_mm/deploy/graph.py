@@ -208,7 +208,8 @@ class SingleStageGraph(nn.Module):
         )
         num_classes = head.cls_out_channels
         all_scores, all_labels, all_deltas, all_priors = [], [], [], []
-        for cls, reg, pri in zip(cls_scores, bbox_preds, priors):
+        # plain zip: torch 2.1's dynamo refuses zip(strict=...)
+        for cls, reg, pri in zip(cls_scores, bbox_preds, priors):  # noqa: B905
             scores = cls[0].permute(1, 2, 0).reshape(-1, num_classes).sigmoid()
             deltas = reg[0].permute(1, 2, 0).reshape(-1, 4)
             top, index = _top_k(scores.reshape(-1), self.nms_pre)
@@ -287,7 +288,8 @@ class TwoStageGraph(nn.Module):
         )
         all_scores, all_deltas, all_priors, all_levels = [], [], [], []
         for level, (cls, reg, pri) in enumerate(
-            zip(cls_scores, bbox_preds, priors)
+            # plain zip: torch 2.1's dynamo refuses zip(strict=...)
+            zip(cls_scores, bbox_preds, priors)  # noqa: B905
         ):
             scores = cls[0].permute(1, 2, 0).reshape(-1).sigmoid()
             deltas = reg[0].permute(1, 2, 0).reshape(-1, 4)
@@ -325,7 +327,8 @@ class TwoStageGraph(nn.Module):
         levels = torch.floor(torch.log2(scale / extractor.finest_scale + 1e-6))
         levels = levels.clamp(min=0, max=len(feats) - 1).long()
         out = None
-        for i, (feat, layer) in enumerate(zip(feats, extractor.roi_layers)):
+        # plain zip: torch 2.1's dynamo refuses zip(strict=...)
+        for i, (feat, layer) in enumerate(zip(feats, extractor.roi_layers)):  # noqa: B905
             if getattr(layer, 'pool_mode', 'avg') != 'avg':
                 raise NotImplementedError(
                     f'RoIAlign pool_mode {layer.pool_mode!r}'

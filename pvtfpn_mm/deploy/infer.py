@@ -136,7 +136,9 @@ class OnnxModel:
             feed['scale_factor'] = np.asarray(
                 meta['scale_factor'], dtype=np.float32
             )
-        outs = dict(zip(self.outputs, self.session.run(None, feed)))
+        outs = dict(
+            zip(self.outputs, self.session.run(None, feed), strict=True)
+        )
         ori_h, ori_w = meta['ori_shape'][:2]
         if self.kind == 'segmentor':
             logits = torch.from_numpy(outs['seg_logits'])

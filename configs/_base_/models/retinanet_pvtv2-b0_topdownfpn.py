@@ -3,7 +3,7 @@
 # override `arch`, `checkpoint_file` + `init_cfg.checkpoint` and the neck's `in_channels`.
 _base_ = './retinanet_r50_topdownfpn.py'
 checkpoint_file = (
-    'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b0.pth'  # noqa
+    'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b0.pth'
 )
 
 model = dict(

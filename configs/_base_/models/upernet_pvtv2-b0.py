@@ -6,7 +6,7 @@
 _base_ = 'mmseg::_base_/models/upernet_swin.py'
 custom_imports = dict(imports=['pvtfpn_mm'], allow_failed_imports=False)
 checkpoint_file = (
-    'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b0.pth'  # noqa
+    'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b0.pth'
 )
 
 model = dict(

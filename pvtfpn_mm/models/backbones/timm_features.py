@@ -16,6 +16,7 @@ backbone").
 """
 
 import functools
+import itertools
 import os
 from collections.abc import Sequence
 
@@ -215,7 +216,7 @@ def _check_out_indices(out_indices, num_levels: int) -> tuple[int, ...]:
                 f'feature levels (0..{num_levels - 1}, or -{num_levels}..-1)'
             )
         normalized.append(index % num_levels)
-    if any(b <= a for a, b in zip(normalized, normalized[1:])):
+    if any(b <= a for a, b in itertools.pairwise(normalized)):
         raise ValueError(
             'out_indices must select each level once, finest first (increasing after '
             f'negative indices are counted from the end), got {tuple(out_indices)} '

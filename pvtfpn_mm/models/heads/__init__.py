@@ -11,6 +11,6 @@ if importlib.util.find_spec('mmseg') is not None:
     __all__ += ['FPNConcatHead', 'FPNDepthHead']
 
 # Case 4 (classification): plain PyTorch/mmengine; an mmpretrain head if mmpretrain is there.
-from .pyramid_cls_head import PyramidClsHead  # noqa: E402
+from .pyramid_cls_head import PyramidClsHead
 
 __all__ += ['PyramidClsHead']

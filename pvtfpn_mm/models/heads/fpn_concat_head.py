@@ -1,5 +1,6 @@
 """The design notes' segmentation head (Case 2): resize, concat, conv, classify."""
 
+import itertools
 import numbers
 from collections.abc import Sequence
 
@@ -44,7 +45,7 @@ def check_levels(name: str, in_channels, in_index, channels) -> None:
                 f'{name}: in_index[{i}] must be an int >= 0 (a level of the neck\'s '
                 f'outputs), got {index!r} in in_index={list(in_index)}'
             )
-    if any(b <= a for a, b in zip(in_index, in_index[1:])):
+    if any(b <= a for a, b in itertools.pairwise(in_index)):
         raise ValueError(
             f'{name}: in_index={list(in_index)} must be increasing, finest level first: '
             'the output has the resolution of the first selected level'
@@ -148,7 +149,8 @@ class FPNConcatHead(StrictPretrainedMixin, BaseDecodeHead):
     def _fuse(self, inputs: Sequence[Tensor]) -> Tensor:
         """Selects, resizes to the first selected level, concatenates and fuses."""
         feats: list[Tensor] = self._transform_inputs(inputs)
-        for i, (x, ch) in enumerate(zip(feats, self.in_channels)):
+        # plain zip: torch 2.1's dynamo refuses zip(strict=...)
+        for i, (x, ch) in enumerate(zip(feats, self.in_channels)):  # noqa: B905
             if x.shape[1] != ch:
                 raise ValueError(
                     f'{type(self).__name__}: input {self.in_index[i]} has '

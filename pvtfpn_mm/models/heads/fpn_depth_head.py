@@ -65,7 +65,8 @@ class FPNDepthHead(FPNConcatHead):
         channels: int = 256,
         in_index: Sequence[int] = (0, 1, 2, 3),
         dropout_ratio: float = 0.0,
-        loss_decode=dict(type='SiLogLoss'),
+        # mm style dict default: mmseg builds a copy, never changes it (test)
+        loss_decode: dict | Sequence[dict] = dict(type='SiLogLoss'),  # noqa: B006
         **kwargs,
     ) -> None:
         if not isinstance(max_depth, numbers.Real) or isinstance(

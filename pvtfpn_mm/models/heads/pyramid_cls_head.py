@@ -83,7 +83,8 @@ class PyramidClsHead(StrictPretrainedMixin, _HeadBase):
         in_channels: int = 256,
         in_index: int = -1,
         dropout_ratio: float = 0.0,
-        init_cfg: dict | None = dict(type='Normal', layer='Linear', std=0.01),
+        # mm style dict default: mmengine deep-copies it, never changes it (test)
+        init_cfg: dict | None = dict(type='Normal', layer='Linear', std=0.01),  # noqa: B006
         **kwargs,
     ) -> None:
         for name, value in (

@@ -131,7 +131,8 @@ class TopDownFPN(StrictPretrainedMixin, BaseModule):
         conv_cfg: dict | None = None,
         norm_cfg: dict | None = None,
         act_cfg: dict | None = None,
-        init_cfg: dict | list[dict] | None = dict(
+        # mm style dict default: mmengine deep-copies it, never changes it (test)
+        init_cfg: dict | list[dict] | None = dict(  # noqa: B006
             type='Xavier', layer='Conv2d', distribution='uniform'
         ),
         **kwargs,
@@ -336,7 +337,12 @@ class TopDownFPN(StrictPretrainedMixin, BaseModule):
         """
         self._check_inputs(inputs)
         used = inputs[self.start_level :]
-        laterals = [conv(x) for conv, x in zip(self.lateral_convs, used)]
+        # plain zip (_check_inputs counted them): torch 2.1's dynamo refuses
+        # zip(strict=...)
+        laterals = [
+            conv(x)
+            for conv, x in zip(self.lateral_convs, used)  # noqa: B905
+        ]
         # Top-down: P_i = L_i + Upsample(P_{i+1}) at L_i's exact size.
         for i in range(len(laterals) - 1, 0, -1):
             laterals[i - 1] = laterals[i - 1] + self._upsample(
