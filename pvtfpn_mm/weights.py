@@ -169,9 +169,8 @@ def checkpoint_read_error(
         else (text.splitlines()[0] if text else type(err).__name__)
     )
     detail = detail.split('. ')[0][:200]
-    if (
-        'weights_only' in detail
-    ):  # never pass on a hint to switch safe loading off
+    # never pass on a hint to switch safe loading off
+    if 'weights_only' in detail:
         detail = type(err).__name__
     if found or 'Unsupported global' in text:
         what = f' ({found.group(1)})' if found else ''
@@ -833,9 +832,8 @@ def convert_file(
             if isinstance(checkpoint.get('meta'), Mapping)
             else None
         )
-        if (
-            classes is not None
-        ):  # mmdet 2.x / mmseg 0.x; mmengine keeps dataset_meta
+        # mmdet 2.x / mmseg 0.x; mmengine keeps dataset_meta
+        if classes is not None:
             meta['dataset_meta'] = {'classes': tuple(classes)}
         save_atomic(
             {'meta': meta, 'state_dict': out}, dst_path, force, src_path

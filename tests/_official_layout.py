@@ -147,12 +147,8 @@ def mask_rcnn_head_shapes(num_classes=80, anchors=3):
         )
     for i in range(4):
         _conv(shapes, f'roi_head.mask_head.convs.{i}.conv.', 256, 256, 3)
-    shapes['roi_head.mask_head.upsample.weight'] = (
-        256,
-        256,
-        2,
-        2,
-    )  # ConvTranspose2d: in, out
+    # ConvTranspose2d: in, out
+    shapes['roi_head.mask_head.upsample.weight'] = (256, 256, 2, 2)
     shapes['roi_head.mask_head.upsample.bias'] = (256,)
     _conv(shapes, 'roi_head.mask_head.conv_logits.', num_classes, 256, 1)
     return shapes

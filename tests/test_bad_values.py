@@ -428,9 +428,8 @@ def test_timm_features_mm_norm_names_on_resnet(name, cls_name):
     norms = {type(m) for m in model.modules() if 'Norm' in type(m).__name__}
     assert norms == {MMENGINE_MODELS.get(name)}
     assert {c.__name__ for c in norms} == {cls_name}
-    outs = model(
-        torch.rand(2, 3, 64, 64)
-    )  # SyncBN without a process group acts as BN
+    # SyncBN without a process group acts as BN
+    outs = model(torch.rand(2, 3, 64, 64))
     assert [tuple(o.shape) for o in outs] == [(2, 64, 16, 16), (2, 128, 8, 8)]
 
 
@@ -550,12 +549,13 @@ def test_toy_data_rewrite_needs_force_and_leaves_no_stale_image(tmp_path):
         len(list((tmp_path / 'toy' / 'nyu' / 'images' / 'test').iterdir()))
         == 1
     )
+    # no staging folder left
     assert sorted(p.name for p in (tmp_path / 'toy').iterdir()) == [
         'ade',
         'coco',
         'nyu',
         'toy_data.json',
-    ]  # no staging folder left
+    ]
     assert toy_data_ready(root, num_train=2, num_val=1, img_size=32)
 
 
@@ -726,9 +726,8 @@ def _write_bad(tmp_path, kind):
             .tobytes()
         )
     elif kind == 'module':
-        torch.save(
-            torch.nn.Linear(2, 2), path
-        )  # a pickled module, not a state dict
+        # a pickled module, not a state dict
+        torch.save(torch.nn.Linear(2, 2), path)
     return str(path)
 
 
@@ -786,9 +785,8 @@ def test_bad_checkpoint_files_everywhere_we_load(tmp_path, kind):
         ).init_weights()
     with pytest.raises(CheckpointReadError, match=name):
         TimmFeatures('resnet18', checkpoint=path)
-    if (
-        HAS_SAFE_GLOBALS
-    ):  # mmengine's loader is ours there (pvtfpn_mm/engine/__init__.py)
+    # mmengine's loader is ours there (pvtfpn_mm/engine/__init__.py)
+    if HAS_SAFE_GLOBALS:
         with pytest.raises(CheckpointReadError, match=name) as info:
             _load_checkpoint(path, map_location='cpu')
         assert 'weights_only=False' not in str(info.value)

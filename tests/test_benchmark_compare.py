@@ -119,9 +119,8 @@ def test_part_timer_times_and_restores():
     model.neck = torch.nn.Identity()
     timer = compare.PartTimer(model, torch.device('cpu'))
     model.neck(model.backbone(torch.randn(2, 4)))
-    model.backbone.forward(
-        torch.randn(2, 4)
-    )  # a direct forward call is timed too
+    # a direct forward call is timed too
+    model.backbone.forward(torch.randn(2, 4))
     parts = timer.take()
     assert set(parts) == {'backbone', 'neck'} and timer.take() == {}
     timer.remove()

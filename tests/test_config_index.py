@@ -87,9 +87,8 @@ def test_model_index_lists_every_config_once():
     for m in models:
         assert m['Name'] == osp.basename(m['Config'])[:-3]
         assert isinstance(m['Metadata']['Parameters'], int)
-        assert (
-            'Weights' in m
-        )  # mmengine's inferencers read it; null: none released
+        # mmengine's inferencers read it; null: none released
+        assert 'Weights' in m
         trained = m['Metadata']['Trained Weights']
         assert trained == (m['Weights'] or 'none released')
         if 'Results' in m:

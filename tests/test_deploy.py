@@ -58,9 +58,8 @@ def random_checkpoint(cfg_path, path, seed=1):
             m.running_mean.copy_(
                 torch.rand(m.running_mean.shape, generator=gen) * 0.2 - 0.1
             )
-    if hasattr(
-        model, 'roi_head'
-    ):  # confident enough for detections above score_thr
+    # confident enough for detections above score_thr
+    if hasattr(model, 'roi_head'):
         model.roi_head.bbox_head.fc_cls.weight.data *= 6
     torch.save({'state_dict': model.state_dict()}, path)
     return str(path)

@@ -29,9 +29,9 @@ def test_batched_nms_on_cpu_hand_checked():
             [0.0, 0.0, 10.0, 10.0],  # kept (best of class 0)
             [1.0, 1.0, 11.0, 11.0],  # IoU 81/119 = 0.68 with box 0 -> dropped
             [20.0, 20.0, 30.0, 30.0],  # no overlap -> kept
-            [0.0, 0.0, 10.0, 10.0],
+            [0.0, 0.0, 10.0, 10.0],  # same box as 0 but class 1 -> kept
         ]
-    )  # same box as 0 but class 1 -> kept
+    )
     scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
     idxs = torch.tensor([0, 0, 0, 1])
     dets, keep = batched_nms(

@@ -168,10 +168,8 @@ def test_mmdet_reads_coco(toy):
     ds = DATASETS.build(cfg.train_dataloader.dataset)
     assert len(ds) == SMALL['num_train'] and ds.metainfo['classes'] == CLASSES
     sample = ds[0]
-    assert sample['inputs'].shape[-2:] == (
-        96,
-        96,
-    )  # resized to the quickstart's scale
+    # resized to the quickstart's scale
+    assert sample['inputs'].shape[-2:] == (96, 96)
     assert len(sample['data_samples'].gt_instances) >= 1
 
 
@@ -189,12 +187,8 @@ def test_mmseg_reads_ade(toy):
         len(ds) == SMALL['num_val'] and ds.metainfo['classes'] == SEG_CLASSES
     )
     seg = ds[0]['data_samples'].gt_sem_seg.data
-    assert set(seg.unique().tolist()) <= {
-        0,
-        1,
-        2,
-        3,
-    }  # reduce_zero_label: 1.. -> 0..
+    # reduce_zero_label: 1.. -> 0..
+    assert set(seg.unique().tolist()) <= {0, 1, 2, 3}
 
 
 def test_depth_config_trains_and_evaluates_on_toy_nyu(toy):
@@ -228,9 +222,8 @@ def test_depth_config_trains_and_evaluates_on_toy_nyu(toy):
     cfg.train_dataloader.dataset.pipeline[4].crop_size = (64, 64)
     train_loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
     batch = next(iter(train_loader))
-    assert (
-        batch['data_samples'][0].gt_depth_map.data.max() <= 7.0 + 1e-4
-    )  # metres
+    # metres
+    assert batch['data_samples'][0].gt_depth_map.data.max() <= 7.0 + 1e-4
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
     model.train()
     losses = model.train_step(batch, optim)

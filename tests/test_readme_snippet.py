@@ -20,15 +20,15 @@ def test_own_config_snippet_builds_under_an_mmdet_base(tmp_path):
     path = tmp_path / 'my_config.py'
     path.write_text(snippet)
     cfg = Config.fromfile(str(path))
+    # nothing of ResNet
     assert cfg.model.backbone == dict(
         type='PVTv2',
         arch='b2',
         init_cfg=dict(type='Pretrained', checkpoint='pvt_v2_b2.pth'),
-    )  # nothing of ResNet
+    )
     model = build_model_from_config(cfg).eval()  # building loads no weights
     assert isinstance(model.backbone, PVTv2) and model.backbone.arch == 'b2'
     with torch.no_grad():
         cls_scores, _ = model(torch.rand(1, 3, 64, 64), mode='tensor')
-    assert (
-        len(cls_scores) == 5
-    )  # P3-P7 from TopDownFPN into mmdet's RetinaHead
+    # P3-P7 from TopDownFPN into mmdet's RetinaHead
+    assert len(cls_scores) == 5

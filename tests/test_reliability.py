@@ -293,9 +293,8 @@ def test_the_lock_names_the_process_that_holds_it(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    with WorkDirLock(
-        str(tmp_path)
-    ):  # released by the kernel when the holder died
+    # released by the kernel when the holder died
+    with WorkDirLock(str(tmp_path)):
         pass
 
 
@@ -390,9 +389,8 @@ def test_amp_without_gpu_trains_with_bfloat16_autocast(tmp_path, monkeypatch):
     runner.train()
     assert isinstance(runner.optim_wrapper, CPUAmpOptimWrapper)
     assert model.seen_dtypes == [torch.bfloat16, torch.bfloat16]
-    assert (
-        model.linear.weight.dtype == torch.float32
-    )  # master weights stay fp32
+    # master weights stay fp32
+    assert model.linear.weight.dtype == torch.float32
 
 
 def test_cpu_amp_refuses_float16():
@@ -582,6 +580,7 @@ def test_the_lock_waits_for_the_children_of_an_ended_holder(tmp_path):
     """The lock belongs to the open file: children forked by the holder (dataloader
     workers) keep it a few seconds after the holder was killed; a new run waits for them
     instead of naming a dead pid."""
+    # the holder ends at once
     code = (
         'import importlib.util as u, os, sys, time; '
         f's = u.spec_from_file_location("lock", {LOCK_MODULE!r}); '
@@ -590,7 +589,7 @@ def test_the_lock_waits_for_the_children_of_an_ended_holder(tmp_path):
         'child = os.fork()\n'
         'if child == 0:\n    time.sleep(2); os._exit(0)\n'  # holds the inherited lock
         'print("locked", flush=True); os._exit(0)'
-    )  # the holder ends at once
+    )
     holder = subprocess.run(
         [sys.executable, '-c', code],
         stdout=subprocess.PIPE,

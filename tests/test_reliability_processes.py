@@ -69,9 +69,8 @@ def pointed(work):
 
 
 def loads(path):
-    checkpoint = _load_checkpoint(
-        path, map_location='cpu'
-    )  # the runner's loader
+    # the runner's loader
+    checkpoint = _load_checkpoint(path, map_location='cpu')
     return checkpoint['meta']['iter']
 
 
@@ -217,9 +216,8 @@ def test_sigkill_at_every_moment_of_a_save_then_resume_finishes(tmp_path, toy): 
 def test_two_trainings_into_one_work_dir(tmp_path, toy):  # noqa: F811
     work = str(tmp_path / 'work')
     pause = str(tmp_path / 'paused')
-    cfg = killer(
-        tmp_path, toy, 'first', 2, 'start', pause
-    )  # holds the lock, paused
+    # holds the lock, paused
+    cfg = killer(tmp_path, toy, 'first', 2, 'start', pause)
     first = subprocess.Popen(
         [
             sys.executable,

@@ -44,9 +44,8 @@ def models(request):
     ours_cfg, mmdet_cfg, expected_params, neck_settings = CASES[request.param]
     cfgs = [Config.fromfile(ours_cfg).model, get_config(mmdet_cfg).model]
     for cfg in cfgs:
-        if (
-            'rpn' in cfg.test_cfg
-        ):  # fewer RoIs: a cheaper (and equal) Mask R-CNN forward
+        # fewer RoIs: a cheaper (and equal) Mask R-CNN forward
+        if 'rpn' in cfg.test_cfg:
             cfg.test_cfg.rpn.max_per_img = 16
     with DefaultScope.overwrite_default_scope('mmdet'):
         # No init_weights(): nothing is downloaded.

@@ -280,9 +280,8 @@ def test_depth_estimator_fpn_depth_head(mode):
     model = build(
         dict(
             type='DepthEstimator',
-            data_preprocessor=data_preprocessor(
-                seg_pad_val=0
-            ),  # padded depth = invalid
+            # padded depth = invalid
+            data_preprocessor=data_preprocessor(seg_pad_val=0),
             backbone=dict(type='PVTv2', arch='b0'),
             neck=fpn_neck(mode),
             decode_head=dict(
@@ -328,14 +327,12 @@ def test_depth_head_range_and_errors():
     head = FPNDepthHead(
         max_depth=2.5, in_channels=[4, 4], in_index=[0, 1], channels=4
     )
-    assert (
-        head.dropout is None and head.out_channels == 1
-    )  # no dropout by default
+    # no dropout by default
+    assert head.dropout is None and head.out_channels == 1
     head.eval()
     with torch.no_grad():
-        head.conv_seg.bias.fill_(
-            50.0
-        )  # saturate the sigmoid: depth -> max_depth
+        # saturate the sigmoid: depth -> max_depth
+        head.conv_seg.bias.fill_(50.0)
         depth = head([torch.randn(1, 4, 7, 9), torch.randn(1, 4, 4, 5)])
     assert tuple(depth.shape) == (1, 1, 7, 9)
     torch.testing.assert_close(depth, torch.full_like(depth, 2.5))

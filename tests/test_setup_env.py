@@ -104,9 +104,8 @@ def test_decide_refuses_a_driver_older_than_torchs_cuda():
     d = mbe.decide([H100], '12.4', '13.0')
     assert 'supports CUDA up to 12.4, torch is built with CUDA 13.0' in d.error
     assert 'PVTFPN_MMCV_OPS=cpu' in d.error and 'whl/cu124' in d.error
-    assert (
-        mbe.decide([H100], '12.8', '12.1').error == ''
-    )  # same major: minor compatibility
+    # same major: minor compatibility
+    assert mbe.decide([H100], '12.8', '12.1').error == ''
 
 
 def test_decide_forced():
@@ -328,9 +327,8 @@ def test_env_info_reports_mmcv_cuda_ops():
     info = torch_cuda()
     assert info['build'] == (torch.version.cuda or 'CPU only')
     assert info['available'] == str(torch.cuda.is_available())
-    if (
-        torch.cuda.is_available()
-    ):  # a GPU host's set-up builds CUDA ops (and checks them)
+    # a GPU host's set-up builds CUDA ops (and checks them)
+    if torch.cuda.is_available():
         assert ops[0].isdigit(), ops
     else:
         assert ops == 'not available' or ops[0].isdigit(), ops

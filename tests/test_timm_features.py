@@ -93,17 +93,19 @@ def full_checkpoint(tmp_path, name, **kwargs):
 @pytest.mark.parametrize(
     'name, out_indices, expected',
     [
+        # the notes' ResNet table
         (
             'resnet50',
             (1, 2, 3, 4),
             [256, 512, 1024, 2048],
-        ),  # the notes' ResNet table
+        ),
         ('resnet50', (-4, -3, -2, -1), [256, 512, 1024, 2048]),
+        # the notes' PVT-v2-B2 table
         (
             'pvt_v2_b2',
             (0, 1, 2, 3),
             [64, 128, 320, 512],
-        ),  # the notes' PVT-v2-B2 table
+        ),
         ('convnext_tiny', (0, 1, 2, 3), [96, 192, 384, 768]),
         (SWIN, (1, 3), [192, 768]),
     ],
@@ -140,9 +142,8 @@ def test_configs_compute_in_channels():
         assert cfg.model.backbone.type == 'TimmFeatures'
         assert cfg.model.neck.type == 'TopDownFPN'
         assert cfg.model.neck.in_channels == expected, path
-        assert (
-            'timm_channels' not in cfg
-        )  # the helper is not kept in the config
+        # the helper is not kept in the config
+        assert 'timm_channels' not in cfg
         assert 'Pretrained' == cfg.model.backbone.init_cfg.type
 
 
@@ -211,9 +212,8 @@ def test_checkpoint_forms(tmp_path):
     full, _ = full_checkpoint(tmp_path, 'resnet18')
     reference = TimmFeatures('resnet18', (1, 2, 3, 4))
     state = full.state_dict()
-    nested = (
-        tmp_path / 'nested.pth'
-    )  # a trainer's checkpoint, keys under a prefix
+    # a trainer's checkpoint, keys under a prefix
+    nested = tmp_path / 'nested.pth'
     torch.save(
         {
             'state_dict': {'backbone.' + k: v for k, v in state.items()},
@@ -308,9 +308,8 @@ def test_nothing_is_downloaded(tmp_path, monkeypatch):
         'resnet18', init_cfg=dict(type='Pretrained', checkpoint=path)
     )
     backbone.init_weights()
-    TimmFeatures(
-        'resnet18', pretrained=False
-    )  # repeating timm's setting is fine
+    # repeating timm's setting is fine
+    TimmFeatures('resnet18', pretrained=False)
 
 
 def test_frozen_stages_match_mmdet_resnet():
@@ -599,9 +598,8 @@ def test_retinanet_with_timm_backbone(family):
     with DefaultScope.overwrite_default_scope('mmdet'):
         losses = train_step_checks(model, det_batch())
         assert {'loss_cls', 'loss_bbox'} <= set(losses)
-        if (
-            family == 'resnet'
-        ):  # the config's frozen stem + layer1 and eval-mode norms
+        # the config's frozen stem + layer1 and eval-mode norms
+        if family == 'resnet':
             assert model.backbone.model.layer1[0].conv1.weight.grad is None
             assert not model.backbone.model.layer3[0].bn1.training
         model.eval()

@@ -71,9 +71,8 @@ def iters(n):
 
 def run(cmd, cwd=ROOT, env=None, check=True):
     env = dict(os.environ if env is None else env)
-    env.setdefault(
-        'OMP_NUM_THREADS', '1'
-    )  # no OpenMP spinning on shared cores
+    # no OpenMP spinning on shared cores
+    env.setdefault('OMP_NUM_THREADS', '1')
     proc = subprocess.run(
         cmd,
         cwd=cwd,
@@ -116,9 +115,8 @@ def test_train_and_test_mmdet(tmp_path, toy):
         str(tmp_path / 'preds.pkl'),
     )
     assert re.search(r'coco/bbox_mAP: [\d.]+', out.stdout)
-    assert (
-        len(glob.glob(osp.join(show, '*.jpg'))) == 4
-    )  # every val image drawn
+    # every val image drawn
+    assert len(glob.glob(osp.join(show, '*.jpg'))) == 4
     assert osp.isfile(tmp_path / 'preds.pkl')
 
 
@@ -184,9 +182,8 @@ def test_resume_after_interruption(tmp_path, toy):
     assert osp.isfile(osp.join(work, 'iter_4.pth'))
     assert not osp.exists(osp.join(work, 'iter_8.pth'))
 
-    plain = tiny_config(
-        tmp_path, toy, 'seg'
-    )  # same settings, without the killer hook
+    # same settings, without the killer hook
+    plain = tiny_config(tmp_path, toy, 'seg')
     out = tool(
         'train.py',
         plain,

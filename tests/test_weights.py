@@ -66,9 +66,8 @@ def features(model, x):
     with torch.no_grad():
         if hasattr(model, 'forward_intermediates'):  # timm's plain model
             return model.forward_intermediates(x, intermediates_only=True)
-        if hasattr(model, 'stages') and hasattr(
-            model, 'head'
-        ):  # the same in timm 0.9
+        # the same in timm 0.9
+        if hasattr(model, 'stages') and hasattr(model, 'head'):
             x, maps = model.patch_embed(x), []
             for stage in model.stages:
                 x = stage(x)
@@ -119,9 +118,8 @@ def test_convert_round_trip(ours_b0, src, dst):
 
 def test_official_format_matches_timm_and_mmdet_remapping(ours_b0, timm_b0):
     official = from_ours(ours_b0.state_dict(), 'official')
-    official['head.weight'] = (
-        timm_b0.head.weight
-    )  # the release has a classifier
+    # the release has a classifier
+    official['head.weight'] = timm_b0.head.weight
     official['head.bias'] = timm_b0.head.bias
     # timm's own official -> timm key remapping gives timm's state dict back
     remapped = checkpoint_filter_fn(official, timm_b0)
@@ -249,9 +247,8 @@ def test_other_variant_lists_missing_unexpected_and_shapes(tmp_path):
     with torch.device('meta'):
         b1 = PVTv2('b1')
     b1_state = {k: torch.zeros(v.shape) for k, v in b1.state_dict().items()}
-    b1_state['stages.1.blocks.2.norm1.weight'] = torch.zeros(
-        128
-    )  # b1 has 2 blocks
+    # b1 has 2 blocks
+    b1_state['stages.1.blocks.2.norm1.weight'] = torch.zeros(128)
     del b1_state['stages.3.norm.bias']
     path = save(b1_state, tmp_path / 'b1.pth')
     with pytest.raises(StateDictMismatchError, match='b1.pth') as info:

@@ -158,9 +158,8 @@ def test_mmdet_retinanet_converted_predicts_what_mmdet_predicts(
     mmdet_model, path = mmdet_retinanet
     ours_cfg = config('retinanet/retinanet_pvtv2-b0_*1x_coco.py')
     dst = tmp_path / 'ours.pth'
-    cli(
-        path, dst, '--config', ours_cfg
-    )  # whole checkpoint detected, checked strictly
+    # whole checkpoint detected, checked strictly
+    cli(path, dst, '--config', ours_cfg)
     assert '(mmdet)' in capsys.readouterr().out
     converted = torch.load(dst, weights_only=True)
     assert converted['meta']['converted_from'] == 'mmdet'
@@ -239,9 +238,8 @@ def reference_model(cfg_path, state_dict, tmp_path, neck, cfg_options=None):
     own.update(
         ('backbone.' + k, v) for k, v in model.backbone.state_dict().items()
     )
-    load_state_dict_strict(
-        model, own, source='official neck/heads'
-    )  # names as they are
+    # names as they are
+    load_state_dict_strict(model, own, source='official neck/heads')
     return model
 
 
@@ -288,9 +286,8 @@ def test_official_sem_fpn_converted_predicts_what_the_official_model_predicts(
     ckpt = official_checkpoint('sem_fpn')
     cfg_path = config('sem_fpn/fpn_pvtv2-b0_*40k_ade20k-512x512.py')
     ours = build(cfg_path)
-    converted, src = convert_to_model_layout(
-        ckpt['state_dict'], ours
-    )  # on the fly
+    # on the fly
+    converted, src = convert_to_model_layout(ckpt['state_dict'], ours)
     assert src == 'official'
     load_state_dict_strict(ours, converted)
     reference = reference_model(
@@ -342,9 +339,8 @@ def test_official_b2_li_fits_our_config():
 
 def test_keys_no_rule_maps_are_refused_with_a_list(tmp_path):
     state = official_checkpoint('retinanet')['state_dict']
-    state['backbone.head.weight'] = torch.zeros(
-        1000, 256
-    )  # a classifier: not mapped
+    # a classifier: not mapped
+    state['backbone.head.weight'] = torch.zeros(1000, 256)
     state['roi_head.foo.weight'] = torch.zeros(1)
     state['ema_bbox_head.retina_cls.weight'] = torch.zeros(1)
     with pytest.raises(
@@ -467,19 +463,19 @@ def test_write_is_atomic(src, tmp_path, monkeypatch):
     real_save = torch.save
 
     def save_then_fail(obj, f, *args, **kwargs):
-        real_save(
-            obj, f, *args, **kwargs
-        )  # the bytes are written, then the disk fails
+        # the bytes are written, then the disk fails
+        real_save(obj, f, *args, **kwargs)
         raise OSError('No space left on device')
 
     monkeypatch.setattr(weights.torch, 'save', save_then_fail)
     with pytest.raises(OSError, match='No space left'):
         cli(src, dst, '--force')
     assert dst.read_bytes() == b'old'  # untouched
+    # no temp
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         'dst.pth',
         'src.pth',
-    ]  # no temp
+    ]
     monkeypatch.setattr(weights.torch, 'save', real_save)
     cli(src, dst, '--force')
     assert sorted(p.name for p in tmp_path.iterdir()) == ['dst.pth', 'src.pth']

@@ -31,9 +31,8 @@ model = dict(
             type='Pretrained', checkpoint='checkpoints/timm/convnext_tiny.pth'
         ),
     ),
-    neck=dict(
-        in_channels=timm_channels(backbone_name, out_indices)
-    ),  # [96, 192, 384, 768]
+    # [96, 192, 384, 768]
+    neck=dict(in_channels=timm_channels(backbone_name, out_indices)),
     decode_head=dict(num_classes=150),
 )
 train_dataloader = dict(batch_size=4)

@@ -23,8 +23,9 @@ model = dict(
             type='Pretrained', checkpoint='checkpoints/timm/convnext_tiny.pth'
         ),
     ),
+    # [96, 192, 384, 768]
     neck=dict(in_channels=timm_channels(backbone_name, out_indices)),
-)  # [96, 192, 384, 768]
+)
 
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, weight_decay=0.05),

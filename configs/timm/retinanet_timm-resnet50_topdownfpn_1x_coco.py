@@ -27,5 +27,6 @@ model = dict(
             type='Pretrained', checkpoint='checkpoints/timm/resnet50.pth'
         ),
     ),
+    # [256, 512, 1024, 2048]
     neck=dict(in_channels=timm_channels(backbone_name, out_indices)),
-)  # [256, 512, 1024, 2048]
+)

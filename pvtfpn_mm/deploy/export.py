@@ -243,9 +243,8 @@ def export_onnx(
     if kind != 'segmentor':
         example.append(torch.ones(2))
     with torch.no_grad():
-        graph(
-            *example
-        )  # eager run: the models' own input checks see the example
+        # eager run: the models' own input checks see the example
+        graph(*example)
     # DYNAMIC, not AUTO: an export that would fix the image size fails instead
     dims = {
         'image': {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}

@@ -227,9 +227,8 @@ class SingleStageGraph(nn.Module):
             max_hw=(h, w),
             **self.coder,
         )
-        boxes = (
-            boxes * (1 / scale_factor).repeat(2)[None]
-        )  # mmdet: scale_boxes by 1/s
+        # mmdet: scale_boxes by 1/s
+        boxes = boxes * (1 / scale_factor).repeat(2)[None]
         if self.min_size >= 0:
             valid = _valid_size(boxes, self.min_size)
             boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
@@ -364,9 +363,8 @@ class TwoStageGraph(nn.Module):
             max_hw=(h, w),
             **self.coder,
         )
-        scores = scores[:, :-1].reshape(
-            -1
-        )  # (proposal, class), the background dropped
+        # (proposal, class), the background dropped
+        scores = scores[:, :-1].reshape(-1)
         labels = torch.arange(num_classes, device=scores.device).repeat(
             proposals.shape[0]
         )

@@ -111,9 +111,8 @@ class OnnxModel:
         else:
             import mmseg.datasets.transforms  # noqa: F401
         steps = [dict(s) for s in steps]
-        steps[0] = dict(
-            type='LoadImageFromNDArray'
-        )  # an array or a file read here
+        # an array or a file read here
+        steps[0] = dict(type='LoadImageFromNDArray')
         return Compose(steps)
 
     def preprocess(self, image: ImageLike) -> dict:
@@ -142,10 +141,8 @@ class OnnxModel:
         ori_h, ori_w = meta['ori_shape'][:2]
         if self.kind == 'segmentor':
             logits = torch.from_numpy(outs['seg_logits'])
-            if tuple(logits.shape[-2:]) != (
-                ori_h,
-                ori_w,
-            ):  # mmseg: resize, then arg-max
+            # mmseg: resize, then arg-max
+            if tuple(logits.shape[-2:]) != (ori_h, ori_w):
                 logits = F.interpolate(
                     logits,
                     size=(ori_h, ori_w),

@@ -110,7 +110,6 @@ class AtomicCheckpointHook(CheckpointHook):
     def _remove(self, runner, path: str) -> None:
         if osp.isfile(path):
             os.remove(path)
-        elif self.file_backend.isdir(
-            path
-        ):  # deepspeed checkpoints are folders
+        # deepspeed checkpoints are folders
+        elif self.file_backend.isdir(path):
             self.file_backend.rmtree(path)

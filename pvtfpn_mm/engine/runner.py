@@ -157,9 +157,8 @@ class SafeRunner(Runner):
                 continue
             out_dir = osp.abspath(str(out_dir))
             if out_dir != self.work_dir and osp.basename(out_dir) != name:
-                out_dir = osp.join(
-                    out_dir, name
-                )  # what CheckpointHook.before_train makes
+                # what CheckpointHook.before_train makes
+                out_dir = osp.join(out_dir, name)
             if out_dir not in dirs:
                 dirs.append(out_dir)
         return dirs

@@ -43,6 +43,5 @@ def prepare_cpu_distributed(cfg: Config) -> None:
         kwargs = (
             {} if timeout is None else dict(timeout=timedelta(seconds=timeout))
         )
-        torch_dist.init_process_group(
-            backend='gloo', **kwargs
-        )  # env:// from torchrun
+        # env:// from torchrun
+        torch_dist.init_process_group(backend='gloo', **kwargs)

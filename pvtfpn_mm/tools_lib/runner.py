@@ -61,9 +61,8 @@ def _build_runner(cfg: Config):
 
     from .cpu_dist import prepare_cpu_distributed
 
-    prepare_cpu_distributed(
-        cfg
-    )  # gloo etc. for --launcher pytorch without CUDA
+    # gloo etc. for --launcher pytorch without CUDA
+    prepare_cpu_distributed(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
@@ -96,9 +95,8 @@ def prepare_train_config(
     if amp:
         from pvtfpn_mm.engine import amp_optim_wrapper_type
 
-        wrapper = (
-            amp_optim_wrapper_type()
-        )  # CPUAmpOptimWrapper where there is no GPU
+        # CPUAmpOptimWrapper where there is no GPU
+        wrapper = amp_optim_wrapper_type()
         if cfg.optim_wrapper.get('type', 'OptimWrapper') in (
             'AmpOptimWrapper',
             wrapper,

@@ -102,9 +102,8 @@ def make_scene(
     rng = np.random.default_rng([seed, _SPLITS[split], index])
     img = _background(rng, img_size)
     yy = np.mgrid[0:img_size, 0:img_size][0].astype(np.float32) / img_size
-    depth = (
-        7000.0 - 4000.0 * yy
-    )  # a floor plane: far at the top, near at the bottom
+    # a floor plane: far at the top, near at the bottom
+    depth = 7000.0 - 4000.0 * yy
     taken = np.zeros((img_size, img_size), bool)
     objects = []
     for _ in range(int(rng.integers(1, max_objects + 1))):

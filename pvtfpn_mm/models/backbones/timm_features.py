@@ -68,9 +68,8 @@ def _check_model_name(model_name) -> None:
 
 
 def _check_timm_kwargs(timm_kwargs: dict) -> None:
-    allowed = dict(
-        pretrained=False, features_only=True
-    )  # harmless when repeated
+    # harmless when repeated
+    allowed = dict(pretrained=False, features_only=True)
     for key in RESERVED_TIMM_KWARGS:
         if key in timm_kwargs and not (
             key in allowed and timm_kwargs[key] is allowed[key]
@@ -459,9 +458,8 @@ class TimmFeatures(BaseModule):
         self._nhwc = (
             getattr(self.model, 'output_fmt', Format.NCHW) == Format.NHWC
         )
-        self._full = [
-            full
-        ]  # meta-device full model, kept out of the module tree
+        # meta-device full model, kept out of the module tree
+        self._full = [full]
         self._full_levels = levels
         self._name_map: dict[str, str] | None = None
         # Names, not modules: SyncBN conversion replaces module objects.
@@ -603,9 +601,8 @@ class TimmFeatures(BaseModule):
                 'interrupted save or download?'
             )
         try:
-            state = timm_load_state_dict(
-                str(checkpoint)
-            )  # weights_only=True on every timm
+            # weights_only=True on every timm
+            state = timm_load_state_dict(str(checkpoint))
         except (
             READ_ERRORS
         ) as err:  # say what is wrong with the file, not torch's hint

@@ -125,9 +125,8 @@ class FPNConcatHead(StrictPretrainedMixin, BaseDecodeHead):
                 f'{interpolate_mode!r}'
             )
         check_levels(type(self).__name__, in_channels, in_index, channels)
-        split_pretrained(
-            kwargs.get('init_cfg')
-        )  # refuse a bad Pretrained init_cfg now
+        # refuse a bad Pretrained init_cfg now
+        split_pretrained(kwargs.get('init_cfg'))
         super().__init__(
             in_channels=list(in_channels),
             channels=channels,

@@ -111,9 +111,8 @@ class PyramidClsHead(StrictPretrainedMixin, _HeadBase):
             raise ValueError(
                 f'dropout_ratio must be in [0, 1), got {dropout_ratio}'
             )
-        split_pretrained(
-            init_cfg
-        )  # a Pretrained init_cfg loads strictly; refuse bad ones now
+        # a Pretrained init_cfg loads strictly; refuse bad ones now
+        split_pretrained(init_cfg)
         if MMPRETRAIN_AVAILABLE:
             super().__init__(init_cfg=init_cfg, **kwargs)
         else:
