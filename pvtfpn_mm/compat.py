@@ -21,7 +21,7 @@ constraints.txt) has; each gap gets a fallback here that behaves the same:
 """
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from packaging.version import Version
@@ -37,9 +37,13 @@ HAS_SAFE_GLOBALS = hasattr(
 ) and TORCH_VERSION >= Version('2.5')
 
 
-_is_compiling = getattr(getattr(torch, 'compiler', None), 'is_compiling', None)
-if _is_compiling is None:  # torch < 2.3
-    from torch._dynamo import is_compiling as _is_compiling
+_found = getattr(getattr(torch, 'compiler', None), 'is_compiling', None)
+if _found is not None:
+    _is_compiling: Callable[[], bool] = _found
+else:  # torch < 2.3
+    from torch._dynamo import is_compiling as _dynamo_is_compiling
+
+    _is_compiling = _dynamo_is_compiling
 
 
 def is_compiling() -> bool:

@@ -41,6 +41,7 @@ import tempfile
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -162,10 +163,10 @@ def checkpoint_read_error(
     found = re.search(r'GLOBAL ([\w.]+)', text) or re.search(
         r'Unsupported class ([\w.]+)', text
     )
-    detail = re.search(r'WeightsUnpickler error: \s*(.+)', text)
+    unpickler = re.search(r'WeightsUnpickler error: \s*(.+)', text)
     detail = (
-        detail.group(1).strip()
-        if detail
+        unpickler.group(1).strip()
+        if unpickler
         else (text.splitlines()[0] if text else type(err).__name__)
     )
     detail = detail.split('. ')[0][:200]
@@ -199,7 +200,7 @@ def checkpoint_read_error(
 
 def read_checkpoint(
     path: str, map_location: str | torch.device | Callable | None = 'cpu'
-):
+) -> Any:
     """Reads a checkpoint file or ``http(s)://`` URL with safe loading (``weights_only``).
 
     ``~`` is expanded. Errors name the file and say what is wrong with it; none suggests
@@ -289,7 +290,7 @@ def extract_state_dict(
                 f'{source} has no key with prefix {prefix!r}'
             )
         return stripped, detect_format(stripped, source=source)
-    candidates = [OrderedDict(state_dict)]
+    candidates: list[StateDict] = [OrderedDict(state_dict)]
     candidates += [_strip_prefix(state_dict, p) for p in AUTO_PREFIXES]
     for candidate in candidates:
         fmt = _detect_format(candidate)
@@ -697,7 +698,7 @@ def load_state_dict_partial(
     merged.update(fitting)
     metadata = getattr(state_dict, '_metadata', None)
     if metadata is not None:
-        merged._metadata = metadata
+        merged._metadata = metadata  # type: ignore[attr-defined]  # as torch does
     model.load_state_dict(merged, strict=True)
     summary = (
         f'{source}: partial load (allowed): loaded {len(fitting)} of the model\'s '
@@ -739,11 +740,12 @@ def load_pretrained(
         if isinstance(checkpoint, str)
         else 'checkpoint'
     )
-    if isinstance(checkpoint, str):
-        checkpoint = read_checkpoint(checkpoint)
-    state_dict, fmt = extract_state_dict(
-        checkpoint, prefix=prefix, source=source
+    loaded = (
+        read_checkpoint(checkpoint)
+        if isinstance(checkpoint, str)
+        else checkpoint
     )
+    state_dict, fmt = extract_state_dict(loaded, prefix=prefix, source=source)
     load_state_dict_strict(
         model,
         to_ours(state_dict, fmt),
@@ -817,16 +819,20 @@ def convert_file(
                 f'{source} is a whole detector / segmentor, which converts to our layout '
                 f"only (got --to {dst!r}); convert just its backbone with --prefix backbone."
             )
-        state_dict = OrderedDict(_unwrap(checkpoint))
+        state_dict: StateDict = OrderedDict(_unwrap(checkpoint))
         layout = detect_layout(state_dict)
         if src is not None and src != layout:
             raise CheckpointFormatError(
                 f'{source} is in layout {layout!r}, not {src!r}'
             )
         out = whole_to_ours(state_dict, layout, source=source)
+        assert layout is not None  # whole_to_ours refused an unknown layout
         if config is not None:
             _check_against_config(out, config, source)
-        meta = {'converted_from': layout, 'source': os.path.basename(src_path)}
+        meta: dict[str, Any] = {
+            'converted_from': layout,
+            'source': os.path.basename(src_path),
+        }
         classes = (
             checkpoint.get('meta', {}).get('CLASSES')
             if isinstance(checkpoint.get('meta'), Mapping)
@@ -1113,7 +1119,7 @@ def _check_output(path: str, force: bool, source: str | None) -> None:
 
 
 def save_atomic(
-    obj, path: str, force: bool = False, source: str | None = None
+    obj: Any, path: str, force: bool = False, source: str | None = None
 ) -> str:
     """``torch.save(obj, path)``: written to a temporary file in ``path``'s folder,
     fsynced and renamed into place, so ``path`` is never left half-written.

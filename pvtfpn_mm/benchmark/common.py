@@ -175,6 +175,7 @@ class PeakMemory:
     def __init__(self, device: torch.device):
         self.device = device
         self.mib: float | None = None
+        self._base: float = 0.0  # at entry: bytes (CUDA) or MiB (CPU)
 
     def __enter__(self) -> 'PeakMemory':
         if self.device.type == 'cuda':

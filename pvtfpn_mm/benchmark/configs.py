@@ -33,10 +33,13 @@ import os.path as osp
 import subprocess
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
+
+if TYPE_CHECKING:
+    from mmengine.model import BaseModel
 
 from .common import (
     PeakMemory,
@@ -118,7 +121,7 @@ def _drop_pretrained(node: Any) -> Any:
     """The model config without ``Pretrained`` init_cfgs, ``pretrained`` and
     ``checkpoint`` entries: nothing is loaded or downloaded."""
     if isinstance(node, dict):
-        out = {}
+        out: dict[str, Any] = {}
         for key, value in node.items():
             if key in ('pretrained', 'checkpoint'):
                 continue
@@ -322,7 +325,7 @@ class _TensorForward(nn.Module):
         return self.model(inputs, self.data_samples, mode='tensor')
 
 
-def count_flops(model: nn.Module, batch: dict) -> int:
+def count_flops(model: 'BaseModel', batch: dict) -> int:
     """Flops (multiply-adds) of the ``'tensor'`` forward on the preprocessed ``batch``."""
     from mmengine.analysis import FlopAnalyzer
 
@@ -341,7 +344,7 @@ def count_flops(model: nn.Module, batch: dict) -> int:
         model.train(was_training)
 
 
-def quiet_init(model: nn.Module) -> None:
+def quiet_init(model: 'BaseModel') -> None:
     """``model.init_weights()`` without mmengine's log line for every parameter."""
     from mmengine.logging import MMLogger
 

@@ -14,11 +14,15 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
 
 from .graph import end_to_end
+
+if TYPE_CHECKING:
+    from mmengine.model import BaseModel
 
 #: ONNX opset (RoiAlign with half_pixel coordinates needs >= 16).
 OPSET = 18
@@ -33,7 +37,7 @@ INPUTS = {
 }
 
 
-def output_names(kind: str, model: nn.Module) -> tuple[str, ...]:
+def output_names(kind: str, model: 'BaseModel') -> tuple[str, ...]:
     if kind == 'segmentor':
         return ('seg_logits', 'labels')
     if kind == 'two_stage' and getattr(model.roi_head, 'with_mask', False):
@@ -145,12 +149,14 @@ def exportable(model: nn.Module) -> Iterator[None]:
       computed with averaging matrices built from the symbolic size.
     """
     patched = []
-    for module in model.modules():
+    modules: list[Any] = list(model.modules())  # patched below, put back after
+    for module in modules:
         if callable(getattr(module, '_check_inputs', None)):
             module._check_inputs = lambda *args, **kwargs: None
             patched.append((module, '_check_inputs'))
         if isinstance(module, nn.AdaptiveAvgPool2d):
-            module.forward = _adaptive_avg_pool.__get__(module)
+            # an instance attribute over the method, deleted again below
+            module.forward = _adaptive_avg_pool.__get__(module)  # type: ignore[method-assign]
             patched.append((module, 'forward'))
         if (
             type(module).__name__ == 'Upsample'
@@ -166,7 +172,7 @@ def exportable(model: nn.Module) -> Iterator[None]:
             delattr(module, name)
 
 
-def class_names(cfg, model: nn.Module) -> list:
+def class_names(cfg, model: 'BaseModel') -> list:
     """The class names of the config's test dataset (metainfo), else ``class i``."""
     loader = cfg.get('test_dataloader') or {}
     dataset = loader.get('dataset', {})
@@ -246,7 +252,7 @@ def export_onnx(
         # eager run: the models' own input checks see the example
         graph(*example)
     # DYNAMIC, not AUTO: an export that would fix the image size fails instead
-    dims = {
+    dims: dict[str, dict[int, Any] | None] = {
         'image': {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
     }
     if kind != 'segmentor':
@@ -266,6 +272,7 @@ def export_onnx(
                 external_data=False,
                 verbose=False,
             )
+        assert program is not None  # dynamo=True returns the program
         proto = program.model_proto
         meta = dict(
             task=cfg.default_scope,

@@ -36,6 +36,7 @@ exact ties the kept box -- and the order of equal-score detections -- may differ
 """
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -43,11 +44,21 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+if TYPE_CHECKING:  # no stubs: Any to mypy, documentation here
+    from mmdet.models.detectors import SingleStageDetector, TwoStageDetector
+    from mmengine.model import BaseDataPreprocessor, BaseModel
+    from mmseg.models.segmentors import EncoderDecoder
+
 
 class Preprocess(nn.Module):
     """The tensor path of mmengine's ``ImgDataPreprocessor`` for one image."""
 
-    def __init__(self, data_preprocessor: nn.Module, pad: bool = True):
+    mean: Tensor  # buffers, when normalizing
+    std: Tensor
+
+    def __init__(
+        self, data_preprocessor: 'BaseDataPreprocessor', pad: bool = True
+    ):
         super().__init__()
         # mmengine / mmdet: _channel_conversion; mmseg: channel_conversion
         self.bgr_to_rgb = bool(
@@ -95,9 +106,9 @@ def delta2bbox(
 ) -> Tensor:
     """mmdet's ``delta2bbox`` (``add_ctr_clamp=False``, clipped to ``max_hw``) with the
     same arithmetic, without in-place slices. ``rois`` ``(n, 4)``, ``deltas`` ``(n, 4)``."""
-    means = deltas.new_tensor(means).view(1, -1)
-    stds = deltas.new_tensor(stds).view(1, -1)
-    denorm = deltas * stds + means
+    mean_t = deltas.new_tensor(means).view(1, -1)
+    std_t = deltas.new_tensor(stds).view(1, -1)
+    denorm = deltas * std_t + mean_t
     dxy, dwh = denorm[:, :2], denorm[:, 2:]
     pxy = (rois[:, :2] + rois[:, 2:]) * 0.5
     pwh = rois[:, 2:] - rois[:, :2]
@@ -178,7 +189,9 @@ class SingleStageGraph(nn.Module):
     ``(N,)`` and ``labels`` ``(N,)`` (int64), by descending score.
     """
 
-    def __init__(self, model: nn.Module):
+    model: 'SingleStageDetector'
+
+    def __init__(self, model: 'SingleStageDetector'):
         super().__init__()
         head = model.bbox_head
         if not getattr(head, 'use_sigmoid_cls', False) or type(
@@ -244,7 +257,9 @@ class TwoStageGraph(nn.Module):
     pasting).
     """
 
-    def __init__(self, model: nn.Module):
+    model: 'TwoStageDetector'
+
+    def __init__(self, model: 'TwoStageDetector'):
         super().__init__()
         rpn, roi = model.rpn_head, model.roi_head
         names = (
@@ -345,6 +360,7 @@ class TwoStageGraph(nn.Module):
             out = torch.where(
                 (levels == i)[:, None, None, None], roi_feat, out
             )
+        assert out is not None  # an extractor has at least one level
         return out
 
     def forward(self, image: Tensor, scale_factor: Tensor):
@@ -390,7 +406,9 @@ class SegmentorGraph(nn.Module):
     ``sigmoid > threshold``).
     """
 
-    def __init__(self, model: nn.Module):
+    model: 'EncoderDecoder'
+
+    def __init__(self, model: 'EncoderDecoder'):
         super().__init__()
         mode = (
             model.test_cfg.get('mode', 'whole') if model.test_cfg else 'whole'
@@ -423,7 +441,7 @@ class SegmentorGraph(nn.Module):
         return logits, labels
 
 
-def end_to_end(model: nn.Module) -> tuple[nn.Module, str]:
+def end_to_end(model: 'BaseModel') -> tuple[nn.Module, str]:
     """The export module for ``model`` and its kind (``'single_stage'``,
     ``'two_stage'``, ``'segmentor'``)."""
     if hasattr(model, 'rpn_head') and hasattr(model, 'roi_head'):

@@ -43,6 +43,8 @@ class AtomicCheckpointHook(CheckpointHook):
     ``default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', ...))``.
     """
 
+    keep_ckpt_ids: deque  # CheckpointHook's: the steps of the checkpoints kept
+
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
         if not isinstance(self.file_backend, LocalBackend):
             runner.logger.warning(

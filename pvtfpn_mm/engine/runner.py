@@ -92,6 +92,9 @@ class SafeRunner(Runner):
             ``allow_existing_checkpoints`` key, else False.
     """
 
+    _has_loaded: bool  # Runner's: a checkpoint was loaded (resumed) already
+    _pvtfpn_loading: str | None  # the file load_checkpoint is reading
+
     def __init__(
         self, *args, allow_existing_checkpoints: bool | None = None, **kwargs
     ):
@@ -244,7 +247,7 @@ class SafeRunner(Runner):
         Raises:
             ResumeError: There are checkpoints, and none loads (each named, with why).
         """
-        result = [None]
+        result: list[str | None] = [None]
         if is_main_process():
             result = [self._find_resumable()]
         if get_world_size() > 1:

@@ -129,7 +129,7 @@ class StrictLoadHook(Hook):
         elif layout is None:
             return  # fits as it is: the runner loads it unchanged
         if metadata is not None:
-            converted._metadata = metadata
+            converted._metadata = metadata  # type: ignore[attr-defined]  # as torch does
         if holder is not None:
             holder['state_dict'] = converted
         else:

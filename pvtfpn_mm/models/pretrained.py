@@ -13,6 +13,9 @@ allow_partial=False)``: ``prefix`` selects the keys under it (``'neck.'`` of a w
 detector checkpoint; a missing trailing dot is added, as mmengine does).
 """
 
+from typing import TYPE_CHECKING, Any
+
+import torch.nn as nn
 from mmengine.logging import print_log
 
 from pvtfpn_mm.weights import (
@@ -21,6 +24,11 @@ from pvtfpn_mm.weights import (
     load_state_dict_strict,
     read_checkpoint,
 )
+
+if TYPE_CHECKING:  # the mixin goes before BaseModule: type-check it as one
+    from mmengine.model import BaseModule as _MixinBase
+else:
+    _MixinBase = object
 
 #: Keys a ``Pretrained`` init_cfg of our modules takes.
 PRETRAINED_KEYS = (
@@ -32,7 +40,7 @@ PRETRAINED_KEYS = (
 )
 
 
-def split_pretrained(init_cfg) -> tuple[dict | None, list]:
+def split_pretrained(init_cfg: Any) -> tuple[dict | None, list]:
     """``(the Pretrained dict or None, the other init_cfg dicts)``; raises ValueError for
     more than one Pretrained entry or unknown keys in it."""
     cfgs: list = (
@@ -78,7 +86,7 @@ def split_pretrained(init_cfg) -> tuple[dict | None, list]:
     return cfg, others
 
 
-def load_pretrained_strict(module, cfg: dict) -> None:
+def load_pretrained_strict(module: nn.Module, cfg: dict) -> None:
     """Loads ``cfg['checkpoint']`` (under ``cfg['prefix']``) into ``module``: strictly, or
     with ``allow_partial=True`` what fits (logged)."""
     path = cfg['checkpoint']
@@ -126,9 +134,11 @@ def load_pretrained_strict(module, cfg: dict) -> None:
         )
 
 
-class StrictPretrainedMixin:
+class StrictPretrainedMixin(_MixinBase):
     """Put before ``BaseModule`` (or a subclass) in the bases: ``init_weights`` then
     loads a ``Pretrained`` init_cfg strictly (see the module doc)."""
+
+    init_cfg: dict | list | None  # BaseModule's
 
     def init_weights(self) -> None:
         pretrained, others = split_pretrained(self.init_cfg)

@@ -9,6 +9,7 @@ the model wrapped by :class:`CPUDistributedDataParallel`, which drops ``device_i
 """
 
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as torch_dist
@@ -40,7 +41,7 @@ def prepare_cpu_distributed(cfg: Config) -> None:
         )
     if not torch_dist.is_initialized():
         timeout = cfg.env_cfg.dist_cfg.get('timeout')
-        kwargs = (
+        kwargs: dict[str, Any] = (
             {} if timeout is None else dict(timeout=timedelta(seconds=timeout))
         )
         # env:// from torchrun

@@ -11,7 +11,7 @@ import os.path as osp
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 TOOLS_DIR = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'tools'
@@ -29,10 +29,11 @@ def torchrun_command(
     script: str,
     script_args: Sequence[str],
     nproc: int,
-    env: dict | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The ``python -m torch.distributed.run ...`` command line for ``script``."""
-    env = os.environ if env is None else env
+    if env is None:
+        env = os.environ
     nnodes = int(env.get('NNODES', 1))
     port = int(env.get('PORT') or (29500 if nnodes > 1 else free_port()))
     return [

@@ -14,6 +14,7 @@ import numbers
 import os
 import os.path as osp
 import time
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,9 @@ SEG_CONFIG = osp.join(
     REPO, 'configs', 'quickstart', 'fpn_pvtv2-b0_topdownfpn_toy-96.py'
 )
 #: The toy dataset the quickstart configs are tuned for.
-DATA_ARGS = dict(num_train=200, num_val=50, img_size=96, seed=0)
+DATA_ARGS: dict[str, Any] = dict(
+    num_train=200, num_val=50, img_size=96, seed=0
+)
 #: What a run of the quickstart gives (see the README); printed next to the results.
 EXPECTED = {
     'coco/bbox_mAP': '0.75-0.85; chance: about 0',
@@ -60,8 +63,8 @@ def _montage(
     mmseg's visualizers draw them) vertically, enlarged ``scale`` times, under a header."""
     import cv2
 
-    images = [cv2.imread(p) for p in sorted(paths)[:rows]]
-    images = [im for im in images if im is not None]
+    read = [cv2.imread(p) for p in sorted(paths)[:rows]]
+    images = [im for im in read if im is not None]
     if not images:
         return None
     width = max(im.shape[1] for im in images) * scale
@@ -188,7 +191,7 @@ def main(
             flush=True,
         )
         write_toy_data(data_root, **DATA_ARGS, force=replace)
-    results = {}
+    results: dict[str, Any] = {}
     iters = dict(det=det_iters, seg=seg_iters)
     for task in tasks:
         name = (

@@ -110,9 +110,11 @@ def make_scene(
         for _attempt in range(50):
             label = int(rng.integers(len(CLASSES)))
             size = rng.uniform(*size_range) * img_size
+            cx, cy = rng.uniform(0, img_size, 2)
             pts = _polygon(
                 CLASSES[label],
-                *rng.uniform(0, img_size, 2),
+                cx,
+                cy,
                 size,
                 rng.uniform(0, 2 * np.pi),
                 rng.uniform(0.8, 1.25),

@@ -19,6 +19,7 @@ import functools
 import itertools
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import timm
 import torch
@@ -50,11 +51,11 @@ RESERVED_TIMM_KWARGS = (
 PRETRAINED_INIT_KEYS = ('type', 'checkpoint', 'prefix', 'map_location')
 
 
-def _is_int(value) -> bool:
+def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_model_name(model_name) -> None:
+def _check_model_name(model_name: Any) -> None:
     if not isinstance(model_name, str):
         raise TypeError(
             f'model_name must be a str, got {model_name!r} ({type(model_name).__name__})'
@@ -108,12 +109,14 @@ MM_NORM_NAMES = (
 )
 
 
-def _group_norm(num_channels: int, num_groups: int, **kwargs) -> nn.GroupNorm:
+def _group_norm(
+    num_channels: int, num_groups: int, **kwargs: Any
+) -> nn.GroupNorm:
     """``nn.GroupNorm`` called as timm calls a norm layer (channels first)."""
     return nn.GroupNorm(num_groups, num_channels, **kwargs)
 
 
-def resolve_norm_layer(norm_layer):
+def resolve_norm_layer(norm_layer: Any) -> Any:
     """An mm norm name (:data:`MM_NORM_NAMES`) or ``dict(type=NAME, **kwargs)`` as the
     norm-layer class timm's ``norm_layer`` takes; anything else (timm's own names such
     as ``'batchnorm2d'``, classes, callables) is passed on to timm unchanged.
@@ -155,7 +158,9 @@ def resolve_norm_layer(norm_layer):
     return functools.partial(cls, **cfg) if cfg else cls
 
 
-def _create_meta(model_name: str, features_only: bool, **kwargs) -> nn.Module:
+def _create_meta(
+    model_name: str, features_only: bool, **kwargs: Any
+) -> nn.Module:
     """Builds a timm model on the meta device: names, shapes and feature_info, no memory.
 
     timm 0.9 models read values while they are built (``torch.linspace(...).tolist()`` of
@@ -163,7 +168,7 @@ def _create_meta(model_name: str, features_only: bool, **kwargs) -> nn.Module:
     the CPU (the same names, shapes and feature_info; memory and a second or so).
     """
 
-    def create():
+    def create() -> nn.Module:
         if features_only:
             return timm.create_model(
                 model_name, pretrained=False, features_only=True, **kwargs
@@ -191,7 +196,7 @@ def _feature_levels(full_model: nn.Module) -> list[dict]:
     return list(info)
 
 
-def _check_out_indices(out_indices, num_levels: int) -> tuple[int, ...]:
+def _check_out_indices(out_indices: Any, num_levels: int) -> tuple[int, ...]:
     """Normalizes negative indices; raises naming the bad value."""
     if isinstance(out_indices, (str, bytes)) or not isinstance(
         out_indices, Sequence
@@ -224,7 +229,9 @@ def _check_out_indices(out_indices, num_levels: int) -> tuple[int, ...]:
     return tuple(normalized)
 
 
-def _resolve(model_name: str, out_indices, timm_kwargs: dict):
+def _resolve(
+    model_name: str, out_indices: Any, timm_kwargs: dict
+) -> tuple[nn.Module, list[dict], tuple[int, ...]]:
     """Checks the arguments against the meta-built full model.
 
     Returns:
@@ -238,7 +245,9 @@ def _resolve(model_name: str, out_indices, timm_kwargs: dict):
 
 
 def timm_channels(
-    model_name: str, out_indices: Sequence[int] = (0, 1, 2, 3), **timm_kwargs
+    model_name: str,
+    out_indices: Sequence[int] = (0, 1, 2, 3),
+    **timm_kwargs: Any,
 ) -> list[int]:
     """Channels of the levels ``out_indices`` of ``timm.create_model(model_name)``.
 
@@ -405,7 +414,7 @@ class TimmFeatures(BaseModule):
         norm_eval: bool = False,
         checkpoint: str | None = None,
         init_cfg: dict | None = None,
-        **timm_kwargs,
+        **timm_kwargs: Any,
     ) -> None:
         self._check_init_cfg(init_cfg)
         if checkpoint is not None:
@@ -444,10 +453,9 @@ class TimmFeatures(BaseModule):
             out_indices=out_indices,
             **timm_kwargs,
         )
-        self.out_channels = [
-            int(c) for c in self.model.feature_info.channels()
-        ]
-        self.strides = [int(r) for r in self.model.feature_info.reduction()]
+        info: Any = self.model.feature_info  # timm's FeatureInfo
+        self.out_channels = [int(c) for c in info.channels()]
+        self.strides = [int(r) for r in info.reduction()]
         expected = [int(levels[i]['num_chs']) for i in out_indices]
         if self.out_channels != expected:  # what timm_channels() tells configs
             raise NotImplementedError(
@@ -473,7 +481,7 @@ class TimmFeatures(BaseModule):
     # ------------------------------------------------------------------ arguments
 
     @staticmethod
-    def _check_checkpoint_arg(checkpoint, what: str) -> None:
+    def _check_checkpoint_arg(checkpoint: Any, what: str) -> None:
         if not isinstance(checkpoint, (str, os.PathLike)):
             raise TypeError(
                 f'{what} must be a path to a local file, got {checkpoint!r} '
@@ -486,7 +494,7 @@ class TimmFeatures(BaseModule):
             )
 
     @classmethod
-    def _check_init_cfg(cls, init_cfg) -> None:
+    def _check_init_cfg(cls, init_cfg: Any) -> None:
         if not (
             isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'
         ):
@@ -509,7 +517,7 @@ class TimmFeatures(BaseModule):
     def channels(
         model_name: str,
         out_indices: Sequence[int] = (0, 1, 2, 3),
-        **timm_kwargs,
+        **timm_kwargs: Any,
     ) -> list[int]:
         """Same as :func:`timm_channels`."""
         return timm_channels(model_name, out_indices, **timm_kwargs)

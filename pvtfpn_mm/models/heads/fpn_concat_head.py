@@ -3,6 +3,7 @@
 import itertools
 import numbers
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from mmcv.cnn import ConvModule
@@ -18,11 +19,13 @@ from ..pretrained import StrictPretrainedMixin, split_pretrained
 INTERPOLATE_MODES = ('bilinear', 'nearest')
 
 
-def _is_int(value) -> bool:
+def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def check_levels(name: str, in_channels, in_index, channels) -> None:
+def check_levels(
+    name: str, in_channels: Any, in_index: Any, channels: Any
+) -> None:
     """Checks ``in_channels`` / ``in_index`` / ``channels`` of a multi-level head; raises
     a TypeError / ValueError naming the argument, the value and what is allowed."""
     for arg, value in (('in_channels', in_channels), ('in_index', in_index)):
@@ -112,7 +115,7 @@ class FPNConcatHead(StrictPretrainedMixin, BaseDecodeHead):
         in_index: Sequence[int] = (0, 1, 2, 3),
         input_transform: str = 'multiple_select',
         interpolate_mode: str = 'bilinear',
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         if input_transform != 'multiple_select':
             raise ValueError(

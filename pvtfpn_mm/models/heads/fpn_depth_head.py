@@ -4,6 +4,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -58,6 +59,8 @@ class FPNDepthHead(FPNConcatHead):
         TypeError: a non-numeric ``max_depth``.
     """
 
+    max_depth: float
+
     def __init__(
         self,
         max_depth: float = 10.0,
@@ -67,7 +70,7 @@ class FPNDepthHead(FPNConcatHead):
         dropout_ratio: float = 0.0,
         # mm style dict default: mmseg builds a copy, never changes it (test)
         loss_decode: dict | Sequence[dict] = dict(type='SiLogLoss'),  # noqa: B006
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         if not isinstance(max_depth, numbers.Real) or isinstance(
             max_depth, bool
@@ -135,12 +138,12 @@ class FPNDepthHead(FPNConcatHead):
             mode='bilinear',
             align_corners=self.align_corners,
         )
-        losses_decode = (
+        losses_decode: Any = (  # mmseg's loss modules
             self.loss_decode
             if isinstance(self.loss_decode, nn.ModuleList)
             else [self.loss_decode]
         )
-        loss = dict()
+        loss: dict[str, Tensor] = dict()
         for loss_decode in losses_decode:
             value = loss_decode(pred_depth_map, gt_depth_map)
             name = loss_decode.loss_name

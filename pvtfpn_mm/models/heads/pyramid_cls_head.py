@@ -15,6 +15,7 @@ mmpretrain's ``MODELS``, for an ``ImageClassifier`` whose neck is a pyramid (e.g
 
 import numbers
 from collections.abc import Sequence
+from typing import Any
 
 import torch.nn as nn
 import torch.nn.functional as F
@@ -38,7 +39,7 @@ except ImportError:
 MMPRETRAIN_HEAD_ARGS = ('loss', 'topk', 'cal_acc')
 
 
-def _is_int(value) -> bool:
+def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -77,6 +78,12 @@ class PyramidClsHead(StrictPretrainedMixin, _HeadBase):
         torch.Size([2, 10])
     """
 
+    num_classes: int
+    in_channels: int
+    in_index: int
+    dropout: nn.Module
+    fc: nn.Linear
+
     def __init__(
         self,
         num_classes: int,
@@ -85,7 +92,7 @@ class PyramidClsHead(StrictPretrainedMixin, _HeadBase):
         dropout_ratio: float = 0.0,
         # mm style dict default: mmengine deep-copies it, never changes it (test)
         init_cfg: dict | None = dict(type='Normal', layer='Linear', std=0.01),  # noqa: B006
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         for name, value in (
             ('num_classes', num_classes),

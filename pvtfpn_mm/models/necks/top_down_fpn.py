@@ -13,6 +13,7 @@ R-CNN (P6 from a stride-2 max-pool) need.
 
 import numbers
 from collections.abc import Sequence
+from typing import Any
 
 import torch.nn as nn
 import torch.nn.functional as F
@@ -39,7 +40,7 @@ FPN_KEYWORDS = {
 }
 
 
-def _is_int(value) -> bool:
+def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -135,7 +136,7 @@ class TopDownFPN(StrictPretrainedMixin, BaseModule):
         init_cfg: dict | list[dict] | None = dict(  # noqa: B006
             type='Xavier', layer='Conv2d', distribution='uniform'
         ),
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         if kwargs:
             known = {k: v for k, v in FPN_KEYWORDS.items() if k in kwargs}
@@ -248,7 +249,7 @@ class TopDownFPN(StrictPretrainedMixin, BaseModule):
                 self.fpn_convs.append(conv(source_ch, 3, stride=2))
 
     @staticmethod
-    def _check_in_channels(in_channels) -> list[int]:
+    def _check_in_channels(in_channels: Any) -> list[int]:
         if isinstance(in_channels, (str, bytes)) or not isinstance(
             in_channels, Sequence
         ):
