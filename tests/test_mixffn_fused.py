@@ -1,5 +1,6 @@
 """The row-blocked CPU path of PVT-v2's MLP: equal to the op-by-op path for every block
 layout, taken only when no observer can tell the difference."""
+
 import itertools
 
 import pytest
@@ -7,10 +8,10 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.module import register_module_forward_hook
 
-from _helpers import random_params_
-
 from pvtfpn_mm.models.backbones import mixffn_fused, pvt_v2
 from pvtfpn_mm.models.backbones.pvt_v2 import MixFFN, PVTv2
+
+from _helpers import random_params_
 
 # fp32: the same products, only summed in blocks of other sizes
 ATOL = 1e-5
@@ -26,7 +27,9 @@ def one_thread():
 
 
 def make_mlp(dims=8, hidden=24, relu=False, seed=0):
-    return random_params_(MixFFN(dims, hidden, extra_relu=relu), seed=seed).eval()
+    return random_params_(
+        MixFFN(dims, hidden, extra_relu=relu), seed=seed
+    ).eval()
 
 
 def reference(mlp, x, hw):
@@ -39,16 +42,31 @@ def reference(mlp, x, hw):
 
 
 @pytest.mark.parametrize('relu', [False, True])
-@pytest.mark.parametrize('h, w', [(1, 1), (1, 5), (2, 3), (3, 1), (5, 4), (7, 3)])
+@pytest.mark.parametrize(
+    'h, w', [(1, 1), (1, 5), (2, 3), (3, 1), (5, 4), (7, 3)]
+)
 def test_blocked_forward_equals_op_by_op(h, w, relu):
     mlp = make_mlp(relu=relu)
     x = torch.randn(2, h * w, 8)
     ref = reference(mlp, x, (h, w))
-    for rows in range(1, h + 2):  # one row per block ... one block for the whole image
+    for rows in range(
+        1, h + 2
+    ):  # one row per block ... one block for the whole image
         out = mixffn_fused.mixffn_forward(
-            x, (h, w), mlp.fc1.weight, mlp.fc1.bias, mlp.dwconv.weight, mlp.dwconv.bias,
-            mlp.fc2.weight, mlp.fc2.bias, relu=relu, rows=rows)
-        torch.testing.assert_close(out, ref, rtol=0, atol=ATOL, msg=f'rows={rows}')
+            x,
+            (h, w),
+            mlp.fc1.weight,
+            mlp.fc1.bias,
+            mlp.dwconv.weight,
+            mlp.dwconv.bias,
+            mlp.fc2.weight,
+            mlp.fc2.bias,
+            relu=relu,
+            rows=rows,
+        )
+        torch.testing.assert_close(
+            out, ref, rtol=0, atol=ATOL, msg=f'rows={rows}'
+        )
 
 
 def test_blocked_forward_without_biases():
@@ -58,8 +76,17 @@ def test_blocked_forward_without_biases():
     x = torch.randn(1, 6 * 5, 8)
     ref = reference(mlp, x, (6, 5))
     out = mixffn_fused.mixffn_forward(
-        x, (6, 5), mlp.fc1.weight, None, mlp.dwconv.weight, None, mlp.fc2.weight, None,
-        relu=False, rows=2)
+        x,
+        (6, 5),
+        mlp.fc1.weight,
+        None,
+        mlp.dwconv.weight,
+        None,
+        mlp.fc2.weight,
+        None,
+        relu=False,
+        rows=2,
+    )
     torch.testing.assert_close(out, ref, rtol=0, atol=ATOL)
 
 
@@ -75,12 +102,15 @@ def test_input_is_not_changed_and_output_is_new(monkeypatch):
     assert out.data_ptr() != x.data_ptr() and out.is_contiguous()
 
 
-@pytest.mark.parametrize('width, hidden, rows', [
-    (128, 512, 16),    # b2 stage 1 at 512 x 512: 4 MiB blocks
-    (336, 256, 12),    # b0 stage 1 at 800 x 1344
-    (32, 1280, 32),    # b2 stage 3 at 512 x 512: at least 1024 tokens
-    (5000, 512, 1),    # at least one row
-])
+@pytest.mark.parametrize(
+    'width, hidden, rows',
+    [
+        (128, 512, 16),  # b2 stage 0 at 512 x 512: 4 MiB blocks
+        (336, 256, 12),  # b0 stage 0 at 800 x 1344
+        (32, 1280, 32),  # b2 stage 2 at 512 x 512: at least 1024 tokens
+        (5000, 512, 1),  # at least one row
+    ],
+)
 def test_block_rows(width, hidden, rows):
     assert mixffn_fused.block_rows(width, hidden, 4) == rows
 
@@ -164,7 +194,7 @@ def test_fused_not_taken_for_replaced_submodules(monkeypatch):
     mlp.act = nn.GELU(approximate='tanh')
     _run(mlp)
     mlp = make_mlp()
-    mlp.fc1 = type('MyLinear', (nn.Linear, ), {})(8, 24)
+    mlp.fc1 = type('MyLinear', (nn.Linear,), {})(8, 24)
     _run(mlp)
     assert calls.n == 0
 
@@ -173,8 +203,11 @@ def test_whole_model_any_block_layout_equals_timm(monkeypatch):
     """PVTv2 with blocks of one row, three rows and whole images gives timm's features
     (batch 2, odd sizes); every MLP took the blocked path."""
     import timm
+
     calls = Calls(monkeypatch)
-    ref = random_params_(timm.create_model('pvt_v2_b0', features_only=True), seed=2).eval()
+    ref = random_params_(
+        timm.create_model('pvt_v2_b0', features_only=True), seed=2
+    ).eval()
     model = PVTv2('b0').eval()
     pvt_v2.load_pretrained(model, ref.state_dict())
     x = torch.randn(2, 3, 75, 97)
@@ -186,15 +219,22 @@ def test_whole_model_any_block_layout_equals_timm(monkeypatch):
             n = calls.n
             outs = model(x)
             assert calls.n - n == sum(model.depths)
-            for out, exp in zip(outs, expected):
+            for out, exp in zip(outs, expected, strict=True):
                 torch.testing.assert_close(out, exp, rtol=0, atol=ATOL)
 
 
 # ---- autograd: MixFFNFunction / mixffn_backward ---------------------------------------
 
+
 def _params(mlp):
-    return (mlp.fc1.weight, mlp.fc1.bias, mlp.dwconv.weight, mlp.dwconv.bias,
-            mlp.fc2.weight, mlp.fc2.bias)
+    return (
+        mlp.fc1.weight,
+        mlp.fc1.bias,
+        mlp.dwconv.weight,
+        mlp.dwconv.bias,
+        mlp.fc2.weight,
+        mlp.fc2.bias,
+    )
 
 
 @pytest.mark.parametrize('relu', [False, True])
@@ -222,32 +262,53 @@ def test_blocked_backward_equals_autograd(h, w, relu):
     expected = torch.autograd.grad(out, inputs, grad_out)
     detached = [t.detach() for t in inputs]
     for rows in range(1, h + 2):
-        for needs in ([True] * 7, [True] + [False] * 6, [False] + [True] * 6,
-                      [False, False, False, True, False, True, False]):
+        for needs in (
+            [True] * 7,
+            [True] + [False] * 6,
+            [False] + [True] * 6,
+            [False, False, False, True, False, True, False],
+        ):
             grads = mixffn_fused.mixffn_backward(
-                grad_out, detached[0], (h, w), *detached[1:], relu, needs, rows=rows)
-            for need, grad, exp in zip(needs, grads, expected):
+                grad_out,
+                detached[0],
+                (h, w),
+                *detached[1:],
+                relu,
+                needs,
+                rows=rows,
+            )
+            for need, grad, exp in zip(needs, grads, expected, strict=True):
                 if not need:
                     assert grad is None
                 else:
-                    torch.testing.assert_close(grad, exp, rtol=1e-10, atol=1e-10,
-                                               msg=f'rows={rows} needs={needs}')
+                    torch.testing.assert_close(
+                        grad,
+                        exp,
+                        rtol=1e-10,
+                        atol=1e-10,
+                        msg=f'rows={rows} needs={needs}',
+                    )
 
 
 def test_module_takes_the_autograd_path_for_large_hidden_tensors(monkeypatch):
     calls = []
     apply = mixffn_fused.MixFFNFunction.apply
-    monkeypatch.setattr(pvt_v2.MixFFNFunction, 'apply',
-                        lambda *args: calls.append(1) or apply(*args))
+    monkeypatch.setattr(
+        pvt_v2.MixFFNFunction,
+        'apply',
+        lambda *args: calls.append(1) or apply(*args),
+    )
     mlp = make_mlp().train()
     x = torch.randn(2, 5 * 4, 8, requires_grad=True)
     expected = torch.autograd.grad(reference_grad(mlp, x, (5, 4)), x)
     mlp(x, (5, 4)).square().sum().backward()
-    assert calls == []  # 2 x 20 tokens x 24 hidden: below FUSED_AUTOGRAD_MIN_BYTES
+    assert (
+        calls == []
+    )  # 2 x 20 tokens x 24 hidden: below FUSED_AUTOGRAD_MIN_BYTES
     monkeypatch.setattr(pvt_v2, 'FUSED_AUTOGRAD_MIN_BYTES', 2 * 20 * 24 * 4)
     out = mlp(x, (5, 4))
     assert calls == [1]
-    grad, = torch.autograd.grad(out.square().sum(), x)
+    (grad,) = torch.autograd.grad(out.square().sum(), x)
     torch.testing.assert_close(grad, expected[0], rtol=1e-5, atol=1e-5)
 
 
@@ -267,8 +328,11 @@ def test_whole_model_training_step_equals_op_by_op(monkeypatch, with_cp):
     monkeypatch.setattr(pvt_v2, 'FUSED_AUTOGRAD_MIN_BYTES', 0)
     calls = []
     apply = mixffn_fused.MixFFNFunction.apply
-    monkeypatch.setattr(pvt_v2.MixFFNFunction, 'apply',
-                        lambda *args: calls.append(1) or apply(*args))
+    monkeypatch.setattr(
+        pvt_v2.MixFFNFunction,
+        'apply',
+        lambda *args: calls.append(1) or apply(*args),
+    )
     kwargs = dict(depths=(1, 2, 1, 1), frozen_stages=0, with_cp=with_cp)
     fused = random_params_(PVTv2('b2_li', **kwargs), seed=3).train()
     plain = PVTv2('b2_li', **kwargs).train()
@@ -279,13 +343,25 @@ def test_whole_model_training_step_equals_op_by_op(monkeypatch, with_cp):
     x = torch.randn(2, 3, 64, 48)
     grads = []
     for model in (fused, plain):
-        loss = sum((o * torch.linspace(-1, 1, o.shape[1])[:, None, None]).square().mean()
-                   for o in model(x))
+        loss = sum(
+            (o * torch.linspace(-1, 1, o.shape[1])[:, None, None])
+            .square()
+            .mean()
+            for o in model(x)
+        )
         loss.backward()
-        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+        grads.append(
+            {
+                n: p.grad
+                for n, p in model.named_parameters()
+                if p.grad is not None
+            }
+        )
     # stage 0 is frozen (no autograd there); with_cp runs the others again in backward
     assert len(calls) == 4 * (2 if with_cp else 1)
     assert grads[0].keys() == grads[1].keys()
     assert not any(n.startswith('stages.0.') for n in grads[0])
     for name, grad in grads[0].items():
-        torch.testing.assert_close(grad, grads[1][name], rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(
+            grad, grads[1][name], rtol=1e-4, atol=1e-6, msg=name
+        )

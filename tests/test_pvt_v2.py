@@ -9,14 +9,25 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from _helpers import random_params_
-
 from pvtfpn_mm.models.backbones import pvt_v2
 from pvtfpn_mm.models.backbones.pvt_v2 import ARCH_SETTINGS, PVTv2
-from pvtfpn_mm.weights import from_ours, load_pretrained, load_state_dict_strict
+from pvtfpn_mm.weights import (
+    from_ours,
+    load_pretrained,
+    load_state_dict_strict,
+)
+
+from _helpers import random_params_
 
 ARCHS = tuple(ARCH_SETTINGS)  # b0 ... b5, b2_li
-MMDET_ARCHS = ('b0', 'b1', 'b2', 'b3', 'b4', 'b5')  # mmdet has no linear SRA (b2_li)
+MMDET_ARCHS = (
+    'b0',
+    'b1',
+    'b2',
+    'b3',
+    'b4',
+    'b5',
+)  # mmdet has no linear SRA (b2_li)
 # fp32 rounding only: the same weights, but differently ordered sums (channels-last
 # convolutions, oneDNN vs MKL GEMMs, fused vs explicit attention).
 ATOL = 1e-5
@@ -25,23 +36,30 @@ ATOL = 1e-5
 def random_timm(arch: str, seed: int = 0, **kwargs) -> torch.nn.Module:
     """timm's ``pvt_v2_<arch>`` (features_only) with random weights, in eval mode."""
     try:  # built on the meta device: no initialization to pay for
-        model = timm.create_model(f'pvt_v2_{arch}', features_only=True, device='meta',
-                                  **kwargs).to_empty(device='cpu')
+        model = timm.create_model(
+            f'pvt_v2_{arch}', features_only=True, device='meta', **kwargs
+        ).to_empty(device='cpu')
     except TypeError as err:  # timm 0.9 (the oldest stack) takes no device
         if 'device' not in str(err):
             raise
-        model = timm.create_model(f'pvt_v2_{arch}', features_only=True, **kwargs)
+        model = timm.create_model(
+            f'pvt_v2_{arch}', features_only=True, **kwargs
+        )
     return random_params_(model, seed).eval()
 
 
 def mmdet_pvt(arch: str) -> torch.nn.Module:
     """mmdet's PyramidVisionTransformerV2 configured as ``arch`` (mmdet's configs)."""
     from mmdet.models.backbones.pvt import PyramidVisionTransformerV2
+
     settings = pvt_v2.arch_settings(arch)
     return PyramidVisionTransformerV2(
-        embed_dims=settings['embed_dims'][0], num_layers=list(settings['depths']),
-        num_heads=list(settings['num_heads']), mlp_ratios=list(settings['mlp_ratios']),
-        drop_path_rate=0.).eval()
+        embed_dims=settings['embed_dims'][0],
+        num_layers=list(settings['depths']),
+        num_heads=list(settings['num_heads']),
+        mlp_ratios=list(settings['mlp_ratios']),
+        drop_path_rate=0.0,
+    ).eval()
 
 
 @pytest.fixture
@@ -57,9 +75,11 @@ def one_thread():
 
 def max_diffs(outs_a, outs_b):
     assert len(outs_a) == len(outs_b)
-    for a, b in zip(outs_a, outs_b):
+    for a, b in zip(outs_a, outs_b, strict=True):
         assert a.shape == b.shape
-    return [float((a - b).abs().max()) for a, b in zip(outs_a, outs_b)]
+    return [
+        float((a - b).abs().max()) for a, b in zip(outs_a, outs_b, strict=True)
+    ]
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -95,8 +115,13 @@ def test_parity_with_timm_and_mmdet(arch, one_thread):
       bound, and that the difference is the eps's (larger than the exact setting's).
     """
     timm_model = random_timm(arch)
-    model = meta_pvt(arch)  # assign=True: takes timm's tensors, no copy of b5's weights
-    assert load_pretrained(model, timm_model.state_dict(), assign=True) == 'timm_features'
+    model = meta_pvt(
+        arch
+    )  # assign=True: takes timm's tensors, no copy of b5's weights
+    assert (
+        load_pretrained(model, timm_model.state_dict(), assign=True)
+        == 'timm_features'
+    )
     assert n_params(model) == n_params(timm_model)
     assert model.out_channels == timm_model.feature_info.channels()
     x = torch.randn(1, 3, 64, 64)
@@ -111,7 +136,10 @@ def test_parity_with_timm_and_mmdet(arch, one_thread):
     mmdet_model = mmdet_pvt(arch)
     load_state_dict_strict(mmdet_model, from_ours(model.state_dict(), 'mmdet'))
     exact = meta_pvt(arch, embed_norm_eps=1e-6)
-    assert load_pretrained(exact, mmdet_model.state_dict(), assign=True) == 'mmdet'
+    assert (
+        load_pretrained(exact, mmdet_model.state_dict(), assign=True)
+        == 'mmdet'
+    )
     assert n_params(mmdet_model) == n_params(model)
     with torch.no_grad():
         out_mmdet = mmdet_model(x)
@@ -147,8 +175,13 @@ def test_timm_parity_batch_and_odd_size():
 
 
 def test_explicit_settings_match_timm():
-    settings = dict(embed_dims=(16, 32, 48, 64), depths=(1, 2, 1, 1), num_heads=(1, 2, 3, 4),
-                    sr_ratios=(4, 2, 2, 1), mlp_ratios=(2, 3, 4, 4))
+    settings = dict(
+        embed_dims=(16, 32, 48, 64),
+        depths=(1, 2, 1, 1),
+        num_heads=(1, 2, 3, 4),
+        sr_ratios=(4, 2, 2, 1),
+        mlp_ratios=(2, 3, 4, 4),
+    )
     ref = random_timm('b0', seed=3, **settings)
     model = empty_pvt('b3', **settings)  # every per-stage setting overridden
     load_pretrained(model, ref.state_dict())
@@ -169,17 +202,22 @@ def test_linear_override_is_b2_li():
     assert li.linear and b2_linear.linear and not b2.linear
 
 
-@pytest.mark.parametrize('size, expected', [
-    ((511, 513), [(128, 129), (64, 65), (32, 33), (16, 17)]),
-    ((32, 32), [(8, 8), (4, 4), (2, 2), (1, 1)]),
-    ((33, 47), [(9, 12), (5, 6), (3, 3), (2, 2)]),
-])
+@pytest.mark.parametrize(
+    'size, expected',
+    [
+        ((511, 513), [(128, 129), (64, 65), (32, 33), (16, 17)]),
+        ((32, 32), [(8, 8), (4, 4), (2, 2), (1, 1)]),
+        ((33, 47), [(9, 12), (5, 6), (3, 3), (2, 2)]),
+    ],
+)
 def test_any_input_size(size, expected):
     model = PVTv2('b0').eval()
     with torch.no_grad():
         outs = model(torch.randn(1, 3, *size))
     assert [tuple(o.shape[2:]) for o in outs] == expected
-    assert [o.shape[1] for o in outs] == model.out_channels == [32, 64, 160, 256]
+    assert (
+        [o.shape[1] for o in outs] == model.out_channels == [32, 64, 160, 256]
+    )
     assert all(o.is_contiguous() and torch.isfinite(o).all() for o in outs)
 
 
@@ -212,13 +250,18 @@ def test_frozen_stages_and_norm_eval():
     for i, stage in enumerate(model.stages):
         frozen = i <= 1
         assert all(p.requires_grad != frozen for p in stage.parameters())
-        assert stage.training != frozen and stage.blocks[0].attn.training != frozen
+        assert (
+            stage.training != frozen
+            and stage.blocks[0].attn.training != frozen
+        )
         if frozen:
             assert not any(m.training for m in stage.modules())
     norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
     assert norms and not any(m.training for m in norms)
     assert PVTv2('b0', frozen_stages=3).train().stages[3].training is False
-    assert all(p.requires_grad for p in PVTv2('b0', frozen_stages=-1).parameters())
+    assert all(
+        p.requires_grad for p in PVTv2('b0', frozen_stages=-1).parameters()
+    )
 
 
 def test_with_cp_same_gradients(monkeypatch, one_thread):
@@ -258,12 +301,17 @@ def test_grad_and_no_grad_forward_agree():
 
 def test_drop_path_rates():
     model = PVTv2('b0', drop_path_rate=0.3)
-    rates = [getattr(block.drop_path, 'drop_prob', 0.) for stage in model.stages
-             for block in stage.blocks]
+    rates = [
+        getattr(block.drop_path, 'drop_prob', 0.0)
+        for stage in model.stages
+        for block in stage.blocks
+    ]
     assert rates == pytest.approx([0.3 * i / 7 for i in range(8)])
     model.train()
     x = torch.randn(1, 3, 32, 32)
-    assert not torch.equal(model(x)[3], model(x)[3])  # stochastic depth in training
+    assert not torch.equal(
+        model(x)[3], model(x)[3]
+    )  # stochastic depth in training
     model.eval()
     with torch.no_grad():
         assert torch.equal(model(x)[3], model(x)[3])
@@ -278,34 +326,60 @@ def test_init_weights_without_checkpoint_is_timm_like():
 
 
 def test_registered_for_mmdet_and_mmseg():
-    import pvtfpn_mm  # noqa: F401  (registers)
     from mmdet.registry import MODELS as MMDET_MODELS
     from mmseg.registry import MODELS as MMSEG_MODELS
 
+    import pvtfpn_mm  # noqa: F401  (registers)
     from pvtfpn_mm.registry import MODELS
-    for registry, cfg in ((MMDET_MODELS, dict(type='PVTv2', arch='b1', out_indices=(2, ))),
-                          (MMSEG_MODELS, dict(type='PVTv2', arch='b1', out_indices=(2, ))),
-                          (MODELS, dict(type='pvtfpn_mm.PVTv2', arch='b1', out_indices=(2, )))):
+
+    for registry, cfg in (
+        (MMDET_MODELS, dict(type='PVTv2', arch='b1', out_indices=(2,))),
+        (MMSEG_MODELS, dict(type='PVTv2', arch='b1', out_indices=(2,))),
+        (MODELS, dict(type='pvtfpn_mm.PVTv2', arch='b1', out_indices=(2,))),
+    ):
         model = registry.build(cfg)
         assert isinstance(model, PVTv2) and model.out_channels == [320]
 
 
-@pytest.mark.parametrize('kwargs, error, match', [
-    (dict(arch='b9'), ValueError, "'b9'"),
-    (dict(arch='b2-li'), ValueError, "'b2-li'"),
-    (dict(out_indices=(0, 4)), ValueError, 'index 4 is out of range'),
-    (dict(out_indices=(-1, )), ValueError, 'index -1 is out of range'),
-    (dict(out_indices=()), ValueError, r'out_indices=\(\)'),
-    (dict(embed_dims=(32, 64, 160)), ValueError, r'embed_dims=\(32, 64, 160\) has 3 entries'),
-    (dict(num_heads=(1, 2, 5, 8, 8)), ValueError, r'num_heads=\(1, 2, 5, 8, 8\)'),
-    (dict(depths=(2, 2, 2)), ValueError, r'has 4 entries.*depths=\(2, 2, 2\)'),
-    (dict(sr_ratios=8), TypeError, 'sr_ratios .* got 8'),
-    (dict(num_heads=(1, 2, 3, 8)), ValueError, '3 does not divide 160'),
-    (dict(frozen_stages=4), ValueError, 'frozen_stages=4'),
-    (dict(frozen_stages=-2), ValueError, 'frozen_stages=-2'),
-    (dict(init_cfg=dict(type='Pretrained')), ValueError, 'names no checkpoint'),
-    (dict(init_cfg=[dict(type='Pretrained', checkpoint='x.pth')]), ValueError, 'x.pth'),
-])
+@pytest.mark.parametrize(
+    'kwargs, error, match',
+    [
+        (dict(arch='b9'), ValueError, "'b9'"),
+        (dict(arch='b2-li'), ValueError, "'b2-li'"),
+        (dict(out_indices=(0, 4)), ValueError, 'index 4 is out of range'),
+        (dict(out_indices=(-1,)), ValueError, 'index -1 is out of range'),
+        (dict(out_indices=()), ValueError, r'out_indices=\(\)'),
+        (
+            dict(embed_dims=(32, 64, 160)),
+            ValueError,
+            r'embed_dims=\(32, 64, 160\) has 3 entries',
+        ),
+        (
+            dict(num_heads=(1, 2, 5, 8, 8)),
+            ValueError,
+            r'num_heads=\(1, 2, 5, 8, 8\)',
+        ),
+        (
+            dict(depths=(2, 2, 2)),
+            ValueError,
+            r'has 4 entries.*depths=\(2, 2, 2\)',
+        ),
+        (dict(sr_ratios=8), TypeError, 'sr_ratios .* got 8'),
+        (dict(num_heads=(1, 2, 3, 8)), ValueError, '3 does not divide 160'),
+        (dict(frozen_stages=4), ValueError, 'frozen_stages=4'),
+        (dict(frozen_stages=-2), ValueError, 'frozen_stages=-2'),
+        (
+            dict(init_cfg=dict(type='Pretrained')),
+            ValueError,
+            'names no checkpoint',
+        ),
+        (
+            dict(init_cfg=[dict(type='Pretrained', checkpoint='x.pth')]),
+            ValueError,
+            'x.pth',
+        ),
+    ],
+)
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         with torch.device('meta'):
@@ -327,5 +401,7 @@ def test_load_state_dict_strict_reports_keys():
 def test_b2_li_to_mmdet_is_refused():
     with torch.device('meta'):
         model = PVTv2('b2_li')
-    with pytest.raises(ValueError, match=r'stages\.0\.blocks\.0\.attn\.sr\.weight'):
+    with pytest.raises(
+        ValueError, match=r'stages\.0\.blocks\.0\.attn\.sr\.weight'
+    ):
         from_ours(model.state_dict(), 'mmdet')

@@ -2,19 +2,18 @@
 distillation, Grad-CAM, quantisation observers) see the values the module returned, not
 values a later in-place operation wrote into the same memory.
 """
-from typing import List, Tuple
 
 import pytest
 import torch
 import torch.nn as nn
 
-from _helpers import random_params_
-
 from pvtfpn_mm.models.backbones import pvt_v2
 from pvtfpn_mm.models.backbones.pvt_v2 import PVTv2
 
+from _helpers import random_params_
 
-def _tensors(value) -> List[torch.Tensor]:
+
+def _tensors(value) -> list[torch.Tensor]:
     if isinstance(value, torch.Tensor):
         return [value]
     if isinstance(value, (tuple, list)):
@@ -25,19 +24,25 @@ def _tensors(value) -> List[torch.Tensor]:
 class OutputRecorder:
     """Forward hooks on the given modules that keep each returned tensor and a clone."""
 
-    def __init__(self, modules: List[Tuple[str, nn.Module]]):
+    def __init__(self, modules: list[tuple[str, nn.Module]]):
         self.records = []
-        self.handles = [m.register_forward_hook(self._hook(name)) for name, m in modules]
+        self.handles = [
+            m.register_forward_hook(self._hook(name)) for name, m in modules
+        ]
 
     def _hook(self, name):
         def hook(module, args, output):
             for i, t in enumerate(_tensors(output)):
                 self.records.append((name, i, t, t.detach().clone()))
+
         return hook
 
-    def changed(self) -> List[str]:
-        return [f'{name}[{i}]' for name, i, t, clone in self.records
-                if not torch.equal(t.detach(), clone)]
+    def changed(self) -> list[str]:
+        return [
+            f'{name}[{i}]'
+            for name, i, t, clone in self.records
+            if not torch.equal(t.detach(), clone)
+        ]
 
     def remove(self):
         for h in self.handles:
@@ -60,11 +65,18 @@ def test_returned_tensors_are_never_changed(arch, mode, hooked, monkeypatch):
     monkeypatch.setattr(pvt_v2, 'FUSED_AUTOGRAD_MIN_BYTES', 0)
     fused = []
     forward, apply = pvt_v2.mixffn_forward, pvt_v2.MixFFNFunction.apply
-    monkeypatch.setattr(pvt_v2, 'mixffn_forward', lambda *a: fused.append(1) or forward(*a))
-    monkeypatch.setattr(pvt_v2.MixFFNFunction, 'apply', lambda *a: fused.append(1) or apply(*a))
+    monkeypatch.setattr(
+        pvt_v2, 'mixffn_forward', lambda *a: fused.append(1) or forward(*a)
+    )
+    monkeypatch.setattr(
+        pvt_v2.MixFFNFunction, 'apply', lambda *a: fused.append(1) or apply(*a)
+    )
     model = random_params_(PVTv2(arch, drop_path_rate=0.1), seed=7)
-    modules = [(n or 'PVTv2', m) for n, m in model.named_modules()
-               if hooked == 'every_module' or not _mlp_child(n)]
+    modules = [
+        (n or 'PVTv2', m)
+        for n, m in model.named_modules()
+        if hooked == 'every_module' or not _mlp_child(n)
+    ]
     recorder = OutputRecorder(modules)
     x = torch.randn(2, 3, 64, 64)
     x_clone = x.clone()
@@ -77,7 +89,9 @@ def test_returned_tensors_are_never_changed(arch, mode, hooked, monkeypatch):
         outs = model(x)
         sum(o.square().mean() for o in outs).backward()
     assert len(outs) == 4
-    assert len(recorder.records) >= len(modules)  # every hooked module returned something
+    assert len(recorder.records) >= len(
+        modules
+    )  # every hooked module returned something
     assert len(fused) == (0 if hooked == 'every_module' else sum(model.depths))
     assert recorder.changed() == []
     assert torch.equal(x, x_clone)
@@ -105,9 +119,14 @@ def test_hooks_see_the_branch_outputs_not_the_residual_sums():
     seen = {}
     for name in ('norm1', 'attn', 'norm2', 'mlp'):
         getattr(block, name).register_forward_hook(
-            lambda m, a, out, name=name: seen.__setitem__(name, out))
-    block.register_forward_hook(lambda m, a, out: seen.__setitem__('block', out))
-    block.register_forward_pre_hook(lambda m, args: seen.__setitem__('input', args[0]))
+            lambda m, a, out, name=name: seen.__setitem__(name, out)
+        )
+    block.register_forward_hook(
+        lambda m, a, out: seen.__setitem__('block', out)
+    )
+    block.register_forward_pre_hook(
+        lambda m, args: seen.__setitem__('input', args[0])
+    )
     with torch.no_grad():
         model(torch.randn(1, 3, 64, 64))
     mid = seen['input'] + seen['attn']

@@ -40,6 +40,7 @@ Weights are random (nothing is downloaded); the detectors' inference work after 
 score threshold is not a trained model's. On CUDA every timed call is synchronized;
 ``--amp bf16|fp16`` runs forward passes under autocast.
 """
+
 import copy
 import functools
 import gc
@@ -50,38 +51,64 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import (
+    Any,
+)
 
 import torch
 import torch.nn as nn
 
 from .common import describe_machine, interleaved_rounds, synchronize
 
-Size = Tuple[int, int]
+Size = tuple[int, int]
 
 #: The training-step / inference pairs: name -> (our config, reference config, the
 #: reference's cfg_options). ``mmdet::`` paths are mmdet's installed configs.
-PAIRS: Dict[str, Tuple[str, str, dict]] = {
+PAIRS: dict[str, tuple[str, str, dict]] = {
     'retinanet-b0': (
         'configs/retinanet/retinanet_pvtv2-b0_topdownfpn_1x_coco.py',
         'mmdet::pvt/retinanet_pvtv2-b0_fpn_1x_coco.py',
-        {'model.backbone.init_cfg': None}),
+        {'model.backbone.init_cfg': None},
+    ),
     'retinanet-b2': (
         'configs/retinanet/retinanet_pvtv2-b2_topdownfpn_1x_coco.py',
         'mmdet::pvt/retinanet_pvtv2-b2_fpn_1x_coco.py',
-        {'model.backbone.init_cfg': None}),
+        {'model.backbone.init_cfg': None},
+    ),
     'mask-rcnn-b0': (
         'configs/mask_rcnn/mask-rcnn_pvtv2-b0_topdownfpn_1x_coco.py',
         'configs/mask_rcnn/mask-rcnn_pvtv2-b0_topdownfpn_1x_coco.py',
-        {'model.backbone': dict(_delete_=True, type='PyramidVisionTransformerV2',
-                                embed_dims=32, num_layers=[2, 2, 2, 2], init_cfg=None),
-         'model.neck': dict(_delete_=True, type='FPN', in_channels=[32, 64, 160, 256],
-                            out_channels=256, num_outs=5)}),
+        {
+            'model.backbone': dict(
+                _delete_=True,
+                type='PyramidVisionTransformerV2',
+                embed_dims=32,
+                num_layers=[2, 2, 2, 2],
+                init_cfg=None,
+            ),
+            'model.neck': dict(
+                _delete_=True,
+                type='FPN',
+                in_channels=[32, 64, 160, 256],
+                out_channels=256,
+                num_outs=5,
+            ),
+        },
+    ),
     'upernet-b0': (
         'configs/upernet/upernet_pvtv2-b0_pvtfpnmm_8xb2-160k_ade20k-512x512.py',
         'configs/upernet/upernet_pvtv2-b0_pvtfpnmm_8xb2-160k_ade20k-512x512.py',
-        {'model.backbone': dict(_delete_=True, type='mmdet.PyramidVisionTransformerV2',
-                                embed_dims=32, num_layers=[2, 2, 2, 2], init_cfg=None)}),
+        {
+            'model.backbone': dict(
+                _delete_=True,
+                type='mmdet.PyramidVisionTransformerV2',
+                embed_dims=32,
+                num_layers=[2, 2, 2, 2],
+                init_cfg=None,
+            )
+        },
+    ),
 }
 #: What the reference of each pair is, for the report.
 REFERENCE_NAMES = {
@@ -92,11 +119,18 @@ REFERENCE_NAMES = {
 }
 #: The parts of a step the per-part profile names (submodules whose forward is timed).
 PART_MODULES = {
-    'backbone': ('backbone', ),
-    'neck': ('neck', ),
-    'heads': ('bbox_head', 'rpn_head', 'roi_head.bbox_roi_extractor', 'roi_head.bbox_head',
-              'roi_head.mask_roi_extractor', 'roi_head.mask_head', 'decode_head',
-              'auxiliary_head'),
+    'backbone': ('backbone',),
+    'neck': ('neck',),
+    'heads': (
+        'bbox_head',
+        'rpn_head',
+        'roi_head.bbox_roi_extractor',
+        'roi_head.bbox_head',
+        'roi_head.mask_roi_extractor',
+        'roi_head.mask_head',
+        'decode_head',
+        'auxiliary_head',
+    ),
 }
 PARTS = ('peak', 'backbone', 'train', 'infer', 'memory', 'compile')
 #: The parts run when ``--parts`` is not given (``compile`` takes minutes of compiling).
@@ -113,7 +147,9 @@ def load_text() -> str:
     return 'load ' + ' '.join(f'{x:.2f}' for x in os.getloadavg())
 
 
-def ratios(times: Mapping[str, Sequence[float]], ref: str = 'ours') -> Dict[str, Dict]:
+def ratios(
+    times: Mapping[str, Sequence[float]], ref: str = 'ours'
+) -> dict[str, dict]:
     """``other / ref`` per other candidate: ratio of the medians and median of the
     per-round ratios."""
     mine = times[ref]
@@ -123,17 +159,24 @@ def ratios(times: Mapping[str, Sequence[float]], ref: str = 'ours') -> Dict[str,
             continue
         out[name] = dict(
             of_medians=statistics.median(t) / statistics.median(mine),
-            per_round=statistics.median(o / m for o, m in zip(t, mine)))
+            per_round=statistics.median(
+                o / m for o, m in zip(t, mine, strict=True)
+            ),
+        )
     return out
 
 
 def ratio_text(times: Mapping[str, Sequence[float]], ref: str = 'ours') -> str:
-    return ', '.join(f'{name}/{ref} {r["of_medians"]:.2f}x (per round {r["per_round"]:.2f}x)'
-                     for name, r in ratios(times, ref).items())
+    return ', '.join(
+        f'{name}/{ref} {r["of_medians"]:.2f}x (per round {r["per_round"]:.2f}x)'
+        for name, r in ratios(times, ref).items()
+    )
 
 
 def times_text(times: Mapping[str, Sequence[float]]) -> str:
-    return ', '.join(f'{name} {statistics.median(t):.0f} ms' for name, t in times.items())
+    return ', '.join(
+        f'{name} {statistics.median(t):.0f} ms' for name, t in times.items()
+    )
 
 
 # ---------------------------------------------------------------------------- timing
@@ -142,8 +185,13 @@ def times_text(times: Mapping[str, Sequence[float]]) -> str:
 CLOCKS = {'wall': time.perf_counter, 'cpu': time.process_time}
 
 
-def rounds_of(fns: Mapping[str, Callable[[], Any]], rounds: int, device: torch.device,
-              clock: str = 'wall', warmup: int = 1) -> Dict[str, List[float]]:
+def rounds_of(
+    fns: Mapping[str, Callable[[], Any]],
+    rounds: int,
+    device: torch.device,
+    clock: str = 'wall',
+    warmup: int = 1,
+) -> dict[str, list[float]]:
     """Milliseconds of each callable, ``rounds`` interleaved rounds after ``warmup``
     calls each. ``clock='cpu'`` counts the process's CPU time instead of wall time: with
     one thread on a shared machine it leaves out the time other processes held the core
@@ -151,14 +199,16 @@ def rounds_of(fns: Mapping[str, Callable[[], Any]], rounds: int, device: torch.d
     if clock == 'wall':
         return interleaved_rounds(fns, rounds, device, warmup=warmup)
     if device.type != 'cpu':
-        raise ValueError(f'--clock cpu measures CPU work; it cannot time {device}')
+        raise ValueError(
+            f'--clock cpu measures CPU work; it cannot time {device}'
+        )
     if rounds < 1:
         raise ValueError(f'rounds must be >= 1, got {rounds}')
     now = CLOCKS[clock]
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    times: Dict[str, List[float]] = {name: [] for name in fns}
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             start = now()
@@ -170,21 +220,31 @@ def rounds_of(fns: Mapping[str, Callable[[], Any]], rounds: int, device: torch.d
 # ------------------------------------------------------------------------------ peak
 
 
-def matmul_peak(device: torch.device, size: int = 2048, rounds: int = 7,
-                clock: str = 'wall') -> float:
+def matmul_peak(
+    device: torch.device,
+    size: int = 2048,
+    rounds: int = 7,
+    clock: str = 'wall',
+) -> float:
     """GFLOP/s of ``torch.mm`` of two ``size`` x ``size`` fp32 matrices (best round)."""
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
     out = torch.empty(size, size, device=device)
-    times = rounds_of({'mm': lambda: torch.mm(a, b, out=out)}, rounds, device, clock)
-    return 2 * size ** 3 / (min(times['mm']) / 1000) / 1e9
+    times = rounds_of(
+        {'mm': lambda: torch.mm(a, b, out=out)}, rounds, device, clock
+    )
+    return 2 * size**3 / (min(times['mm']) / 1000) / 1e9
 
 
 # -------------------------------------------------------------------------- backbone
 
 
-def build_backbones(arch: str, device: torch.device, with_mmdet: bool = True,
-                    unfused: bool = False) -> Dict[str, nn.Module]:
+def build_backbones(
+    arch: str,
+    device: torch.device,
+    with_mmdet: bool = True,
+    unfused: bool = False,
+) -> dict[str, nn.Module]:
     """Ours (timm-style init) and timm's / mmdet's loaded with the same weights."""
     import timm
 
@@ -208,10 +268,14 @@ def build_backbones(arch: str, device: torch.device, with_mmdet: bool = True,
     settings = arch_settings(arch)
     if with_mmdet and not settings['linear']:
         from mmdet.models.backbones.pvt import PyramidVisionTransformerV2
+
         mmdet_model = PyramidVisionTransformerV2(
-            embed_dims=settings['embed_dims'][0], num_layers=list(settings['depths']),
-            num_heads=list(settings['num_heads']), mlp_ratios=list(settings['mlp_ratios']),
-            drop_path_rate=0.)
+            embed_dims=settings['embed_dims'][0],
+            num_layers=list(settings['depths']),
+            num_heads=list(settings['num_heads']),
+            mlp_ratios=list(settings['mlp_ratios']),
+            drop_path_rate=0.0,
+        )
         load_state_dict_strict(mmdet_model, from_ours(state, 'mmdet'))
         models['mmdet'] = mmdet_model
     return {name: m.to(device) for name, m in models.items()}
@@ -222,18 +286,20 @@ def backbone_flops(model: nn.Module, x: torch.Tensor) -> float:
     from mmengine.analysis import FlopAnalyzer
 
     import pvtfpn_mm.benchmark.flops  # noqa: F401  (the SDPA counter)
-    analyzer = FlopAnalyzer(model.eval(), (x, ))
+
+    analyzer = FlopAnalyzer(model.eval(), (x,))
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     with torch.no_grad():
         return 2.0 * analyzer.total()
 
 
-def _autocast(device: torch.device, amp: Optional[str]):
+def _autocast(device: torch.device, amp: str | None):
     if amp is None:
         return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype={'bf16': torch.bfloat16,
-                                              'fp16': torch.float16}[amp])
+    return torch.autocast(
+        device.type, dtype={'bf16': torch.bfloat16, 'fp16': torch.float16}[amp]
+    )
 
 
 def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, amp):
@@ -242,7 +308,9 @@ def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, amp):
         return model(x)
 
 
-def _forward_backward(model: nn.Module, x: torch.Tensor, device: torch.device, amp):
+def _forward_backward(
+    model: nn.Module, x: torch.Tensor, device: torch.device, amp
+):
     model.train()
     with _autocast(device, amp):
         outs = model(x)
@@ -252,12 +320,20 @@ def _forward_backward(model: nn.Module, x: torch.Tensor, device: torch.device, a
         p.grad = None
 
 
-def measure_backbones(archs: Sequence[str], sizes: Sequence[Size], batches: Sequence[int],
-                      modes: Sequence[str], rounds: int, device: torch.device,
-                      peak_gflops: Optional[float] = None, with_mmdet: bool = True,
-                      unfused: bool = False, amp: Optional[str] = None,
-                      echo: Callable[[str], None] = print,
-                      clock: str = 'wall') -> List[Dict[str, Any]]:
+def measure_backbones(
+    archs: Sequence[str],
+    sizes: Sequence[Size],
+    batches: Sequence[int],
+    modes: Sequence[str],
+    rounds: int,
+    device: torch.device,
+    peak_gflops: float | None = None,
+    with_mmdet: bool = True,
+    unfused: bool = False,
+    amp: str | None = None,
+    echo: Callable[[str], None] = print,
+    clock: str = 'wall',
+) -> list[dict[str, Any]]:
     """The ``backbone`` part; one row per arch, size, batch and mode."""
     rows = []
     for arch in archs:
@@ -265,33 +341,62 @@ def measure_backbones(archs: Sequence[str], sizes: Sequence[Size], batches: Sequ
         for size in sizes:
             for batch in batches:
                 x = torch.randn(batch, 3, *size, device=device)
-                outs = {n: _forward(m, x, device, amp) for n, m in models.items()}
-                diffs = {n: max(float((a.float() - b.float()).abs().max())
-                                for a, b in zip(outs['ours'], out))
-                         for n, out in outs.items() if n != 'ours'}
+                outs = {
+                    n: _forward(m, x, device, amp) for n, m in models.items()
+                }
+                diffs = {
+                    n: max(
+                        float((a.float() - b.float()).abs().max())
+                        for a, b in zip(outs['ours'], out, strict=True)
+                    )
+                    for n, out in outs.items()
+                    if n != 'ours'
+                }
                 del outs
-                flops = backbone_flops(models['ours'], x) if 'fwd' in modes else None
+                flops = (
+                    backbone_flops(models['ours'], x)
+                    if 'fwd' in modes
+                    else None
+                )
                 for mode in modes:
                     step = _forward if mode == 'fwd' else _forward_backward
-                    fns = {n: functools.partial(step, m, x, device, amp)
-                           for n, m in models.items()}
+                    fns = {
+                        n: functools.partial(step, m, x, device, amp)
+                        for n, m in models.items()
+                    }
                     times = rounds_of(fns, rounds, device, clock)
-                    row = dict(part='backbone', arch=arch, size='x'.join(map(str, size)),
-                               batch=batch, mode=mode, load=load_text(),
-                               ms={n: statistics.median(t) for n, t in times.items()},
-                               ratios=ratios(times), max_diff=diffs)
-                    line = (f'{arch} {row["size"]} batch {batch} {mode}: {times_text(times)}'
-                            f' | {ratio_text(times)}')
+                    row = dict(
+                        part='backbone',
+                        arch=arch,
+                        size='x'.join(map(str, size)),
+                        batch=batch,
+                        mode=mode,
+                        load=load_text(),
+                        ms={n: statistics.median(t) for n, t in times.items()},
+                        ratios=ratios(times),
+                        max_diff=diffs,
+                    )
+                    line = (
+                        f'{arch} {row["size"]} batch {batch} {mode}: {times_text(times)}'
+                        f' | {ratio_text(times)}'
+                    )
                     if mode == 'fwd' and flops and peak_gflops:
                         row['roofline'] = {
-                            n: flops / (statistics.median(t) / 1000) / 1e9 / peak_gflops
-                            for n, t in times.items()}
+                            n: flops
+                            / (statistics.median(t) / 1000)
+                            / 1e9
+                            / peak_gflops
+                            for n, t in times.items()
+                        }
                         line += ' | roofline ' + ', '.join(
-                            f'{n} {100 * f:.0f}%' for n, f in row['roofline'].items())
+                            f'{n} {100 * f:.0f}%'
+                            for n, f in row['roofline'].items()
+                        )
                         line += f' ({flops / 1e9:.1f} GFLOP)'
                     if mode == 'fwd':
                         line += ' | max|diff| ' + ', '.join(
-                            f'{n} {d:.1e}' for n, d in diffs.items())
+                            f'{n} {d:.1e}' for n, d in diffs.items()
+                        )
                     echo(line + f' | {row["load"]}')
                     rows.append(row)
         del models
@@ -302,13 +407,21 @@ def measure_backbones(archs: Sequence[str], sizes: Sequence[Size], batches: Sequ
 # --------------------------------------------------------------------------- compile
 
 
-def measure_compile(archs: Sequence[str], size: Size, batch: int, modes: Sequence[str],
-                    rounds: int, device: torch.device, clock: str = 'wall',
-                    echo: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+def measure_compile(
+    archs: Sequence[str],
+    size: Size,
+    batch: int,
+    modes: Sequence[str],
+    rounds: int,
+    device: torch.device,
+    clock: str = 'wall',
+    echo: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
     """The ``compile`` part: ``torch.compile(PVTv2, dynamic=True)`` (inductor) against
     the same model in eager mode: the time of the first call (compiling) and the speed
     after it, forward without gradients and forward + backward."""
     from pvtfpn_mm.models.backbones.pvt_v2 import PVTv2
+
     rows = []
     for arch in archs:
         eager = PVTv2(arch)
@@ -325,17 +438,32 @@ def measure_compile(archs: Sequence[str], size: Size, batch: int, modes: Sequenc
             step(compiled, x, device, None)
             synchronize(device)
             compile_s = time.perf_counter() - start
-            fns = {'ours': functools.partial(step, eager.to(device), x, device, None),
-                   'ours compiled': functools.partial(step, compiled, x, device, None)}
+            fns = {
+                'ours': functools.partial(
+                    step, eager.to(device), x, device, None
+                ),
+                'ours compiled': functools.partial(
+                    step, compiled, x, device, None
+                ),
+            }
             times = rounds_of(fns, rounds, device, clock)
-            row = dict(part='compile', arch=arch, size='x'.join(map(str, size)), batch=batch,
-                       mode=mode, compile_s=compile_s, load=load_text(),
-                       ms={n: statistics.median(t) for n, t in times.items()},
-                       speedup=statistics.median(times['ours']) / statistics.median(
-                           times['ours compiled']))
-            echo(f'compile {arch} {row["size"]} batch {batch} {mode}: first call (compiling) '
-                 f'{compile_s:.0f} s; then {times_text(times)} | compiled speed-up '
-                 f'{row["speedup"]:.2f}x | {row["load"]}')
+            row = dict(
+                part='compile',
+                arch=arch,
+                size='x'.join(map(str, size)),
+                batch=batch,
+                mode=mode,
+                compile_s=compile_s,
+                load=load_text(),
+                ms={n: statistics.median(t) for n, t in times.items()},
+                speedup=statistics.median(times['ours'])
+                / statistics.median(times['ours compiled']),
+            )
+            echo(
+                f'compile {arch} {row["size"]} batch {batch} {mode}: first call (compiling) '
+                f'{compile_s:.0f} s; then {times_text(times)} | compiled speed-up '
+                f'{row["speedup"]:.2f}x | {row["load"]}'
+            )
             rows.append(row)
     torch._dynamo.reset()
     return rows
@@ -349,11 +477,17 @@ def resolve_config(path: str) -> str:
     repository root (or the installed package's ``.mim``)."""
     if path.startswith('mmdet::'):
         import mmdet
-        return osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs',
-                        path[len('mmdet::'):])
+
+        return osp.join(
+            osp.dirname(mmdet.__file__),
+            '.mim',
+            'configs',
+            path[len('mmdet::') :],
+        )
     if osp.isfile(path):
         return path
     from .configs import config_root
+
     return osp.join(osp.dirname(config_root()), path)
 
 
@@ -362,9 +496,11 @@ class PartTimer:
     wrapping their ``forward`` (so it also sees ``self.forward(...)`` calls that skip
     ``__call__``, as mmseg's decode heads make); the wrappers change nothing else."""
 
-    def __init__(self, model: nn.Module, device: torch.device, clock: str = 'wall'):
+    def __init__(
+        self, model: nn.Module, device: torch.device, clock: str = 'wall'
+    ):
         self.device, self.now = device, CLOCKS[clock]
-        self.totals: Dict[str, float] = {}
+        self.totals: dict[str, float] = {}
         self._depth = 0
         self._restore = []
         modules = dict(model.named_modules())
@@ -378,7 +514,9 @@ class PartTimer:
 
         @functools.wraps(original)
         def timed(*args, **kwargs):
-            if self._depth:  # a part inside a part (roi_head's bbox_head in roi_head)
+            if (
+                self._depth
+            ):  # a part inside a part (roi_head's bbox_head in roi_head)
                 return original(*args, **kwargs)
             self._depth += 1
             synchronize(self.device)
@@ -387,8 +525,9 @@ class PartTimer:
                 return original(*args, **kwargs)
             finally:
                 synchronize(self.device)
-                self.totals[part] = self.totals.get(part, 0.) + 1000 * (
-                    self.now() - start)
+                self.totals[part] = self.totals.get(part, 0.0) + 1000 * (
+                    self.now() - start
+                )
                 self._depth -= 1
 
         module.forward = timed
@@ -399,7 +538,7 @@ class PartTimer:
             del module.forward
         self._restore = []
 
-    def take(self) -> Dict[str, float]:
+    def take(self) -> dict[str, float]:
         totals, self.totals = self.totals, {}
         return totals
 
@@ -408,20 +547,34 @@ class StepCandidate:
     """A config's model with its optimizer wrapper and a batch; ``train_step`` and
     ``test_step`` record the time of each part (``.parts``, one dict per call)."""
 
-    def __init__(self, config: str, device: torch.device, cfg_options: Optional[dict],
-                 train_size: Size, train_batch: int, test_size: Optional[Size] = None,
-                 amp: Optional[str] = None, clock: str = 'wall'):
+    def __init__(
+        self,
+        config: str,
+        device: torch.device,
+        cfg_options: dict | None,
+        train_size: Size,
+        train_batch: int,
+        test_size: Size | None = None,
+        amp: str | None = None,
+        clock: str = 'wall',
+    ):
         from .configs import build_for_benchmark, make_batch, task_of
+
         self.device, self.amp, self.now = device, amp, CLOCKS[clock]
         self.cfg, self.model, self.optim_wrapper = build_for_benchmark(
-            resolve_config(config), device, cfg_options)
+            resolve_config(config), device, cfg_options
+        )
         self.task = task_of(self.cfg)
-        self.train_data = make_batch(self.model, self.task, train_size, train_batch, True,
-                                     seed=1)
-        self.test_data = (make_batch(self.model, self.task, test_size, 1, False)
-                          if test_size else None)
+        self.train_data = make_batch(
+            self.model, self.task, train_size, train_batch, True, seed=1
+        )
+        self.test_data = (
+            make_batch(self.model, self.task, test_size, 1, False)
+            if test_size
+            else None
+        )
         self.timer = PartTimer(self.model, device, clock)
-        self.parts: List[Dict[str, float]] = []
+        self.parts: list[dict[str, float]] = []
 
     def train_step(self) -> None:
         """``model.train_step`` split into its parts (same calls, in the same order)."""
@@ -463,40 +616,66 @@ class StepCandidate:
         self.parts.append(times)
 
 
-def _median_parts(parts: Sequence[Dict[str, float]]) -> Dict[str, float]:
+def _median_parts(parts: Sequence[dict[str, float]]) -> dict[str, float]:
     keys = list(dict.fromkeys(k for p in parts for k in p))
-    return {k: statistics.median(p.get(k, 0.) for p in parts) for k in keys}
+    return {k: statistics.median(p.get(k, 0.0) for p in parts) for k in keys}
 
 
 def parts_text(parts: Mapping[str, float]) -> str:
     total = sum(parts.values())
-    return ', '.join(f'{k} {v:.0f} ms ({100 * v / total:.0f}%)' for k, v in parts.items())
+    return ', '.join(
+        f'{k} {v:.0f} ms ({100 * v / total:.0f}%)' for k, v in parts.items()
+    )
 
 
-def measure_steps(pairs: Sequence[str], kind: str, size: Size, batch: int, rounds: int,
-                  device: torch.device, amp: Optional[str] = None,
-                  echo: Callable[[str], None] = print,
-                  clock: str = 'wall') -> List[Dict[str, Any]]:
+def measure_steps(
+    pairs: Sequence[str],
+    kind: str,
+    size: Size,
+    batch: int,
+    rounds: int,
+    device: torch.device,
+    amp: str | None = None,
+    echo: Callable[[str], None] = print,
+    clock: str = 'wall',
+) -> list[dict[str, Any]]:
     """The ``train`` (``kind='train'``) or ``infer`` part for ``pairs``."""
     rows = []
     for pair in pairs:
         ours_cfg, ref_cfg, ref_options = PAIRS[pair]
-        kwargs = dict(train_size=size, train_batch=batch,
-                      test_size=size if kind == 'infer' else None, amp=amp, clock=clock)
-        cands = {'ours': StepCandidate(ours_cfg, device, None, **kwargs),
-                 'mmdet': StepCandidate(ref_cfg, device, ref_options, **kwargs)}
-        fns = {n: (c.train_step if kind == 'train' else c.test_step)
-               for n, c in cands.items()}
+        kwargs = dict(
+            train_size=size,
+            train_batch=batch,
+            test_size=size if kind == 'infer' else None,
+            amp=amp,
+            clock=clock,
+        )
+        cands = {
+            'ours': StepCandidate(ours_cfg, device, None, **kwargs),
+            'mmdet': StepCandidate(ref_cfg, device, ref_options, **kwargs),
+        }
+        fns = {
+            n: (c.train_step if kind == 'train' else c.test_step)
+            for n, c in cands.items()
+        }
         times = rounds_of(fns, rounds, device, clock)
         for c in cands.values():
             c.parts = c.parts[-rounds:]  # not the warm-up call
-        row = dict(part=kind, pair=pair, reference=REFERENCE_NAMES[pair],
-                   size='x'.join(map(str, size)), batch=batch if kind == 'train' else 1,
-                   load=load_text(), ms={n: statistics.median(t) for n, t in times.items()},
-                   ratios=ratios(times),
-                   parts={n: _median_parts(c.parts) for n, c in cands.items()})
-        echo(f'{kind} {pair} {row["size"]} batch {row["batch"]}: {times_text(times)} | '
-             f'{ratio_text(times)} | {row["load"]}')
+        row = dict(
+            part=kind,
+            pair=pair,
+            reference=REFERENCE_NAMES[pair],
+            size='x'.join(map(str, size)),
+            batch=batch if kind == 'train' else 1,
+            load=load_text(),
+            ms={n: statistics.median(t) for n, t in times.items()},
+            ratios=ratios(times),
+            parts={n: _median_parts(c.parts) for n, c in cands.items()},
+        )
+        echo(
+            f'{kind} {pair} {row["size"]} batch {row["batch"]}: {times_text(times)} | '
+            f'{ratio_text(times)} | {row["load"]}'
+        )
         for name, parts in row['parts'].items():
             echo(f'    {name}: {parts_text(parts)}')
         rows.append(row)
@@ -510,11 +689,13 @@ def measure_steps(pairs: Sequence[str], kind: str, size: Size, batch: int, round
 # ---------------------------------------------------------------------------- memory
 
 
-def memory_child(config: str, cfg_options: Optional[dict], size: Size, batch: int,
-                 threads: int) -> None:
+def memory_child(
+    config: str, cfg_options: dict | None, size: Size, batch: int, threads: int
+) -> None:
     """One training step (after a first one) in this fresh process; prints its peak
     memory growth (MiB) as ``PVTFPN_MEMORY {...}``."""
     from .common import PeakMemory, release_freed_memory
+
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if device.type == 'cpu':
         release_freed_memory()
@@ -527,11 +708,13 @@ def memory_child(config: str, cfg_options: Optional[dict], size: Size, batch: in
     print('PVTFPN_MEMORY ' + json.dumps(dict(train=peak.mib)), flush=True)
 
 
-def backbone_memory_child(arch: str, name: str, with_cp: bool, size: Size, batch: int,
-                          threads: int) -> None:
+def backbone_memory_child(
+    arch: str, name: str, with_cp: bool, size: Size, batch: int, threads: int
+) -> None:
     """One backbone forward + backward (after a first one) in this fresh process; prints
     its peak memory growth (MiB) as ``PVTFPN_MEMORY {...}``."""
     from .common import PeakMemory, release_freed_memory
+
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if device.type == 'cpu':
         release_freed_memory()
@@ -540,17 +723,23 @@ def backbone_memory_child(arch: str, name: str, with_cp: bool, size: Size, batch
         from mmdet.models.backbones.pvt import PyramidVisionTransformerV2
 
         from pvtfpn_mm.models.backbones.pvt_v2 import arch_settings
+
         settings = arch_settings(arch)
         model = PyramidVisionTransformerV2(
-            embed_dims=settings['embed_dims'][0], num_layers=list(settings['depths']),
-            num_heads=list(settings['num_heads']), mlp_ratios=list(settings['mlp_ratios']),
-            drop_path_rate=0.)  # mmdet's PVT has no with_cp
+            embed_dims=settings['embed_dims'][0],
+            num_layers=list(settings['depths']),
+            num_heads=list(settings['num_heads']),
+            mlp_ratios=list(settings['mlp_ratios']),
+            drop_path_rate=0.0,
+        )  # mmdet's PVT has no with_cp
     elif name == 'timm':
         import timm
+
         model = timm.create_model(f'pvt_v2_{arch}', features_only=True)
         model.set_grad_checkpointing(with_cp)
     else:
         from pvtfpn_mm.models.backbones.pvt_v2 import PVTv2
+
         model = PVTv2(arch, with_cp=with_cp)
     model.to(device)
     x = torch.randn(batch, 3, *size, device=device)
@@ -561,68 +750,132 @@ def backbone_memory_child(arch: str, name: str, with_cp: bool, size: Size, batch
     print('PVTFPN_MEMORY ' + json.dumps(dict(train=peak.mib)), flush=True)
 
 
-def _child(function: str, *args) -> Optional[float]:
-    code = (f'import sys, json; from pvtfpn_mm.benchmark.compare import {function}; '
-            f'{function}(*json.loads(sys.argv[1]))')
-    out = subprocess.run([sys.executable, '-c', code, json.dumps(args)], capture_output=True,
-                         text=True)
+def _child(function: str, *args) -> float | None:
+    code = (
+        f'import sys, json; from pvtfpn_mm.benchmark.compare import {function}; '
+        f'{function}(*json.loads(sys.argv[1]))'
+    )
+    out = subprocess.run(
+        [sys.executable, '-c', code, json.dumps(args)],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
-        raise RuntimeError(f'memory measurement {function}{args} failed:\n'
-                           f'{out.stderr[-3000:]}')
-    line = [x for x in out.stdout.splitlines() if x.startswith('PVTFPN_MEMORY ')][-1]
+        raise RuntimeError(
+            f'memory measurement {function}{args} failed:\n'
+            f'{out.stderr[-3000:]}'
+        )
+    line = [
+        x for x in out.stdout.splitlines() if x.startswith('PVTFPN_MEMORY ')
+    ][-1]
     return json.loads(line.split(' ', 1)[1])['train']
 
 
-def measure_backbone_memory(archs: Sequence[str], size: Size, batch: int, repeats: int = 1,
-                            echo: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+def measure_backbone_memory(
+    archs: Sequence[str],
+    size: Size,
+    batch: int,
+    repeats: int = 1,
+    echo: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
     """Peak memory of a backbone forward + backward: ours and timm, each without and with
     gradient checkpointing, and mmdet (which has no ``with_cp``), alternating fresh
     processes, median of ``repeats``."""
     rows = []
     for arch in archs:
-        names = [('ours', False), ('ours', True), ('timm', False), ('timm', True)]
+        names = [
+            ('ours', False),
+            ('ours', True),
+            ('timm', False),
+            ('timm', True),
+        ]
         if arch != 'b2_li':
             names.append(('mmdet', False))
         runs = {f'{n}{" with_cp" if cp else ""}': [] for n, cp in names}
         for _ in range(repeats):
-            for (name, cp), key in zip(names, runs):
-                runs[key].append(_child('backbone_memory_child', arch, name, cp,
-                                        list(size), batch, torch.get_num_threads()))
+            for (name, cp), key in zip(names, runs, strict=True):
+                runs[key].append(
+                    _child(
+                        'backbone_memory_child',
+                        arch,
+                        name,
+                        cp,
+                        list(size),
+                        batch,
+                        torch.get_num_threads(),
+                    )
+                )
         mib = {n: statistics.median(v) for n, v in runs.items()}
-        row = dict(part='memory', what='backbone fwd+bwd', arch=arch,
-                   size='x'.join(map(str, size)), batch=batch, mib=mib, runs=runs,
-                   load=load_text())
-        cuts = ', '.join(f'{n} {100 * (1 - mib[n + " with_cp"] / mib[n]):.0f}%'
-                         for n in ('ours', 'timm'))
-        echo(f'memory backbone {arch} {row["size"]} batch {batch} fwd+bwd: ' + ', '.join(
-            f'{n} {v:.0f} MiB' for n, v in mib.items()) + f' | with_cp saves: {cuts}'
-            + f' | {row["load"]}')
+        row = dict(
+            part='memory',
+            what='backbone fwd+bwd',
+            arch=arch,
+            size='x'.join(map(str, size)),
+            batch=batch,
+            mib=mib,
+            runs=runs,
+            load=load_text(),
+        )
+        cuts = ', '.join(
+            f'{n} {100 * (1 - mib[n + " with_cp"] / mib[n]):.0f}%'
+            for n in ('ours', 'timm')
+        )
+        echo(
+            f'memory backbone {arch} {row["size"]} batch {batch} fwd+bwd: '
+            + ', '.join(f'{n} {v:.0f} MiB' for n, v in mib.items())
+            + f' | with_cp saves: {cuts}'
+            + f' | {row["load"]}'
+        )
         rows.append(row)
     return rows
 
 
-def measure_memory(pairs: Sequence[str], size: Size, batch: int, repeats: int = 1,
-                   echo: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+def measure_memory(
+    pairs: Sequence[str],
+    size: Size,
+    batch: int,
+    repeats: int = 1,
+    echo: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
     """The ``memory`` part: ours, ours with ``with_cp`` and the reference, alternating
     fresh processes, median of ``repeats``."""
     rows = []
     for pair in pairs:
         ours_cfg, ref_cfg, ref_options = PAIRS[pair]
-        cands = {'ours': (ours_cfg, None),
-                 'ours with_cp': (ours_cfg, {'model.backbone.with_cp': True}),
-                 'mmdet': (ref_cfg, ref_options)}
+        cands = {
+            'ours': (ours_cfg, None),
+            'ours with_cp': (ours_cfg, {'model.backbone.with_cp': True}),
+            'mmdet': (ref_cfg, ref_options),
+        }
         runs = {n: [] for n in cands}
         for _ in range(repeats):
             for name, (config, options) in cands.items():
-                runs[name].append(_child('memory_child', resolve_config(config), options,
-                                         list(size), batch, torch.get_num_threads()))
+                runs[name].append(
+                    _child(
+                        'memory_child',
+                        resolve_config(config),
+                        options,
+                        list(size),
+                        batch,
+                        torch.get_num_threads(),
+                    )
+                )
         mib = {n: statistics.median(v) for n, v in runs.items()}
-        row = dict(part='memory', pair=pair, size='x'.join(map(str, size)), batch=batch,
-                   mib=mib, runs=runs, load=load_text())
-        echo(f'memory {pair} {row["size"]} batch {batch}: ' + ', '.join(
-            f'{n} {v:.0f} MiB' for n, v in mib.items())
+        row = dict(
+            part='memory',
+            pair=pair,
+            size='x'.join(map(str, size)),
+            batch=batch,
+            mib=mib,
+            runs=runs,
+            load=load_text(),
+        )
+        echo(
+            f'memory {pair} {row["size"]} batch {batch}: '
+            + ', '.join(f'{n} {v:.0f} MiB' for n, v in mib.items())
             + f' | with_cp saves {100 * (1 - mib["ours with_cp"] / mib["ours"]):.0f}%'
-            + f', ours/mmdet {mib["ours"] / mib["mmdet"]:.2f} | runs {runs} | {row["load"]}')
+            + f', ours/mmdet {mib["ours"] / mib["mmdet"]:.2f} | runs {runs} | {row["load"]}'
+        )
         rows.append(row)
     return rows
 
@@ -630,101 +883,235 @@ def measure_memory(pairs: Sequence[str], size: Size, batch: int, repeats: int = 
 # --------------------------------------------------------------------------- the CLI
 
 
-def _sizes(texts: Sequence[str]) -> List[Size]:
+def _sizes(texts: Sequence[str]) -> list[Size]:
     from .configs import parse_size
+
     return [parse_size(t) for t in texts]
 
 
 def add_arguments(parser) -> None:
     """The ``compare`` mode's command-line arguments."""
-    parser.add_argument('--parts', nargs='+', default=list(DEFAULT_PARTS), choices=PARTS,
-                        help=f'what to measure (default: {" ".join(DEFAULT_PARTS)})')
-    parser.add_argument('--device', default=None,
-                        help='cuda or cpu (default: cuda when present)')
-    parser.add_argument('--threads', type=int, default=None,
-                        help='torch threads (default: torch\'s, = the cores)')
-    parser.add_argument('--clock', choices=tuple(CLOCKS), default='wall',
-                        help='wall time, or process CPU time (with --threads 1 on a shared '
-                        'machine: leaves out the time other processes held the core)')
-    parser.add_argument('--amp', choices=('bf16', 'fp16'), default=None,
-                        help='forward passes under autocast with this dtype')
-    parser.add_argument('--archs', nargs='+', default=['b0', 'b2'], help='backbone archs')
-    parser.add_argument('--sizes', nargs='+', default=['512x512', '800x1344'],
-                        help='backbone input sizes, HxW')
-    parser.add_argument('--batches', nargs='+', type=int, default=[1, 2],
-                        help='backbone batch sizes')
-    parser.add_argument('--modes', nargs='+', default=['fwd', 'fwd+bwd'],
-                        choices=('fwd', 'fwd+bwd'), help='backbone: forward (no grad), '
-                        'forward + backward')
-    parser.add_argument('--unfused', action='store_true',
-                        help='backbone: also ours with the row-blocked CPU MLP off')
-    parser.add_argument('--no-mmdet', action='store_true', help='backbone: skip mmdet')
-    parser.add_argument('--rounds', type=int, default=7, help='timed rounds (backbone, '
-                        'inference)')
-    parser.add_argument('--pairs', nargs='+', default=list(PAIRS), choices=list(PAIRS),
-                        help='train: the model pairs')
+    parser.add_argument(
+        '--parts',
+        nargs='+',
+        default=list(DEFAULT_PARTS),
+        choices=PARTS,
+        help=f'what to measure (default: {" ".join(DEFAULT_PARTS)})',
+    )
+    parser.add_argument(
+        '--device',
+        default=None,
+        help='cuda or cpu (default: cuda when present)',
+    )
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch threads (default: torch\'s, = the cores)',
+    )
+    parser.add_argument(
+        '--clock',
+        choices=tuple(CLOCKS),
+        default='wall',
+        help='wall time, or process CPU time (with --threads 1 on a shared '
+        'machine: leaves out the time other processes held the core)',
+    )
+    parser.add_argument(
+        '--amp',
+        choices=('bf16', 'fp16'),
+        default=None,
+        help='forward passes under autocast with this dtype',
+    )
+    parser.add_argument(
+        '--archs', nargs='+', default=['b0', 'b2'], help='backbone archs'
+    )
+    parser.add_argument(
+        '--sizes',
+        nargs='+',
+        default=['512x512', '800x1344'],
+        help='backbone input sizes, HxW',
+    )
+    parser.add_argument(
+        '--batches',
+        nargs='+',
+        type=int,
+        default=[1, 2],
+        help='backbone batch sizes',
+    )
+    parser.add_argument(
+        '--modes',
+        nargs='+',
+        default=['fwd', 'fwd+bwd'],
+        choices=('fwd', 'fwd+bwd'),
+        help='backbone: forward (no grad), forward + backward',
+    )
+    parser.add_argument(
+        '--unfused',
+        action='store_true',
+        help='backbone: also ours with the row-blocked CPU MLP off',
+    )
+    parser.add_argument(
+        '--no-mmdet', action='store_true', help='backbone: skip mmdet'
+    )
+    parser.add_argument(
+        '--rounds',
+        type=int,
+        default=7,
+        help='timed rounds (backbone, inference)',
+    )
+    parser.add_argument(
+        '--pairs',
+        nargs='+',
+        default=list(PAIRS),
+        choices=list(PAIRS),
+        help='train: the model pairs',
+    )
     parser.add_argument('--train-size', default='512x512', help='train: HxW')
-    parser.add_argument('--train-batch', type=int, default=2, help='train: images a step')
-    parser.add_argument('--train-rounds', type=int, default=5, help='train: timed steps')
-    parser.add_argument('--infer-pairs', nargs='+', default=['retinanet-b0'],
-                        choices=list(PAIRS), help='infer: the model pairs')
+    parser.add_argument(
+        '--train-batch', type=int, default=2, help='train: images a step'
+    )
+    parser.add_argument(
+        '--train-rounds', type=int, default=5, help='train: timed steps'
+    )
+    parser.add_argument(
+        '--infer-pairs',
+        nargs='+',
+        default=['retinanet-b0'],
+        choices=list(PAIRS),
+        help='infer: the model pairs',
+    )
     parser.add_argument('--infer-size', default='800x1333', help='infer: HxW')
-    parser.add_argument('--memory-pairs', nargs='+', default=['retinanet-b0', 'retinanet-b2'],
-                        choices=list(PAIRS), help='memory: the model pairs')
-    parser.add_argument('--memory-archs', nargs='+', default=['b2'],
-                        help='memory: backbones (forward + backward at the train size/batch)')
-    parser.add_argument('--memory-repeats', type=int, default=1,
-                        help='memory: fresh processes per candidate')
-    parser.add_argument('--compile-size', default='512x512', help='compile: HxW')
-    parser.add_argument('--compile-batch', type=int, default=2, help='compile: batch size')
-    parser.add_argument('--out-json', default=None, help='write every result here')
+    parser.add_argument(
+        '--memory-pairs',
+        nargs='+',
+        default=['retinanet-b0', 'retinanet-b2'],
+        choices=list(PAIRS),
+        help='memory: the model pairs',
+    )
+    parser.add_argument(
+        '--memory-archs',
+        nargs='+',
+        default=['b2'],
+        help='memory: backbones (forward + backward at the train size/batch)',
+    )
+    parser.add_argument(
+        '--memory-repeats',
+        type=int,
+        default=1,
+        help='memory: fresh processes per candidate',
+    )
+    parser.add_argument(
+        '--compile-size', default='512x512', help='compile: HxW'
+    )
+    parser.add_argument(
+        '--compile-batch', type=int, default=2, help='compile: batch size'
+    )
+    parser.add_argument(
+        '--out-json', default=None, help='write every result here'
+    )
 
 
-def run(args) -> List[Dict[str, Any]]:
+def run(args) -> list[dict[str, Any]]:
     """Runs the ``compare`` mode from parsed ``args``; prints one line per result."""
     from .common import default_device
+
     for name in ('rounds', 'train_rounds', 'train_batch', 'memory_repeats'):
         if getattr(args, name) < 1:
-            raise ValueError(f'--{name.replace("_", "-")} must be >= 1, '
-                             f'got {getattr(args, name)}')
+            raise ValueError(
+                f'--{name.replace("_", "-")} must be >= 1, '
+                f'got {getattr(args, name)}'
+            )
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else default_device()
     machine = describe_machine(device)
-    print(f"compare on {machine['device_name']} ({machine['device']}), "
-          f"{machine['threads']} threads, torch {machine['torch']}, "
-          f"amp {args.amp or 'off (fp32)'}, {args.clock} clock; medians of interleaved rounds; "
-          f'ratio = other ms / our ms; {load_text()}', flush=True)
+    print(
+        f"compare on {machine['device_name']} ({machine['device']}), "
+        f"{machine['threads']} threads, torch {machine['torch']}, "
+        f"amp {args.amp or 'off (fp32)'}, {args.clock} clock; medians of interleaved rounds; "
+        f'ratio = other ms / our ms; {load_text()}',
+        flush=True,
+    )
     echo = functools.partial(print, flush=True)
-    results: List[Dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
     peak = None
     if 'peak' in args.parts:
         peak = matmul_peak(device, clock=args.clock)
         results.append(dict(part='peak', gflops=peak, load=load_text()))
-        echo(f'matmul peak (2048^2 fp32 torch.mm, {torch.get_num_threads()} threads): '
-             f'{peak:.0f} GFLOP/s | {load_text()}')
+        echo(
+            f'matmul peak (2048^2 fp32 torch.mm, {torch.get_num_threads()} threads): '
+            f'{peak:.0f} GFLOP/s | {load_text()}'
+        )
     if 'backbone' in args.parts:
         results += measure_backbones(
-            args.archs, _sizes(args.sizes), args.batches, args.modes, args.rounds, device,
-            peak, not args.no_mmdet, args.unfused, args.amp, echo, args.clock)
+            args.archs,
+            _sizes(args.sizes),
+            args.batches,
+            args.modes,
+            args.rounds,
+            device,
+            peak,
+            not args.no_mmdet,
+            args.unfused,
+            args.amp,
+            echo,
+            args.clock,
+        )
     if 'train' in args.parts:
-        results += measure_steps(args.pairs, 'train', _sizes([args.train_size])[0],
-                                 args.train_batch, args.train_rounds, device, args.amp, echo,
-                                 args.clock)
+        results += measure_steps(
+            args.pairs,
+            'train',
+            _sizes([args.train_size])[0],
+            args.train_batch,
+            args.train_rounds,
+            device,
+            args.amp,
+            echo,
+            args.clock,
+        )
     if 'infer' in args.parts:
-        results += measure_steps(args.infer_pairs, 'infer', _sizes([args.infer_size])[0], 1,
-                                 args.rounds, device, args.amp, echo, args.clock)
+        results += measure_steps(
+            args.infer_pairs,
+            'infer',
+            _sizes([args.infer_size])[0],
+            1,
+            args.rounds,
+            device,
+            args.amp,
+            echo,
+            args.clock,
+        )
     if 'memory' in args.parts:
-        results += measure_backbone_memory(args.memory_archs, _sizes([args.train_size])[0],
-                                           args.train_batch, args.memory_repeats, echo)
-        results += measure_memory(args.memory_pairs, _sizes([args.train_size])[0],
-                                  args.train_batch, args.memory_repeats, echo)
+        results += measure_backbone_memory(
+            args.memory_archs,
+            _sizes([args.train_size])[0],
+            args.train_batch,
+            args.memory_repeats,
+            echo,
+        )
+        results += measure_memory(
+            args.memory_pairs,
+            _sizes([args.train_size])[0],
+            args.train_batch,
+            args.memory_repeats,
+            echo,
+        )
     if 'compile' in args.parts:
-        results += measure_compile(args.archs, _sizes([args.compile_size])[0],
-                                   args.compile_batch, args.modes, args.rounds, device,
-                                   args.clock, echo)
+        results += measure_compile(
+            args.archs,
+            _sizes([args.compile_size])[0],
+            args.compile_batch,
+            args.modes,
+            args.rounds,
+            device,
+            args.clock,
+            echo,
+        )
     if args.out_json:
         from .common import write_text
-        write_text(args.out_json, json.dumps(dict(machine=machine, results=results),
-                                             indent=1))
+
+        write_text(
+            args.out_json,
+            json.dumps(dict(machine=machine, results=results), indent=1),
+        )
     return results

@@ -18,9 +18,10 @@ State-dict layout (``'ours'`` in :mod:`pvtfpn_mm.weights`): ``stages.{i}.patch_e
 mlp.{fc1,dwconv,fc2}``) and ``stages.{i}.norm``. The parameters are exactly timm's
 ``pvt_v2_*`` (without the classifier head), only named per stage.
 """
+
 import math
 import numbers
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -29,26 +30,45 @@ import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule, initialize
 from timm.layers import DropPath, trunc_normal_
 
-from pvtfpn_mm.compat import calculate_drop_path_rates, is_autocast_enabled, is_compiling
-from pvtfpn_mm.models.backbones.mixffn_fused import (FUSED_AUTOGRAD_MIN_BYTES, FUSED_MIN_BYTES,
-                                                      MixFFNFunction, any_global_module_hook,
-                                                      has_hooks, mixffn_forward)
+from pvtfpn_mm.compat import (
+    calculate_drop_path_rates,
+    is_autocast_enabled,
+    is_compiling,
+)
+from pvtfpn_mm.models.backbones.mixffn_fused import (
+    FUSED_AUTOGRAD_MIN_BYTES,
+    FUSED_MIN_BYTES,
+    MixFFNFunction,
+    any_global_module_hook,
+    has_hooks,
+    mixffn_forward,
+)
 from pvtfpn_mm.registry import register_model
 from pvtfpn_mm.weights import load_pretrained
 
 #: Per-variant settings, as in timm's and the official ``pvt_v2_*`` constructors.
-ARCH_SETTINGS: Dict[str, dict] = {
+ARCH_SETTINGS: dict[str, dict] = {
     'b0': dict(embed_dims=(32, 64, 160, 256), depths=(2, 2, 2, 2)),
     'b1': dict(embed_dims=(64, 128, 320, 512), depths=(2, 2, 2, 2)),
     'b2': dict(embed_dims=(64, 128, 320, 512), depths=(3, 4, 6, 3)),
     'b3': dict(embed_dims=(64, 128, 320, 512), depths=(3, 4, 18, 3)),
     'b4': dict(embed_dims=(64, 128, 320, 512), depths=(3, 8, 27, 3)),
-    'b5': dict(embed_dims=(64, 128, 320, 512), depths=(3, 6, 40, 3), mlp_ratios=(4, 4, 4, 4)),
-    'b2_li': dict(embed_dims=(64, 128, 320, 512), depths=(3, 4, 6, 3), linear=True),
+    'b5': dict(
+        embed_dims=(64, 128, 320, 512),
+        depths=(3, 6, 40, 3),
+        mlp_ratios=(4, 4, 4, 4),
+    ),
+    'b2_li': dict(
+        embed_dims=(64, 128, 320, 512), depths=(3, 4, 6, 3), linear=True
+    ),
 }
 #: Settings every variant shares unless its entry in :data:`ARCH_SETTINGS` says otherwise.
 ARCH_DEFAULTS = dict(
-    num_heads=(1, 2, 5, 8), sr_ratios=(8, 4, 2, 1), mlp_ratios=(8, 8, 4, 4), linear=False)
+    num_heads=(1, 2, 5, 8),
+    sr_ratios=(8, 4, 2, 1),
+    mlp_ratios=(8, 8, 4, 4),
+    linear=False,
+)
 #: LayerNorm eps of the blocks' and the stages' norms (official, timm and mmdet alike).
 NORM_EPS = 1e-6
 #: Output size of the average pooling in linear spatial-reduction attention (b2_li).
@@ -63,13 +83,16 @@ def arch_settings(arch: str) -> dict:
     """
     if not isinstance(arch, str) or arch not in ARCH_SETTINGS:
         raise ValueError(
-            f'Unknown PVT-v2 arch {arch!r}; expected one of {sorted(ARCH_SETTINGS)}')
+            f'Unknown PVT-v2 arch {arch!r}; expected one of {sorted(ARCH_SETTINGS)}'
+        )
     return {**ARCH_DEFAULTS, **ARCH_SETTINGS[arch]}
 
 
-def _nhwc_as_nchw(x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+def _nhwc_as_nchw(x: torch.Tensor, hw_shape: tuple[int, int]) -> torch.Tensor:
     """``(B, N, C)`` tokens as a channels-last ``(B, C, H, W)`` view (no copy)."""
-    return x.reshape(x.shape[0], hw_shape[0], hw_shape[1], x.shape[2]).permute(0, 3, 1, 2)
+    return x.reshape(x.shape[0], hw_shape[0], hw_shape[1], x.shape[2]).permute(
+        0, 3, 1, 2
+    )
 
 
 def _nchw_to_tokens(x: torch.Tensor) -> torch.Tensor:
@@ -88,16 +111,29 @@ class OverlapPatchEmbed(nn.Module):
         norm_eps (float): LayerNorm eps. Defaults to 1e-5.
     """
 
-    def __init__(self, in_channels: int, embed_dims: int, patch_size: int, stride: int,
-                 norm_eps: float = 1e-5):
+    def __init__(
+        self,
+        in_channels: int,
+        embed_dims: int,
+        patch_size: int,
+        stride: int,
+        norm_eps: float = 1e-5,
+    ):
         super().__init__()
         self.proj = nn.Conv2d(
-            in_channels, embed_dims, patch_size, stride=stride, padding=patch_size // 2)
+            in_channels,
+            embed_dims,
+            patch_size,
+            stride=stride,
+            padding=patch_size // 2,
+        )
         self.norm = nn.LayerNorm(embed_dims, eps=norm_eps)
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """``(B, C, H, W)`` -> ``(B, H'*W', C')`` tokens and ``(H', W')``."""
-        if x.device.type == 'cpu' and not x.is_contiguous(memory_format=torch.channels_last):
+        if x.device.type == 'cpu' and not x.is_contiguous(
+            memory_format=torch.channels_last
+        ):
             # The images (stage 0): a channels-last copy makes oneDNN return channels-last,
             # whose tokens the LayerNorm takes as they are (an NCHW output it would copy).
             x = x.contiguous(memory_format=torch.channels_last)
@@ -125,9 +161,17 @@ class SpatialReductionAttention(nn.Module):
         norm_eps (float): eps of the LayerNorm after the reduction. Defaults to 1e-5.
     """
 
-    def __init__(self, embed_dims: int, num_heads: int, sr_ratio: int = 1,
-                 linear: bool = False, qkv_bias: bool = True, attn_drop: float = 0.,
-                 proj_drop: float = 0., norm_eps: float = 1e-5):
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int,
+        sr_ratio: int = 1,
+        linear: bool = False,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        norm_eps: float = 1e-5,
+    ):
         super().__init__()
         self.num_heads = num_heads
         self.head_dims = embed_dims // num_heads
@@ -136,7 +180,9 @@ class SpatialReductionAttention(nn.Module):
         self.kv = nn.Linear(embed_dims, embed_dims * 2, bias=qkv_bias)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.pool = nn.AdaptiveAvgPool2d(LINEAR_SR_POOL_SIZE) if linear else None
+        self.pool = (
+            nn.AdaptiveAvgPool2d(LINEAR_SR_POOL_SIZE) if linear else None
+        )
         self.act = nn.GELU() if linear else None
         if linear or sr_ratio > 1:
             kernel = 1 if linear else sr_ratio
@@ -146,9 +192,15 @@ class SpatialReductionAttention(nn.Module):
             self.sr = None
             self.norm = None
 
-    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, hw_shape: tuple[int, int]
+    ) -> torch.Tensor:
         B, N, C = x.shape
-        q = self.q(x).view(B, N, self.num_heads, self.head_dims).transpose(1, 2)
+        q = (
+            self.q(x)
+            .view(B, N, self.num_heads, self.head_dims)
+            .transpose(1, 2)
+        )
         if self.sr is not None:
             x = _nhwc_as_nchw(x, hw_shape)
             if self.pool is not None:
@@ -156,10 +208,15 @@ class SpatialReductionAttention(nn.Module):
             x = self.norm(_nchw_to_tokens(self.sr(x)))
             if self.act is not None:
                 x = self.act(x)
-        kv = self.kv(x).view(B, -1, 2, self.num_heads, self.head_dims).permute(2, 0, 3, 1, 4)
+        kv = (
+            self.kv(x)
+            .view(B, -1, 2, self.num_heads, self.head_dims)
+            .permute(2, 0, 3, 1, 4)
+        )
         k, v = kv.unbind(0)
         x = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.)
+            q, k, v, dropout_p=self.attn_drop if self.training else 0.0
+        )
         x = x.transpose(1, 2).reshape(B, N, C)
         return self.proj_drop(self.proj(x))
 
@@ -190,52 +247,97 @@ class MixFFN(nn.Module):
     #: Allow the row-blocked CPU path (set False on a module or the class to compare).
     fused: bool = True
 
-    def __init__(self, embed_dims: int, hidden_dims: int, drop: float = 0.,
-                 extra_relu: bool = False):
+    def __init__(
+        self,
+        embed_dims: int,
+        hidden_dims: int,
+        drop: float = 0.0,
+        extra_relu: bool = False,
+    ):
         super().__init__()
         self.fc1 = nn.Linear(embed_dims, hidden_dims)
         self.relu = nn.ReLU() if extra_relu else nn.Identity()
-        self.dwconv = nn.Conv2d(hidden_dims, hidden_dims, 3, padding=1, groups=hidden_dims)
+        self.dwconv = nn.Conv2d(
+            hidden_dims, hidden_dims, 3, padding=1, groups=hidden_dims
+        )
         self.act = nn.GELU()
         self.drop = nn.Dropout(drop)
         self.fc2 = nn.Linear(hidden_dims, embed_dims)
 
-    def _fused_path(self, x: torch.Tensor) -> Optional[str]:
+    def _fused_path(self, x: torch.Tensor) -> str | None:
         """``'no_grad'`` or ``'autograd'`` when the row-blocked CPU path gives what the
         module calls would, to every observer (see the class docstring); else None."""
-        if not self.fused or type(x) is not torch.Tensor or x.device.type != 'cpu' \
-                or torch.jit.is_tracing() or torch.jit.is_scripting() \
-                or is_compiling() or is_autocast_enabled('cpu') \
-                or torch._C._are_functorch_transforms_active() \
-                or (self.training and self.drop.p > 0) or any_global_module_hook():
+        if (
+            not self.fused
+            or type(x) is not torch.Tensor
+            or x.device.type != 'cpu'
+            or torch.jit.is_tracing()
+            or torch.jit.is_scripting()
+            or is_compiling()
+            or is_autocast_enabled('cpu')
+            or torch._C._are_functorch_transforms_active()
+            or (self.training and self.drop.p > 0)
+            or any_global_module_hook()
+        ):
             return None
-        children = (self.fc1, self.relu, self.dwconv, self.act, self.drop, self.fc2)
+        children = (
+            self.fc1,
+            self.relu,
+            self.dwconv,
+            self.act,
+            self.drop,
+            self.fc2,
+        )
         if any(has_hooks(m) for m in children):
             return None
         dw = self.dwconv
-        if not (type(self.fc1) is nn.Linear and type(self.fc2) is nn.Linear
-                and type(self.relu) in (nn.ReLU, nn.Identity)
-                and type(self.act) is nn.GELU and self.act.approximate == 'none'
-                and type(dw) is nn.Conv2d and dw.padding_mode == 'zeros'
-                and dw.kernel_size == (3, 3) and dw.stride == (1, 1)
-                and dw.padding == (1, 1) and dw.dilation == (1, 1)
-                and dw.groups == dw.in_channels == dw.out_channels):
+        if not (
+            type(self.fc1) is nn.Linear
+            and type(self.fc2) is nn.Linear
+            and type(self.relu) in (nn.ReLU, nn.Identity)
+            and type(self.act) is nn.GELU
+            and self.act.approximate == 'none'
+            and type(dw) is nn.Conv2d
+            and dw.padding_mode == 'zeros'
+            and dw.kernel_size == (3, 3)
+            and dw.stride == (1, 1)
+            and dw.padding == (1, 1)
+            and dw.dilation == (1, 1)
+            and dw.groups == dw.in_channels == dw.out_channels
+        ):
             return None
         # Blocks pay only where the hidden tensors are too large for the cache (and,
         # with autograd, where that outweighs recomputing fc1 in the backward pass).
-        hidden_bytes = x.shape[0] * x.shape[1] * self.fc1.out_features * x.element_size()
+        hidden_bytes = (
+            x.shape[0] * x.shape[1] * self.fc1.out_features * x.element_size()
+        )
         if not torch.is_grad_enabled() or not (
-                x.requires_grad or any(p.requires_grad for p in self.parameters())):
+            x.requires_grad or any(p.requires_grad for p in self.parameters())
+        ):
             return 'no_grad' if hidden_bytes >= FUSED_MIN_BYTES else None
         return 'autograd' if hidden_bytes >= FUSED_AUTOGRAD_MIN_BYTES else None
 
-    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, hw_shape: tuple[int, int]
+    ) -> torch.Tensor:
         path = self._fused_path(x)
         if path is not None:
-            args = (x, hw_shape, self.fc1.weight, self.fc1.bias, self.dwconv.weight,
-                    self.dwconv.bias, self.fc2.weight, self.fc2.bias,
-                    type(self.relu) is nn.ReLU)
-            return mixffn_forward(*args) if path == 'no_grad' else MixFFNFunction.apply(*args)
+            args = (
+                x,
+                hw_shape,
+                self.fc1.weight,
+                self.fc1.bias,
+                self.dwconv.weight,
+                self.dwconv.bias,
+                self.fc2.weight,
+                self.fc2.bias,
+                type(self.relu) is nn.ReLU,
+            )
+            return (
+                mixffn_forward(*args)
+                if path == 'no_grad'
+                else MixFFNFunction.apply(*args)
+            )
         x = self.relu(self.fc1(x))
         x = self.act(_nchw_to_tokens(self.dwconv(_nhwc_as_nchw(x, hw_shape))))
         return self.drop(self.fc2(self.drop(x)))
@@ -258,20 +360,45 @@ class PVTBlock(nn.Module):
             Defaults to 1e-5.
     """
 
-    def __init__(self, embed_dims: int, num_heads: int, mlp_ratio: float, sr_ratio: int,
-                 linear: bool, qkv_bias: bool = True, drop: float = 0.,
-                 attn_drop: float = 0., drop_path: float = 0., embed_norm_eps: float = 1e-5):
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int,
+        mlp_ratio: float,
+        sr_ratio: int,
+        linear: bool,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        embed_norm_eps: float = 1e-5,
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(embed_dims, eps=NORM_EPS)
         self.attn = SpatialReductionAttention(
-            embed_dims, num_heads, sr_ratio=sr_ratio, linear=linear, qkv_bias=qkv_bias,
-            attn_drop=attn_drop, proj_drop=drop, norm_eps=embed_norm_eps)
+            embed_dims,
+            num_heads,
+            sr_ratio=sr_ratio,
+            linear=linear,
+            qkv_bias=qkv_bias,
+            attn_drop=attn_drop,
+            proj_drop=drop,
+            norm_eps=embed_norm_eps,
+        )
         self.norm2 = nn.LayerNorm(embed_dims, eps=NORM_EPS)
         self.mlp = MixFFN(
-            embed_dims, int(embed_dims * mlp_ratio), drop=drop, extra_relu=linear)
-        self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+            embed_dims,
+            int(embed_dims * mlp_ratio),
+            drop=drop,
+            extra_relu=linear,
+        )
+        self.drop_path = (
+            DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        )
 
-    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, hw_shape: tuple[int, int]
+    ) -> torch.Tensor:
         # Out of place: what attn / mlp / drop_path returned stays as they returned it.
         x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
         return x + self.drop_path(self.mlp(self.norm2(x), hw_shape))
@@ -293,16 +420,36 @@ class PVTStage(nn.Module):
         **block_kwargs: :class:`PVTBlock` arguments.
     """
 
-    def __init__(self, in_channels: int, embed_dims: int, depth: int, patch_size: int,
-                 stride: int, drop_path: Sequence[float], with_cp: bool = False,
-                 embed_norm_eps: float = 1e-5, **block_kwargs):
+    def __init__(
+        self,
+        in_channels: int,
+        embed_dims: int,
+        depth: int,
+        patch_size: int,
+        stride: int,
+        drop_path: Sequence[float],
+        with_cp: bool = False,
+        embed_norm_eps: float = 1e-5,
+        **block_kwargs,
+    ):
         super().__init__()
         self.with_cp = with_cp
         self.patch_embed = OverlapPatchEmbed(
-            in_channels, embed_dims, patch_size, stride, norm_eps=embed_norm_eps)
+            in_channels,
+            embed_dims,
+            patch_size,
+            stride,
+            norm_eps=embed_norm_eps,
+        )
         self.blocks = nn.ModuleList(
-            PVTBlock(embed_dims, drop_path=drop_path[j], embed_norm_eps=embed_norm_eps,
-                     **block_kwargs) for j in range(depth))
+            PVTBlock(
+                embed_dims,
+                drop_path=drop_path[j],
+                embed_norm_eps=embed_norm_eps,
+                **block_kwargs,
+            )
+            for j in range(depth)
+        )
         self.norm = nn.LayerNorm(embed_dims, eps=NORM_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -324,29 +471,42 @@ def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _per_stage(name: str, value, depths: Optional[Tuple[int, ...]] = None,
-               kind: str = 'int') -> Tuple:
+def _per_stage(
+    name: str, value, depths: tuple[int, ...] | None = None, kind: str = 'int'
+) -> tuple:
     """Checks that ``value`` is a sequence with one entry per stage (of ``depths``), each
     a positive int (``kind='int'``) or a positive number (``kind='number'``)."""
     if not isinstance(value, Sequence) or isinstance(value, str):
-        hint = (' (a single int is how mmdet\'s PyramidVisionTransformerV2 takes it: when '
+        hint = (
+            (
+                ' (a single int is how mmdet\'s PyramidVisionTransformerV2 takes it: when '
                 'replacing a _base_ backbone, write backbone=dict(_delete_=True, '
-                'type=\'PVTv2\', ...))') if _is_int(value) else ''
+                'type=\'PVTv2\', ...))'
+            )
+            if _is_int(value)
+            else ''
+        )
         raise TypeError(
-            f'{name} must be a sequence with one entry per stage, got {value!r}{hint}')
+            f'{name} must be a sequence with one entry per stage, got {value!r}{hint}'
+        )
     if depths is not None and len(value) != len(depths):
         raise ValueError(
             f'{name}={tuple(value)} has {len(value)} entries, expected one per stage: '
-            f'{len(depths)} (depths={depths})')
+            f'{len(depths)} (depths={depths})'
+        )
     check = _is_int if kind == 'int' else _is_number
     for i, entry in enumerate(value):
         if not check(entry):
-            raise TypeError(f'{name}[{i}] must be {"an int" if kind == "int" else "a number"}'
-                            f', got {entry!r} ({type(entry).__name__}) in {name}='
-                            f'{tuple(value)}')
+            raise TypeError(
+                f'{name}[{i}] must be {"an int" if kind == "int" else "a number"}'
+                f', got {entry!r} ({type(entry).__name__}) in {name}='
+                f'{tuple(value)}'
+            )
         if not entry > 0:
-            raise ValueError(f'{name}[{i}] must be positive, got {entry!r} in {name}='
-                             f'{tuple(value)}')
+            raise ValueError(
+                f'{name}[{i}] must be positive, got {entry!r} in {name}='
+                f'{tuple(value)}'
+            )
     return tuple(value)
 
 
@@ -354,21 +514,42 @@ def _per_stage(name: str, value, depths: Optional[Tuple[int, ...]] = None,
 #: backbone without ``_delete_=True`` (mmdet's ResNet and PyramidVisionTransformerV2),
 #: with what ``PVTv2`` calls them.
 FOREIGN_KEYWORDS = {
-    'num_layers': 'depths', 'pretrained': "init_cfg=dict(type='Pretrained', checkpoint=...)",
-    'convert_weights': None, 'pretrain_img_size': None, 'num_stages': 'len(depths)',
-    'patch_sizes': None, 'strides': None, 'paddings': None, 'use_abs_pos_embed': None,
-    'norm_after_stage': None, 'use_conv_ffn': None, 'act_cfg': None, 'norm_cfg': None,
-    'depth': 'arch', 'style': None, 'stem_channels': None, 'base_channels': None,
-    'deep_stem': None, 'avg_down': None, 'dilations': None, 'dcn': None,
-    'stage_with_dcn': None, 'plugins': None, 'zero_init_residual': None,
+    'num_layers': 'depths',
+    'pretrained': "init_cfg=dict(type='Pretrained', checkpoint=...)",
+    'convert_weights': None,
+    'pretrain_img_size': None,
+    'num_stages': 'len(depths)',
+    'patch_sizes': None,
+    'strides': None,
+    'paddings': None,
+    'use_abs_pos_embed': None,
+    'norm_after_stage': None,
+    'use_conv_ffn': None,
+    'act_cfg': None,
+    'norm_cfg': None,
+    'depth': 'arch',
+    'style': None,
+    'stem_channels': None,
+    'base_channels': None,
+    'deep_stem': None,
+    'avg_down': None,
+    'dilations': None,
+    'dcn': None,
+    'stage_with_dcn': None,
+    'plugins': None,
+    'zero_init_residual': None,
 }
 
 
 def _tracing() -> bool:
     """Whether torch.jit / torch.compile / torch.export is tracing (input checks on
     symbolic sizes would only add guards there)."""
-    is_compiling = getattr(getattr(torch, 'compiler', None), 'is_compiling', None)
-    return torch.jit.is_tracing() or bool(is_compiling is not None and is_compiling())
+    is_compiling = getattr(
+        getattr(torch, 'compiler', None), 'is_compiling', None
+    )
+    return torch.jit.is_tracing() or bool(
+        is_compiling is not None and is_compiling()
+    )
 
 
 def _unknown_keywords(kwargs: dict) -> TypeError:
@@ -381,14 +562,17 @@ def _unknown_keywords(kwargs: dict) -> TypeError:
             f'. {sorted(known)} are keywords of mmdet\'s ResNet / PyramidVisionTransformerV2 '
             'backbones: a config that replaces a _base_ backbone must drop the base\'s keys '
             'with backbone=dict(_delete_=True, type=\'PVTv2\', ...)'
-            + (f' (PVTv2 names: {ours})' if ours else ''))
+            + (f' (PVTv2 names: {ours})' if ours else '')
+        )
     return TypeError(message)
 
 
 def _check_rate(name: str, value) -> float:
     if not _is_number(value):
-        raise TypeError(f'{name} must be a number in [0, 1), got {value!r} '
-                        f'({type(value).__name__})')
+        raise TypeError(
+            f'{name} must be a number in [0, 1), got {value!r} '
+            f'({type(value).__name__})'
+        )
     if not 0 <= value < 1:
         raise ValueError(f'{name} must be in [0, 1), got {value!r}')
     return float(value)
@@ -396,7 +580,9 @@ def _check_rate(name: str, value) -> float:
 
 def _check_bool(name: str, value) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f'{name} must be True or False, got {value!r} ({type(value).__name__})')
+        raise TypeError(
+            f'{name} must be True or False, got {value!r} ({type(value).__name__})'
+        )
     return value
 
 
@@ -464,107 +650,150 @@ class PVTv2(BaseModule):
             entries, repeated or out-of-range ``out_indices``, ``frozen_stages``.
     """
 
-    def __init__(self,
-                 arch: str = 'b0',
-                 embed_dims: Optional[Sequence[int]] = None,
-                 depths: Optional[Sequence[int]] = None,
-                 num_heads: Optional[Sequence[int]] = None,
-                 sr_ratios: Optional[Sequence[int]] = None,
-                 mlp_ratios: Optional[Sequence[float]] = None,
-                 linear: Optional[bool] = None,
-                 in_channels: int = 3,
-                 qkv_bias: bool = True,
-                 drop_rate: float = 0.,
-                 attn_drop_rate: float = 0.,
-                 drop_path_rate: float = 0.,
-                 out_indices: Union[Sequence[int], int] = (0, 1, 2, 3),
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: bool = False,
-                 embed_norm_eps: float = 1e-5,
-                 init_cfg: Optional[dict] = None,
-                 **kwargs):
+    def __init__(
+        self,
+        arch: str = 'b0',
+        embed_dims: Sequence[int] | None = None,
+        depths: Sequence[int] | None = None,
+        num_heads: Sequence[int] | None = None,
+        sr_ratios: Sequence[int] | None = None,
+        mlp_ratios: Sequence[float] | None = None,
+        linear: bool | None = None,
+        in_channels: int = 3,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        out_indices: Sequence[int] | int = (0, 1, 2, 3),
+        frozen_stages: int = -1,
+        norm_eval: bool = False,
+        with_cp: bool = False,
+        embed_norm_eps: float = 1e-5,
+        init_cfg: dict | None = None,
+        **kwargs,
+    ):
         if kwargs:
             raise _unknown_keywords(kwargs)
         super().__init__(init_cfg=init_cfg)
         settings = arch_settings(arch)
-        overrides = dict(embed_dims=embed_dims, depths=depths, num_heads=num_heads,
-                         sr_ratios=sr_ratios, mlp_ratios=mlp_ratios, linear=linear)
+        overrides = dict(
+            embed_dims=embed_dims,
+            depths=depths,
+            num_heads=num_heads,
+            sr_ratios=sr_ratios,
+            mlp_ratios=mlp_ratios,
+            linear=linear,
+        )
         settings.update({k: v for k, v in overrides.items() if v is not None})
         self.arch = arch
         self.depths = _per_stage('depths', settings['depths'])
         self.num_stages = len(self.depths)
         for name in ('embed_dims', 'num_heads', 'sr_ratios', 'mlp_ratios'):
-            setattr(self, name, _per_stage(name, settings[name], self.depths,
-                                           kind='number' if name == 'mlp_ratios' else 'int'))
+            setattr(
+                self,
+                name,
+                _per_stage(
+                    name,
+                    settings[name],
+                    self.depths,
+                    kind='number' if name == 'mlp_ratios' else 'int',
+                ),
+            )
         self.linear = _check_bool('linear', settings['linear'])
-        for dims, heads in zip(self.embed_dims, self.num_heads):
+        for dims, heads in zip(self.embed_dims, self.num_heads, strict=True):
             if dims % heads:
                 raise ValueError(
                     f'num_heads={self.num_heads} does not divide embed_dims='
-                    f'{self.embed_dims}: {heads} does not divide {dims}')
+                    f'{self.embed_dims}: {heads} does not divide {dims}'
+                )
         if not _is_int(in_channels) or in_channels <= 0:
             raise (TypeError if not _is_int(in_channels) else ValueError)(
-                f'in_channels must be a positive int, got {in_channels!r}')
+                f'in_channels must be a positive int, got {in_channels!r}'
+            )
         self.in_channels = in_channels
-        for name, value in (('qkv_bias', qkv_bias), ('norm_eval', norm_eval),
-                            ('with_cp', with_cp)):
+        for name, value in (
+            ('qkv_bias', qkv_bias),
+            ('norm_eval', norm_eval),
+            ('with_cp', with_cp),
+        ):
             _check_bool(name, value)
-        for name, value in (('drop_rate', drop_rate), ('attn_drop_rate', attn_drop_rate),
-                            ('drop_path_rate', drop_path_rate)):
+        for name, value in (
+            ('drop_rate', drop_rate),
+            ('attn_drop_rate', attn_drop_rate),
+            ('drop_path_rate', drop_path_rate),
+        ):
             _check_rate(name, value)
         if not _is_number(embed_norm_eps) or not 0 < embed_norm_eps < 1:
-            raise (TypeError if not _is_number(embed_norm_eps) else ValueError)(
-                f'embed_norm_eps must be a number in (0, 1), got {embed_norm_eps!r}')
+            raise (
+                TypeError if not _is_number(embed_norm_eps) else ValueError
+            )(
+                f'embed_norm_eps must be a number in (0, 1), got {embed_norm_eps!r}'
+            )
 
         out_indices = self._check_out_indices(out_indices)
         if not _is_int(frozen_stages):
-            raise TypeError(f'frozen_stages must be an int (-1 .. {self.num_stages - 1}), got '
-                            f'{frozen_stages!r} ({type(frozen_stages).__name__})')
+            raise TypeError(
+                f'frozen_stages must be an int (-1 .. {self.num_stages - 1}), got '
+                f'{frozen_stages!r} ({type(frozen_stages).__name__})'
+            )
         if not -1 <= frozen_stages < self.num_stages:
             raise ValueError(
                 f'frozen_stages={frozen_stages} is out of range for {self.num_stages} '
-                f'stages (-1 .. {self.num_stages - 1})')
+                f'stages (-1 .. {self.num_stages - 1})'
+            )
         self._check_init_cfg(self.init_cfg)
         self.out_indices = out_indices
         # forward returns the stages in order, whatever the order of out_indices
-        self.out_channels: List[int] = [
-            self.embed_dims[i] for i in range(self.num_stages) if i in out_indices]
+        self.out_channels: list[int] = [
+            self.embed_dims[i]
+            for i in range(self.num_stages)
+            if i in out_indices
+        ]
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
 
-        drop_paths = calculate_drop_path_rates(drop_path_rate, list(self.depths), stagewise=True)
+        drop_paths = calculate_drop_path_rates(
+            drop_path_rate, list(self.depths), stagewise=True
+        )
         self.stages = nn.ModuleList()
         for i in range(self.num_stages):
-            self.stages.append(PVTStage(
-                in_channels=in_channels if i == 0 else self.embed_dims[i - 1],
-                embed_dims=self.embed_dims[i],
-                depth=self.depths[i],
-                patch_size=7 if i == 0 else 3,
-                stride=4 if i == 0 else 2,
-                drop_path=drop_paths[i],
-                with_cp=with_cp,
-                embed_norm_eps=embed_norm_eps,
-                num_heads=self.num_heads[i],
-                mlp_ratio=self.mlp_ratios[i],
-                sr_ratio=self.sr_ratios[i],
-                linear=self.linear,
-                qkv_bias=qkv_bias,
-                drop=drop_rate,
-                attn_drop=attn_drop_rate))
+            self.stages.append(
+                PVTStage(
+                    in_channels=in_channels
+                    if i == 0
+                    else self.embed_dims[i - 1],
+                    embed_dims=self.embed_dims[i],
+                    depth=self.depths[i],
+                    patch_size=7 if i == 0 else 3,
+                    stride=4 if i == 0 else 2,
+                    drop_path=drop_paths[i],
+                    with_cp=with_cp,
+                    embed_norm_eps=embed_norm_eps,
+                    num_heads=self.num_heads[i],
+                    mlp_ratio=self.mlp_ratios[i],
+                    sr_ratio=self.sr_ratios[i],
+                    linear=self.linear,
+                    qkv_bias=qkv_bias,
+                    drop=drop_rate,
+                    attn_drop=attn_drop_rate,
+                )
+            )
         self._freeze_stages()
         #: The smallest input side (pixels) the model takes.
         self.min_input_size = self._compute_min_input_size()
 
-    def _check_out_indices(self, out_indices) -> Tuple[int, ...]:
+    def _check_out_indices(self, out_indices) -> tuple[int, ...]:
         """out_indices as a tuple of distinct stage indices (an int selects one)."""
         if _is_int(out_indices):
-            out_indices = (out_indices, )
-        if not isinstance(out_indices, Sequence) or isinstance(out_indices, str):
+            out_indices = (out_indices,)
+        if not isinstance(out_indices, Sequence) or isinstance(
+            out_indices, str
+        ):
             raise TypeError(
                 f'out_indices must be a stage index or a sequence of them (0 .. '
-                f'{self.num_stages - 1}), got {out_indices!r} ({type(out_indices).__name__})')
+                f'{self.num_stages - 1}), got {out_indices!r} ({type(out_indices).__name__})'
+            )
         out_indices = tuple(out_indices)
         if not out_indices:
             raise ValueError('out_indices=() selects no stage')
@@ -572,20 +801,25 @@ class PVTv2(BaseModule):
             if not _is_int(index):
                 raise TypeError(
                     f'out_indices={out_indices}: {index!r} is not a stage index (an int '
-                    f'0 .. {self.num_stages - 1}; bools are not accepted)')
+                    f'0 .. {self.num_stages - 1}; bools are not accepted)'
+                )
             if not 0 <= index < self.num_stages:
                 raise ValueError(
                     f'out_indices={out_indices}: index {index} is out of range for '
-                    f'{self.num_stages} stages (0 .. {self.num_stages - 1})')
+                    f'{self.num_stages} stages (0 .. {self.num_stages - 1})'
+                )
         if len(set(out_indices)) != len(out_indices):
-            raise ValueError(f'out_indices={out_indices} selects a stage twice; give each '
-                             'stage once')
+            raise ValueError(
+                f'out_indices={out_indices} selects a stage twice; give each '
+                'stage once'
+            )
         return tuple(int(i) for i in out_indices)
 
     def _compute_min_input_size(self) -> int:
         """The smallest input side every stage can take, from the built convolutions: a
         patch embedding needs ``size + 2 * padding >= kernel``, a (non-linear)
         spatial-reduction convolution needs its input side ``>= sr_ratio``."""
+
         def fits(size: int) -> bool:
             for stage in self.stages:
                 proj = stage.patch_embed.proj
@@ -594,8 +828,11 @@ class PVTv2(BaseModule):
                     return False
                 size = (size + 2 * p - k) // st + 1
                 sr = stage.blocks[0].attn.sr if len(stage.blocks) else None
-                if sr is not None and stage.blocks[0].attn.pool is None \
-                        and size < sr.kernel_size[0]:
+                if (
+                    sr is not None
+                    and stage.blocks[0].attn.pool is None
+                    and size < sr.kernel_size[0]
+                ):
                     return False
             return True
 
@@ -604,31 +841,46 @@ class PVTv2(BaseModule):
     def _check_input(self, x) -> None:
         """Raises a ValueError/TypeError naming what is wrong with the input batch."""
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f'PVTv2 expects a (B, C, H, W) tensor, got {type(x).__name__}')
+            raise TypeError(
+                f'PVTv2 expects a (B, C, H, W) tensor, got {type(x).__name__}'
+            )
         if x.dim() != 4:
-            hint = ' (one image? add the batch dimension: x[None])' if x.dim() == 3 else ''
-            raise ValueError(f'PVTv2 expects a 4-D (B, C, H, W) batch, got a {x.dim()}-D '
-                             f'tensor of shape {tuple(x.shape)}{hint}')
+            hint = (
+                ' (one image? add the batch dimension: x[None])'
+                if x.dim() == 3
+                else ''
+            )
+            raise ValueError(
+                f'PVTv2 expects a 4-D (B, C, H, W) batch, got a {x.dim()}-D '
+                f'tensor of shape {tuple(x.shape)}{hint}'
+            )
         if x.shape[1] != self.in_channels:
-            raise ValueError(f'PVTv2 expects {self.in_channels} input channels (in_channels='
-                             f'{self.in_channels}), got {x.shape[1]} (shape {tuple(x.shape)})')
+            raise ValueError(
+                f'PVTv2 expects {self.in_channels} input channels (in_channels='
+                f'{self.in_channels}), got {x.shape[1]} (shape {tuple(x.shape)})'
+            )
         m = self.min_input_size
         if x.shape[2] < m or x.shape[3] < m:
             raise ValueError(
                 f'PVTv2 input of {x.shape[2]}x{x.shape[3]} pixels is too small: with '
                 f'sr_ratios={self.sr_ratios}{" (linear)" if self.linear else ""} every side '
                 f'must be at least {m} pixels (the stride-4 patch embedding and the '
-                'spatial-reduction convolutions need it); pad or resize the images')
+                'spatial-reduction convolutions need it); pad or resize the images'
+            )
 
-    def _empty_outputs(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    def _empty_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The outputs for an empty batch: (0, C_i, H_i, W_i) maps of the shapes a
         non-empty batch of this size gets (the attention cannot reshape 0 elements)."""
         h, w = x.shape[2], x.shape[3]
         outs = []
         for i, stage in enumerate(self.stages):
             proj = stage.patch_embed.proj
-            h, w = [(n + 2 * p - k) // st + 1 for n, p, k, st in
-                    zip((h, w), proj.padding, proj.kernel_size, proj.stride)]
+            h, w = [
+                (n + 2 * p - k) // st + 1
+                for n, p, k, st in zip(  # noqa: B905  (traced: torch 2.1's dynamo refuses strict=)
+                    (h, w), proj.padding, proj.kernel_size, proj.stride
+                )
+            ]
             if i in self.out_indices:
                 outs.append(x.new_zeros(0, self.embed_dims[i], h, w))
         return tuple(outs)
@@ -637,22 +889,33 @@ class PVTv2(BaseModule):
     def _check_init_cfg(init_cfg) -> None:
         """A ``Pretrained`` init_cfg must be a single dict (we load it ourselves)."""
         if isinstance(init_cfg, (list, tuple)) and any(
-                isinstance(c, dict) and c.get('type') == 'Pretrained' for c in init_cfg):
+            isinstance(c, dict) and c.get('type') == 'Pretrained'
+            for c in init_cfg
+        ):
             raise ValueError(
-                f'init_cfg={init_cfg!r}: give a Pretrained init_cfg as a single dict')
-        if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained' \
-                and not init_cfg.get('checkpoint'):
+                f'init_cfg={init_cfg!r}: give a Pretrained init_cfg as a single dict'
+            )
+        if (
+            isinstance(init_cfg, dict)
+            and init_cfg.get('type') == 'Pretrained'
+            and not init_cfg.get('checkpoint')
+        ):
             raise ValueError(f'init_cfg={init_cfg!r} names no checkpoint')
 
     @staticmethod
     def _init_module(m: nn.Module) -> None:
         """timm's (and the official model's) initialization."""
         if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=.02)
+            trunc_normal_(m.weight, std=0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Conv2d):
-            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            fan_out = (
+                m.kernel_size[0]
+                * m.kernel_size[1]
+                * m.out_channels
+                // m.groups
+            )
             nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
@@ -673,7 +936,7 @@ class PVTv2(BaseModule):
         self._is_init = True
 
     def _freeze_stages(self) -> None:
-        for stage in self.stages[:self.frozen_stages + 1]:
+        for stage in self.stages[: self.frozen_stages + 1]:
             stage.eval()
             for param in stage.parameters():
                 param.requires_grad = False
@@ -685,11 +948,18 @@ class PVTv2(BaseModule):
         self._freeze_stages()
         if mode and self.norm_eval:
             for m in self.modules():
-                if isinstance(m, (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)):
+                if isinstance(
+                    m,
+                    (
+                        nn.LayerNorm,
+                        nn.GroupNorm,
+                        nn.modules.batchnorm._BatchNorm,
+                    ),
+                ):
                     m.eval()
         return self
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``(B, C, H, W)`` images -> the feature maps of ``out_indices``, contiguous
         ``NCHW`` tensors with strides 4, 8, 16, 32 (ceil-divided sizes).
 
