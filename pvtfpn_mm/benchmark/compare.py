@@ -52,9 +52,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import (
-    Any,
-)
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -254,7 +252,7 @@ def build_backbones(
     ours = PVTv2(arch)
     ours.init_weights()
     state = ours.state_dict()
-    models = {'ours': ours}
+    models: dict[str, nn.Module] = {'ours': ours}
     if unfused:
         plain = PVTv2(arch)
         plain.load_state_dict(state)
@@ -294,7 +292,7 @@ def backbone_flops(model: nn.Module, x: torch.Tensor) -> float:
         return 2.0 * analyzer.total()
 
 
-def _autocast(device: torch.device, amp: str | None):
+def _autocast(device: torch.device, amp: str | None) -> torch.autocast:
     if amp is None:
         return torch.autocast(device.type, enabled=False)
     return torch.autocast(
@@ -302,15 +300,17 @@ def _autocast(device: torch.device, amp: str | None):
     )
 
 
-def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, amp):
+def _forward(
+    model: nn.Module, x: torch.Tensor, device: torch.device, amp: str | None
+) -> Any:
     model.eval()
     with torch.no_grad(), _autocast(device, amp):
         return model(x)
 
 
 def _forward_backward(
-    model: nn.Module, x: torch.Tensor, device: torch.device, amp
-):
+    model: nn.Module, x: torch.Tensor, device: torch.device, amp: str | None
+) -> None:
     model.train()
     with _autocast(device, amp):
         outs = model(x)
@@ -365,7 +365,7 @@ def measure_backbones(
                         for n, m in models.items()
                     }
                     times = rounds_of(fns, rounds, device, clock)
-                    row = dict(
+                    row: dict[str, Any] = dict(
                         part='backbone',
                         arch=arch,
                         size='x'.join(map(str, size)),
@@ -431,7 +431,10 @@ def measure_compile(
         x = torch.randn(batch, 3, *size, device=device)
         for mode in modes:
             torch._dynamo.reset()
-            compiled = torch.compile(twin.to(device), dynamic=True)
+            # an nn.Module (OptimizedModule) when given one
+            compiled = cast(
+                nn.Module, torch.compile(twin.to(device), dynamic=True)
+            )
             step = _forward if mode == 'fwd' else _forward_backward
             synchronize(device)
             start = time.perf_counter()
@@ -502,7 +505,7 @@ class PartTimer:
         self.device, self.now = device, CLOCKS[clock]
         self.totals: dict[str, float] = {}
         self._depth = 0
-        self._restore = []
+        self._restore: list[nn.Module] = []
         modules = dict(model.named_modules())
         for part, names in PART_MODULES.items():
             for name in names:
@@ -643,7 +646,7 @@ def measure_steps(
     rows = []
     for pair in pairs:
         ours_cfg, ref_cfg, ref_options = PAIRS[pair]
-        kwargs = dict(
+        kwargs: dict[str, Any] = dict(
             train_size=size,
             train_batch=batch,
             test_size=size if kind == 'infer' else None,
@@ -661,7 +664,7 @@ def measure_steps(
         times = rounds_of(fns, rounds, device, clock)
         for c in cands.values():
             c.parts = c.parts[-rounds:]  # not the warm-up call
-        row = dict(
+        row: dict[str, Any] = dict(
             part=kind,
             pair=pair,
             reference=REFERENCE_NAMES[pair],
@@ -735,8 +738,12 @@ def backbone_memory_child(
     elif name == 'timm':
         import timm
 
-        model = timm.create_model(f'pvt_v2_{arch}', features_only=True)
-        model.set_grad_checkpointing(with_cp)
+        # timm's feature wrapper, whose set_grad_checkpointing nn.Module hides
+        timm_model: Any = timm.create_model(
+            f'pvt_v2_{arch}', features_only=True
+        )
+        timm_model.set_grad_checkpointing(with_cp)
+        model = timm_model
     else:
         from pvtfpn_mm.models.backbones.pvt_v2 import PVTv2
 
@@ -750,7 +757,7 @@ def backbone_memory_child(
     print('PVTFPN_MEMORY ' + json.dumps(dict(train=peak.mib)), flush=True)
 
 
-def _child(function: str, *args) -> float | None:
+def _child(function: str, *args: Any) -> float | None:
     code = (
         f'import sys, json; from pvtfpn_mm.benchmark.compare import {function}; '
         f'{function}(*json.loads(sys.argv[1]))'
@@ -791,7 +798,9 @@ def measure_backbone_memory(
         ]
         if arch != 'b2_li':
             names.append(('mmdet', False))
-        runs = {f'{n}{" with_cp" if cp else ""}': [] for n, cp in names}
+        runs: dict[str, list[float | None]] = {
+            f'{n}{" with_cp" if cp else ""}': [] for n, cp in names
+        }
         for _ in range(repeats):
             for (name, cp), key in zip(names, runs, strict=True):
                 runs[key].append(
@@ -805,7 +814,11 @@ def measure_backbone_memory(
                         torch.get_num_threads(),
                     )
                 )
-        mib = {n: statistics.median(v) for n, v in runs.items()}
+        # numbers where the child could measure (None, without /proc, fails here)
+        mib = {
+            n: statistics.median(cast('list[float]', v))
+            for n, v in runs.items()
+        }
         row = dict(
             part='memory',
             what='backbone fwd+bwd',
@@ -847,7 +860,7 @@ def measure_memory(
             'ours with_cp': (ours_cfg, {'model.backbone.with_cp': True}),
             'mmdet': (ref_cfg, ref_options),
         }
-        runs = {n: [] for n in cands}
+        runs: dict[str, list[float | None]] = {n: [] for n in cands}
         for _ in range(repeats):
             for name, (config, options) in cands.items():
                 runs[name].append(
@@ -860,7 +873,11 @@ def measure_memory(
                         torch.get_num_threads(),
                     )
                 )
-        mib = {n: statistics.median(v) for n, v in runs.items()}
+        # numbers where the child could measure (None, without /proc, fails here)
+        mib = {
+            n: statistics.median(cast('list[float]', v))
+            for n, v in runs.items()
+        }
         row = dict(
             part='memory',
             pair=pair,
@@ -886,7 +903,8 @@ def measure_memory(
 def _sizes(texts: Sequence[str]) -> list[Size]:
     from .configs import parse_size
 
-    return [parse_size(t) for t in texts]
+    # a size for every text (None only for None)
+    return [cast(Size, parse_size(t)) for t in texts]
 
 
 def add_arguments(parser) -> None:

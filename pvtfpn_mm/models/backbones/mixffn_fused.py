@@ -22,6 +22,7 @@ backward needs from one block to the next.
 """
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -107,7 +108,7 @@ class _RowWindow:
         channels: int,
         max_rows: int,
         compute: Callable[[int, int, torch.Tensor], None],
-    ):
+    ) -> None:
         self.w, self.h, self.compute = width, height, compute
         self.buffers = [
             like.new_empty(max_rows * width, channels) for _ in range(2)
@@ -162,7 +163,7 @@ def _fc1_rows(
     weight: torch.Tensor,
     bias: torch.Tensor | None,
     relu: bool,
-):
+) -> Callable[[int, int, torch.Tensor], None]:
     """``compute`` of a :class:`_RowWindow` of ``relu?(fc1(x))`` for one image."""
     weight_t = weight.t()
 
@@ -246,7 +247,7 @@ def _conv_backward(
     width: int,
     weight: torch.Tensor,
     mask: list[bool],
-):
+) -> Any:
     """``convolution_backward`` of :func:`_dwconv` (padding only along W)."""
     return torch.ops.aten.convolution_backward(
         _as_image(grad, grad_rows, width),
@@ -291,10 +292,10 @@ def mixffn_backward(
     hidden = fc1_weight.shape[0]
     rows = rows or block_rows(W, hidden, x.element_size())
     x, grad_out = x.contiguous(), grad_out.contiguous()
-    need_x, need_w1, need_b1, need_dw, need_db, need_w2, need_b2 = needs
+    # fc2's gradients need no flag: g_w2 / g_b2 below are None where not needed
+    need_x, need_w1, need_b1, need_dw, need_db, _, _ = needs
     need_b1 = need_b1 and fc1_bias is not None
     need_db = need_db and dw_bias is not None
-    need_b2 = need_b2 and fc2_bias is not None
     need_h1 = need_x or need_w1 or need_b1
     grad_x = x.new_empty(x.shape) if need_x else None
     grads = [
@@ -354,10 +355,11 @@ def mixffn_backward(
             d.get(r0 - 1, r1 + 1)
             g_d_win = g_d.get(r0 - 1, r1 + 1)
             go = gob[r0 * W : r1 * W]
-            if need_w2:
+            # each g_* (and grad_x) is None where its gradient is not needed
+            if g_w2 is not None:
                 act = F.gelu(d.rows(r0, r1))
                 g_w2.addmm_(go.t(), act)
-            if need_b2:
+            if g_b2 is not None:
                 g_b2.add_(go.sum(0))
             if need_dw or need_db:
                 _, gw, gb = _conv_backward(
@@ -369,9 +371,9 @@ def mixffn_backward(
                     dw_weight,
                     [False, need_dw, need_db],
                 )
-                if need_dw:
+                if g_dw is not None:
                     g_dw.add_(gw)
-                if need_db:
+                if g_db is not None:
                     g_db.add_(gb)
             if not need_h1:
                 continue
@@ -387,11 +389,11 @@ def mixffn_backward(
             g_h1 = _as_tokens(g_h1[:, :, 2 : 2 + n])
             if relu:
                 g_h1 = g_h1.masked_fill(h1.rows(r0, r1) <= 0, 0)
-            if need_x:
+            if grad_x is not None:
                 torch.mm(g_h1, fc1_weight, out=grad_x[b, r0 * W : r1 * W])
-            if need_w1:
+            if g_w1 is not None:
                 g_w1.addmm_(g_h1.t(), xb[r0 * W : r1 * W])
-            if need_b1:
+            if g_b1 is not None:
                 g_b1.add_(g_h1.sum(0))
     return [grad_x, g_w1, g_b1, g_dw, g_db, g_w2, g_b2]
 
@@ -402,17 +404,17 @@ class MixFFNFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx,
-        x,
-        hw_shape,
-        fc1_weight,
-        fc1_bias,
-        dw_weight,
-        dw_bias,
-        fc2_weight,
-        fc2_bias,
-        relu,
-    ):
+        ctx: Any,
+        x: torch.Tensor,
+        hw_shape: tuple[int, int],
+        fc1_weight: torch.Tensor,
+        fc1_bias: torch.Tensor | None,
+        dw_weight: torch.Tensor,
+        dw_bias: torch.Tensor | None,
+        fc2_weight: torch.Tensor,
+        fc2_bias: torch.Tensor | None,
+        relu: bool,
+    ) -> torch.Tensor:
         ctx.hw_shape, ctx.relu = hw_shape, relu
         ctx.save_for_backward(
             x, fc1_weight, fc1_bias, dw_weight, dw_bias, fc2_weight, fc2_bias
@@ -431,7 +433,9 @@ class MixFFNFunction(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
+    def backward(
+        ctx: Any, grad_out: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
         x, w1, b1, dw, db, w2, b2 = ctx.saved_tensors
         n = ctx.needs_input_grad
         needs = (n[0], n[2], n[3], n[4], n[5], n[6], n[7])

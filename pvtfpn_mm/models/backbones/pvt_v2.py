@@ -21,7 +21,8 @@ mlp.{fc1,dwconv,fc2}``) and ``stages.{i}.norm``. The parameters are exactly timm
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -118,7 +119,7 @@ class OverlapPatchEmbed(nn.Module):
         patch_size: int,
         stride: int,
         norm_eps: float = 1e-5,
-    ):
+    ) -> None:
         super().__init__()
         self.proj = nn.Conv2d(
             in_channels,
@@ -161,6 +162,10 @@ class SpatialReductionAttention(nn.Module):
         norm_eps (float): eps of the LayerNorm after the reduction. Defaults to 1e-5.
     """
 
+    # None without a spatial reduction (sr_ratio 1, not linear): set together
+    sr: nn.Conv2d | None
+    norm: nn.LayerNorm | None
+
     def __init__(
         self,
         embed_dims: int,
@@ -171,7 +176,7 @@ class SpatialReductionAttention(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         norm_eps: float = 1e-5,
-    ):
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.head_dims = embed_dims // num_heads
@@ -202,6 +207,7 @@ class SpatialReductionAttention(nn.Module):
             .transpose(1, 2)
         )
         if self.sr is not None:
+            assert self.norm is not None  # built with sr
             x = _nhwc_as_nchw(x, hw_shape)
             if self.pool is not None:
                 x = self.pool(x)
@@ -253,7 +259,7 @@ class MixFFN(nn.Module):
         hidden_dims: int,
         drop: float = 0.0,
         extra_relu: bool = False,
-    ):
+    ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(embed_dims, hidden_dims)
         self.relu = nn.ReLU() if extra_relu else nn.Identity()
@@ -372,7 +378,7 @@ class PVTBlock(nn.Module):
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
         embed_norm_eps: float = 1e-5,
-    ):
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(embed_dims, eps=NORM_EPS)
         self.attn = SpatialReductionAttention(
@@ -430,8 +436,8 @@ class PVTStage(nn.Module):
         drop_path: Sequence[float],
         with_cp: bool = False,
         embed_norm_eps: float = 1e-5,
-        **block_kwargs,
-    ):
+        **block_kwargs: Any,
+    ) -> None:
         super().__init__()
         self.with_cp = with_cp
         self.patch_embed = OverlapPatchEmbed(
@@ -463,16 +469,19 @@ class PVTStage(nn.Module):
         return _nhwc_as_nchw(self.norm(x), hw_shape)
 
 
-def _is_int(value) -> bool:
+def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _is_number(value) -> bool:
+def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _per_stage(
-    name: str, value, depths: tuple[int, ...] | None = None, kind: str = 'int'
+    name: str,
+    value: Any,
+    depths: tuple[int, ...] | None = None,
+    kind: str = 'int',
 ) -> tuple:
     """Checks that ``value`` is a sequence with one entry per stage (of ``depths``), each
     a positive int (``kind='int'``) or a positive number (``kind='number'``)."""
@@ -541,6 +550,11 @@ FOREIGN_KEYWORDS = {
 }
 
 
+def _padding(conv: nn.Conv2d) -> tuple[int, ...]:
+    """The padding of a convolution built with numbers (not ``'same'`` / ``'valid'``)."""
+    return cast('tuple[int, ...]', conv.padding)
+
+
 def _tracing() -> bool:
     """Whether torch.jit / torch.compile / torch.export is tracing (input checks on
     symbolic sizes would only add guards there)."""
@@ -567,7 +581,7 @@ def _unknown_keywords(kwargs: dict) -> TypeError:
     return TypeError(message)
 
 
-def _check_rate(name: str, value) -> float:
+def _check_rate(name: str, value: Any) -> float:
     if not _is_number(value):
         raise TypeError(
             f'{name} must be a number in [0, 1), got {value!r} '
@@ -578,7 +592,7 @@ def _check_rate(name: str, value) -> float:
     return float(value)
 
 
-def _check_bool(name: str, value) -> bool:
+def _check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(
             f'{name} must be True or False, got {value!r} ({type(value).__name__})'
@@ -670,8 +684,8 @@ class PVTv2(BaseModule):
         with_cp: bool = False,
         embed_norm_eps: float = 1e-5,
         init_cfg: dict | None = None,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         if kwargs:
             raise _unknown_keywords(kwargs)
         super().__init__(init_cfg=init_cfg)
@@ -717,12 +731,12 @@ class PVTv2(BaseModule):
             ('with_cp', with_cp),
         ):
             _check_bool(name, value)
-        for name, value in (
+        for name, rate in (
             ('drop_rate', drop_rate),
             ('attn_drop_rate', attn_drop_rate),
             ('drop_path_rate', drop_path_rate),
         ):
-            _check_rate(name, value)
+            _check_rate(name, rate)
         if not _is_number(embed_norm_eps) or not 0 < embed_norm_eps < 1:
             raise (
                 TypeError if not _is_number(embed_norm_eps) else ValueError
@@ -753,8 +767,11 @@ class PVTv2(BaseModule):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
 
-        drop_paths = calculate_drop_path_rates(
-            drop_path_rate, list(self.depths), stagewise=True
+        drop_paths = cast(
+            'list[list[float]]',  # stagewise: one list per stage
+            calculate_drop_path_rates(
+                drop_path_rate, list(self.depths), stagewise=True
+            ),
         )
         self.stages = nn.ModuleList()
         for i in range(self.num_stages):
@@ -783,7 +800,7 @@ class PVTv2(BaseModule):
         #: The smallest input side (pixels) the model takes.
         self.min_input_size = self._compute_min_input_size()
 
-    def _check_out_indices(self, out_indices) -> tuple[int, ...]:
+    def _check_out_indices(self, out_indices: Any) -> tuple[int, ...]:
         """out_indices as a tuple of distinct stage indices (an int selects one)."""
         if _is_int(out_indices):
             out_indices = (out_indices,)
@@ -821,24 +838,30 @@ class PVTv2(BaseModule):
         spatial-reduction convolution needs its input side ``>= sr_ratio``."""
 
         def fits(size: int) -> bool:
-            for stage in self.stages:
+            for stage in self._typed_stages():
                 proj = stage.patch_embed.proj
-                k, st, p = proj.kernel_size[0], proj.stride[0], proj.padding[0]
+                k, st, p = (
+                    proj.kernel_size[0],
+                    proj.stride[0],
+                    _padding(proj)[0],
+                )
                 if size + 2 * p < k:
                     return False
                 size = (size + 2 * p - k) // st + 1
-                sr = stage.blocks[0].attn.sr if len(stage.blocks) else None
+                if not len(stage.blocks):
+                    continue
+                attn = cast(PVTBlock, stage.blocks[0]).attn
                 if (
-                    sr is not None
-                    and stage.blocks[0].attn.pool is None
-                    and size < sr.kernel_size[0]
+                    attn.sr is not None
+                    and attn.pool is None
+                    and size < attn.sr.kernel_size[0]
                 ):
                     return False
             return True
 
         return next(n for n in range(1, 1 << 16) if fits(n))
 
-    def _check_input(self, x) -> None:
+    def _check_input(self, x: object) -> None:
         """Raises a ValueError/TypeError naming what is wrong with the input batch."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(
@@ -873,20 +896,24 @@ class PVTv2(BaseModule):
         non-empty batch of this size gets (the attention cannot reshape 0 elements)."""
         h, w = x.shape[2], x.shape[3]
         outs = []
-        for i, stage in enumerate(self.stages):
+        for i, stage in enumerate(self._typed_stages()):
             proj = stage.patch_embed.proj
             h, w = [
                 (n + 2 * p - k) // st + 1
                 for n, p, k, st in zip(  # noqa: B905  (traced: torch 2.1's dynamo refuses strict=)
-                    (h, w), proj.padding, proj.kernel_size, proj.stride
+                    (h, w), _padding(proj), proj.kernel_size, proj.stride
                 )
             ]
             if i in self.out_indices:
                 outs.append(x.new_zeros(0, self.embed_dims[i], h, w))
         return tuple(outs)
 
+    def _typed_stages(self) -> Iterable[PVTStage]:
+        """:attr:`stages` as what they are, for the type checker (no copy)."""
+        return cast('Iterable[PVTStage]', self.stages)
+
     @staticmethod
-    def _check_init_cfg(init_cfg) -> None:
+    def _check_init_cfg(init_cfg: Any) -> None:
         """A ``Pretrained`` init_cfg must be a single dict (we load it ourselves)."""
         if isinstance(init_cfg, (list, tuple)) and any(
             isinstance(c, dict) and c.get('type') == 'Pretrained'
