@@ -49,6 +49,25 @@ def test_backbone_is_one_graph(kwargs, train):
     assert (graphs, breaks) == (1, 0), reasons
 
 
+def test_compiled_backbone_equals_eager_on_every_stack():
+    """On every supported torch (the oldest stack too: torch 2.1's dynamo broke the graph
+    at ``type(x)`` and failed on a checkpointed module), the compiled backbone -- with
+    gradient checkpointing, in training -- gives the eager outputs and gradients.
+    (aot_eager: dynamo + autograd tracing, no code generation.)"""
+    model = PVTv2('b0', depths=(1, 1, 1, 1), with_cp=True).train()
+    x = torch.randn(2, 3, 64, 64)
+    eager = model(x)
+    sum(o.sum() for o in eager).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    compiled = torch.compile(model, backend='aot_eager')(x)
+    sum(o.sum() for o in compiled).backward()
+    for a, b in zip(eager, compiled, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[n], rtol=1e-4, atol=1e-5)
+
+
 def test_neck_and_detector_forward_are_one_graph():
     neck = TopDownFPN(
         in_channels=[32, 64, 160, 256],

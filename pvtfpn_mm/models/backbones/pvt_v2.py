@@ -275,11 +275,12 @@ class MixFFN(nn.Module):
         module calls would, to every observer (see the class docstring); else None."""
         if (
             not self.fused
-            or type(x) is not torch.Tensor
-            or x.device.type != 'cpu'
+            # Tracing first: torch 2.1's dynamo cannot evaluate type(x) below.
+            or is_compiling()
             or torch.jit.is_tracing()
             or torch.jit.is_scripting()
-            or is_compiling()
+            or type(x) is not torch.Tensor
+            or x.device.type != 'cpu'
             or is_autocast_enabled('cpu')
             or torch._C._are_functorch_transforms_active()
             or (self.training and self.drop.p > 0)
@@ -463,7 +464,11 @@ class PVTStage(nn.Module):
         x, hw_shape = self.patch_embed(x)
         for block in self.blocks:
             if self.with_cp and torch.is_grad_enabled():
-                x = cp.checkpoint(block, x, hw_shape, use_reentrant=False)
+                # The block's __call__ (hooks fire as without checkpointing); a
+                # module itself trips torch 2.1's dynamo (NNModuleVariable.get_name).
+                x = cp.checkpoint(
+                    block.__call__, x, hw_shape, use_reentrant=False
+                )
             else:
                 x = block(x, hw_shape)
         return _nhwc_as_nchw(self.norm(x), hw_shape)
