@@ -1,4 +1,5 @@
 import os
+import re
 
 import pytest
 import torch
@@ -35,10 +36,37 @@ OLDEST_STACK_TESTS = (
 )
 
 
+#: Every-variant sweeps: in the fast loop (``-m "not slow"``) only the cases whose test id
+#: names b0 or the linear-SRA b2-li, names no PVT-v2 variant (the timm / ResNet / example
+#: configs), or is the one variant of its config folder (depth, fpn_concat) run; the
+#: other variants are marked ``slow``.
+VARIANT_SWEEPS = (
+    'tests/test_configs.py::test_config_builds_counts_and_runs',
+    'tests/test_pvt_v2.py::test_parity_with_timm_and_mmdet',
+    'tests/test_pvt_v2.py::test_param_count_equals_timm',
+)
+_VARIANT = r'(?<![A-Za-z0-9])b[0-5](?![A-Za-z0-9])'
+ANY_VARIANT = re.compile(_VARIANT)
+FAST_VARIANTS = re.compile(r'(?<![A-Za-z0-9])b0(?![A-Za-z0-9])|b2[-_]li')
+SINGLE_VARIANT_FOLDERS = ('configs/depth/', 'configs/fpn_concat/')
+
+
+def _slow_variant(nodeid: str) -> bool:
+    case = nodeid.partition('[')[2]
+    return (
+        ANY_VARIANT.search(case) is not None
+        and FAST_VARIANTS.search(case) is None
+        and not case.startswith(SINGLE_VARIANT_FOLDERS)
+    )
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.nodeid.startswith(OLDEST_STACK_TESTS):
             item.add_marker(pytest.mark.oldest)
+        if item.nodeid.startswith(VARIANT_SWEEPS):
+            if _slow_variant(item.nodeid):
+                item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)

@@ -148,6 +148,7 @@ def test_lookup_by_name():
         get_config_path('retinanet_pvtv2-b0_fpn_1x_coco')
 
 
+@pytest.mark.slow
 def test_every_config_resolves():
     from mmengine.config import Config
 

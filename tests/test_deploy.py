@@ -184,6 +184,7 @@ def segmentor(tmp_path_factory):
     return load_model(cfg_path, ckpt)[1], OnnxModel(out, threads=2), tmp
 
 
+@pytest.mark.slow
 def test_segmentor_label_maps_equal(segmentor):
     model, onnx_model, _ = segmentor
     for img in images():
@@ -200,6 +201,7 @@ def test_segmentor_label_maps_equal(segmentor):
         )
 
 
+@pytest.mark.slow
 def test_segmentor_helper_resizes_like_mmseg(segmentor, tmp_path):
     """Through the helper: the test pipeline (Resize to 2048 x 512, keep ratio) on a
     file, then mmseg's resize of the logits to the original image and arg-max."""

@@ -191,6 +191,7 @@ def test_mmseg_reads_ade(toy):
     assert set(seg.unique().tolist()) <= {0, 1, 2, 3}
 
 
+@pytest.mark.slow
 def test_depth_config_trains_and_evaluates_on_toy_nyu(toy):
     """The depth config's data pipeline, loss and DepthMetric on the toy NYU layout."""
     from mmengine.evaluator import Evaluator

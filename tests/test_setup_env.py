@@ -318,6 +318,7 @@ def test_dry_run_bad_argument(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_env_info_reports_mmcv_cuda_ops():
     import torch
 

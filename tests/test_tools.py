@@ -95,6 +95,7 @@ def tool(name, *args, **kwargs):
     )
 
 
+@pytest.mark.slow
 def test_train_and_test_mmdet(tmp_path, toy):
     cfg = tiny_config(tmp_path, toy, 'det')
     work = str(tmp_path / 'work')
@@ -120,6 +121,7 @@ def test_train_and_test_mmdet(tmp_path, toy):
     assert osp.isfile(tmp_path / 'preds.pkl')
 
 
+@pytest.mark.slow
 def test_train_and_test_mmseg(tmp_path, toy):
     cfg = tiny_config(tmp_path, toy, 'seg')
     work = str(tmp_path / 'work')
@@ -144,6 +146,7 @@ def test_train_and_test_mmseg(tmp_path, toy):
     )
 
 
+@pytest.mark.slow
 def test_resume_after_interruption(tmp_path, toy):
     """A run is killed (SIGKILL) right after its checkpoint at iteration 4 of 8, then
     ``--resume`` continues it from iteration 4 to the end."""
@@ -206,6 +209,7 @@ def test_resume_after_interruption(tmp_path, toy):
     assert osp.isfile(osp.join(work, 'iter_8.pth'))
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_gloo(tmp_path, toy):
     cfg = tiny_config(tmp_path, toy, 'det')
     work = str(tmp_path / 'work')
@@ -239,6 +243,7 @@ def test_torchrun_two_processes_gloo(tmp_path, toy):
     assert 'coco/bbox_mAP' in out.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('task,package', [('det', 'mmdet'), ('seg', 'mmseg')])
 def test_mim_train_and_test(tmp_path, toy, task, package):
     cfg = tiny_config(tmp_path, toy, task)
@@ -265,6 +270,7 @@ def test_mim_train_and_test(tmp_path, toy, task, package):
     assert ('coco/bbox_mAP' if task == 'det' else 'mIoU') in out.stdout
 
 
+@pytest.mark.slow
 def test_quickstart_smoke(tmp_path):
     """tools/quickstart.py end to end with 2 iterations per model (the real run trains
     800 + 400 iterations; see the README for its runtime and metrics)."""

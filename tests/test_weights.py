@@ -349,6 +349,7 @@ def test_cli_main_converts_to_mmdet(tmp_path, ours_b0, timm_b0, image, capsys):
         )
 
 
+@pytest.mark.slow
 def test_cli_subprocess_official_to_timm(tmp_path, ours_b0, timm_b0):
     src = save(
         from_ours(ours_b0.state_dict(), 'official'), tmp_path / 'official.pth'

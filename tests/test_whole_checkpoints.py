@@ -243,6 +243,7 @@ def reference_model(cfg_path, state_dict, tmp_path, neck, cfg_options=None):
     return model
 
 
+@pytest.mark.slow
 def test_official_mask_rcnn_converted_predicts_what_the_official_model_predicts(
     tmp_path,
 ):
