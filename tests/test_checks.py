@@ -153,3 +153,21 @@ def test_user_selection_is_combined_with_the_oldest_marker(tmp_path):
     assert '2 passed, 1 deselected' in out, out
     assert '1 passed, 2 deselected' in out, out
     assert '[lint]' not in out, out
+
+
+def test_changelog_records_this_version():
+    """CHANGELOG.md (Keep a Changelog) has an entry for the version in
+    pvtfpn_mm/version.py, the newest released one, under "Unreleased"."""
+    import re
+
+    from pvtfpn_mm import __version__
+
+    with open(osp.join(ROOT, 'CHANGELOG.md'), encoding='utf-8') as f:
+        text = f.read()
+    headings = re.findall(r'^## \[([^\]]+)\]', text, flags=re.M)
+    assert headings[0] == 'Unreleased', headings
+    assert headings[1] == __version__, (
+        f'CHANGELOG.md: newest release {headings[1]!r}, pvtfpn_mm/version.py '
+        f'{__version__!r}'
+    )
+    assert f'[{__version__}]: ' in text  # its link reference
