@@ -1,6 +1,9 @@
 """Versions of the stack and the model types pvtfpn_mm registers."""
 
 import importlib
+import importlib.util
+import subprocess
+import sys
 from importlib import metadata
 
 from .registry import DOWNSTREAM_SCOPES, MODELS, downstream_registry
@@ -61,12 +64,49 @@ def mmcv_cuda_ops() -> str:
     ``'not available'`` (mmcv's own words) means CPU-only ops: mmdet's focal loss, NMS and
     RoIAlign then fail on CUDA tensors. ``tools/setup_env.sh`` builds CUDA ops where it
     finds a usable NVIDIA GPU.
+
+    mmcv's ``get_compiling_cuda_version`` runs in a child process: with mmcv 2.1.0 built
+    for CUDA 13 (torch 2.11, gcc 13) it crashed the interpreter (SIGSEGV) although the ops
+    themselves ran. A crash is reported with what the extension links against instead.
     """
     if not mmcv_ops_compiled():
         return 'no compiled ops'
-    from mmcv.ops import get_compiling_cuda_version
+    code = (
+        'from mmcv.ops import get_compiling_cuda_version as v; '
+        'print(v(), end="")'
+    )
+    try:
+        child = subprocess.run(
+            [sys.executable, '-c', code],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except subprocess.TimeoutExpired:
+        return 'unknown (mmcv\'s CUDA version query did not return in 300 s)'
+    if child.returncode == 0 and child.stdout:
+        return child.stdout.strip()
+    how = (
+        f'crashed with signal {-child.returncode}'
+        if child.returncode < 0
+        else f'failed: {child.stderr.strip().splitlines()[-1:] or child.returncode}'
+    )
+    links = (
+        'links the CUDA runtime'
+        if _ext_links_cuda()
+        else 'links no CUDA runtime'
+    )
+    return f'unknown (mmcv\'s CUDA version query {how}; mmcv._ext {links})'
 
-    return get_compiling_cuda_version()
+
+def _ext_links_cuda() -> bool:
+    """Whether mmcv's compiled extension names CUDA libraries (its ELF strings)."""
+    spec = importlib.util.find_spec('mmcv._ext')
+    if spec is None or spec.origin is None:
+        return False
+    with open(spec.origin, 'rb') as f:
+        data = f.read()
+    return b'libcudart' in data or b'libc10_cuda' in data
 
 
 def torch_cuda() -> dict[str, str]:

@@ -101,3 +101,23 @@ def test_env_info_in_process():
     assert info['build'] == (torch.version.cuda or 'CPU only')
     ops = mmcv_cuda_ops()
     assert ops == 'not available' or ops[0].isdigit(), ops
+
+
+def test_env_info_survives_a_crashing_cuda_version_query(monkeypatch):
+    """mmcv 2.1.0 built for CUDA 13 crashed in get_compiling_cuda_version (seen on an H100
+    machine): env_info asks in a child process and says so instead of dying."""
+    import subprocess
+
+    from pvtfpn_mm import env_info
+
+    monkeypatch.setattr(env_info, 'mmcv_ops_compiled', lambda: True)
+    monkeypatch.setattr(
+        env_info.subprocess,
+        'run',
+        lambda *a, **k: subprocess.CompletedProcess(a, -11, '', ''),
+    )
+    monkeypatch.setattr(env_info, '_ext_links_cuda', lambda: True)
+    assert env_info.mmcv_cuda_ops() == (
+        "unknown (mmcv's CUDA version query crashed with signal 11; "
+        'mmcv._ext links the CUDA runtime)'
+    )
