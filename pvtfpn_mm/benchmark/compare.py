@@ -778,6 +778,22 @@ def _child(function: str, *args: Any) -> float | None:
     return json.loads(line.split(' ', 1)[1])['train']
 
 
+def _alternate_children(
+    children: dict[str, tuple[Any, ...]], repeats: int
+) -> tuple[dict[str, list[float | None]], dict[str, float]]:
+    """Runs each ``name: (function, *args)`` of ``children`` in a fresh process, the
+    candidates alternating, ``repeats`` times: every run's peak MiB and their medians."""
+    runs: dict[str, list[float | None]] = {n: [] for n in children}
+    for _ in range(repeats):
+        for name, args in children.items():
+            runs[name].append(_child(*args))
+    # numbers where the child could measure (None, without /proc, fails here)
+    mib = {
+        n: statistics.median(cast('list[float]', v)) for n, v in runs.items()
+    }
+    return runs, mib
+
+
 def measure_backbone_memory(
     archs: Sequence[str],
     size: Size,
@@ -798,27 +814,22 @@ def measure_backbone_memory(
         ]
         if arch != 'b2_li':
             names.append(('mmdet', False))
-        runs: dict[str, list[float | None]] = {
-            f'{n}{" with_cp" if cp else ""}': [] for n, cp in names
-        }
-        for _ in range(repeats):
-            for (name, cp), key in zip(names, runs, strict=True):
-                runs[key].append(
-                    _child(
-                        'backbone_memory_child',
-                        arch,
-                        name,
-                        cp,
-                        list(size),
-                        batch,
-                        torch.get_num_threads(),
-                    )
+        threads = torch.get_num_threads()
+        runs, mib = _alternate_children(
+            {
+                f'{n}{" with_cp" if cp else ""}': (
+                    'backbone_memory_child',
+                    arch,
+                    n,
+                    cp,
+                    list(size),
+                    batch,
+                    threads,
                 )
-        # numbers where the child could measure (None, without /proc, fails here)
-        mib = {
-            n: statistics.median(cast('list[float]', v))
-            for n, v in runs.items()
-        }
+                for n, cp in names
+            },
+            repeats,
+        )
         row = dict(
             part='memory',
             what='backbone fwd+bwd',
@@ -860,24 +871,21 @@ def measure_memory(
             'ours with_cp': (ours_cfg, {'model.backbone.with_cp': True}),
             'mmdet': (ref_cfg, ref_options),
         }
-        runs: dict[str, list[float | None]] = {n: [] for n in cands}
-        for _ in range(repeats):
-            for name, (config, options) in cands.items():
-                runs[name].append(
-                    _child(
-                        'memory_child',
-                        resolve_config(config),
-                        options,
-                        list(size),
-                        batch,
-                        torch.get_num_threads(),
-                    )
+        threads = torch.get_num_threads()
+        runs, mib = _alternate_children(
+            {
+                name: (
+                    'memory_child',
+                    resolve_config(config),
+                    options,
+                    list(size),
+                    batch,
+                    threads,
                 )
-        # numbers where the child could measure (None, without /proc, fails here)
-        mib = {
-            n: statistics.median(cast('list[float]', v))
-            for n, v in runs.items()
-        }
+                for name, (config, options) in cands.items()
+            },
+            repeats,
+        )
         row = dict(
             part='memory',
             pair=pair,
