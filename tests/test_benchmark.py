@@ -14,7 +14,7 @@ from mmengine.config import Config
 from mmengine.hub import get_config
 
 import pvtfpn_mm  # noqa: F401  (registers the counter)
-from pvtfpn_mm.benchmark import MODES, load_mode
+from pvtfpn_mm.benchmark import MODES, BenchmarkError, load_mode
 from pvtfpn_mm.benchmark.configs import (
     all_configs,
     is_complete,
@@ -170,6 +170,47 @@ def test_benchmark_one_config_tiny(tmp_path, capsys):
         and float(written[0]['flops_g']) > 0
     )
     assert md_path.read_text().startswith('Measured ')
+
+
+def test_a_failing_config_does_not_end_the_run(tmp_path, capsys):
+    """A long --all run keeps going past a config that fails; the failure is in the
+    outputs (error column, a list under the table) and the run ends in an error."""
+    toy = config('quickstart/retinanet_pvtv2-b0_*toy-96.py')
+    bad = tmp_path / 'broken.py'
+    bad.write_text(
+        f"_base_ = {toy!r}\nmodel = dict(backbone=dict(type='NoSuchBackbone'))\n"
+    )
+    csv_path, md_path = tmp_path / 'b.csv', tmp_path / 'b.md'
+    args = [str(bad), toy, '--size', '64x64', '--rounds', '1']
+    args += ['--train-rounds', '1', '--skip-memory', '--skip-flops']
+    args += ['--device', 'cpu', '--threads', '1']
+    args += ['--out-csv', str(csv_path), '--out-md', str(md_path)]
+    with pytest.raises(BenchmarkError, match=r'1 of 2 configs failed: broken'):
+        benchmark_tool().main(args)
+    written = list(csv.DictReader(open(csv_path)))
+    assert [r['config'] for r in written] == ['broken', osp.basename(toy)[:-3]]
+    assert 'NoSuchBackbone' in written[0]['error'] and not written[1]['error']
+    assert (
+        float(written[1]['infer_ms']) > 0 and float(written[1]['train_ms']) > 0
+    )
+    text = md_path.read_text()
+    assert 'Failed' in text and '- broken: KeyError' in text
+    assert 'NoSuchBackbone' in capsys.readouterr().err  # the traceback
+
+
+def test_classifier_gets_the_top_level_data_preprocessor():
+    """As mmengine's Runner: mmpretrain's dataset config puts ``num_classes`` (needed by
+    Mixup / CutMix) in a top-level ``data_preprocessor``; built outside a Runner (the
+    benchmark, the exporter) the model must get it too, or its train step fails."""
+    cfg = config('examples/cls_timm-pvt-v2-b2_*in1k-224.py')
+    model = build_model_from_config(cfg)
+    assert model.data_preprocessor.num_classes == 1000
+    assert model.data_preprocessor.batch_augments is not None
+    # the model's own data_preprocessor wins over the top-level one
+    model = build_model_from_config(
+        cfg, {'model.data_preprocessor': dict(type='ClsDataPreprocessor')}
+    )
+    assert model.data_preprocessor.num_classes is None
 
 
 @pytest.mark.slow

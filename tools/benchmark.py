@@ -14,7 +14,7 @@ step time at the config's batch per GPU, peak memory; on CUDA when present, else
 import argparse
 import sys
 
-from pvtfpn_mm.benchmark import MODES, load_mode
+from pvtfpn_mm.benchmark import MODES, BenchmarkError, load_mode
 
 
 def parse_args(argv=None):
@@ -40,5 +40,5 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, BenchmarkError) as error:
         sys.exit(f'benchmark.py: error: {error}')

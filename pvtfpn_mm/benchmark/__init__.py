@@ -25,6 +25,10 @@ MODES = {
 }
 
 
+class BenchmarkError(RuntimeError):
+    """A benchmark run that ended with failures (listed in its outputs)."""
+
+
 def load_mode(name: str) -> ModuleType:
     """The module of mode ``name`` (a key of :data:`MODES`)."""
     if name not in MODES:

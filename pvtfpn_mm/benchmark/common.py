@@ -16,6 +16,7 @@ otherwise keeps freed blocks and a second step reuses them unseen).
 import csv
 import ctypes
 import datetime
+import io
 import os
 import platform
 import statistics
@@ -274,16 +275,19 @@ def markdown_table(
 def write_csv(
     path: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]
 ) -> None:
-    """Writes ``rows`` (the ``columns`` keys) to a CSV file (``~`` expanded)."""
-    path = os.path.expanduser(path)
-    with open(path, 'w', newline='') as f:
-        writer = csv.DictWriter(
-            f, fieldnames=list(columns), extrasaction='ignore'
-        )
-        writer.writeheader()
-        writer.writerows(rows)
+    """Writes ``rows`` (the ``columns`` keys) to a CSV file (``~`` expanded), atomically
+    (a temporary file, fsync, rename: rewritten after every group of a long run)."""
+    buffer = io.StringIO(newline='')
+    writer = csv.DictWriter(
+        buffer, fieldnames=list(columns), extrasaction='ignore'
+    )
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
 
 
 def write_text(path: str, text: str) -> None:
-    with open(os.path.expanduser(path), 'w') as f:
-        f.write(text)
+    """Writes ``text`` to ``path`` (``~`` expanded) atomically."""
+    from pvtfpn_mm.engine.files import write_text_atomic
+
+    write_text_atomic(os.path.expanduser(path), text)

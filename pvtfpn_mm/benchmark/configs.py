@@ -32,7 +32,8 @@ import os
 import os.path as osp
 import subprocess
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -41,6 +42,7 @@ import torch.nn as nn
 if TYPE_CHECKING:
     from mmengine.model import BaseModel
 
+from . import BenchmarkError
 from .common import (
     PeakMemory,
     Progress,
@@ -77,6 +79,7 @@ CSV_COLUMNS = list(COLUMNS) + [
     'train_ms_max',
     'device',
     'threads',
+    'error',
 ]
 
 
@@ -494,6 +497,115 @@ def _mib_str(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
+def _build(
+    config: str,
+    device: torch.device,
+    size: Size | None,
+    train_batch: int | None,
+    skip_flops: bool,
+    progress: Progress,
+) -> tuple[Candidate, dict[str, Any]]:
+    """The :class:`Candidate` of ``config`` and its row (sizes, params, FLOPs)."""
+    cand = Candidate(config, device, size, train_batch)
+    row = dict(
+        config=cand.name,
+        task=cand.task,
+        device=device.type,
+        threads=torch.get_num_threads(),
+        params_m=round(cand.params / 1e6, 2),
+        test_size='x'.join(map(str, cand.test_size)),
+        train_size='x'.join(map(str, cand.train_size)),
+        train_batch=cand.train_batch,
+    )
+    progress.step(f'{cand.name}: built')
+    if not skip_flops:
+        row['flops_g'] = round(cand.flops() / 1e9, 2)
+        progress.step(f'{cand.name}: FLOPs')
+    return cand, row
+
+
+def _failed_row(
+    config: str, device: torch.device, error: Exception, progress: Progress
+) -> dict[str, Any]:
+    """The row of a config that failed: its traceback goes to stderr."""
+    traceback.print_exc()
+    message = f'{type(error).__name__}: {error}'.splitlines()[0][:300]
+    name = osp.splitext(osp.basename(config))[0]
+    progress.step(f'{name}: FAILED: {message}')
+    return dict(
+        config=name,
+        device=device.type,
+        threads=torch.get_num_threads(),
+        error=message,
+    )
+
+
+def _time_group(
+    group: Sequence[Candidate],
+    group_rows: Sequence[dict[str, Any]],
+    device: torch.device,
+    progress: Progress,
+    rounds: int,
+    train_rounds: int,
+    skip_train: bool,
+    skip_memory: bool,
+    size: Size | None,
+    train_batch: int | None,
+) -> None:
+    """Times ``group`` (interleaved) and measures its memory into ``group_rows``."""
+    times = interleaved_rounds(
+        {c.name: c.infer for c in group},
+        rounds,
+        device,
+        on_call=lambda n: progress.step(f'{n}: inference'),
+    )
+    for cand, row in zip(group, group_rows, strict=True):
+        stats = summarize(times[cand.name])
+        row.update(
+            infer_ms=round(stats['median'], 1),
+            infer_ms_min=round(stats['min'], 1),
+            infer_ms_max=round(stats['max'], 1),
+        )
+    if not skip_train:
+        times = interleaved_rounds(
+            {c.name: c.train_step for c in group},
+            train_rounds,
+            device,
+            on_call=lambda n: progress.step(f'{n}: train step'),
+        )
+        for cand, row in zip(group, group_rows, strict=True):
+            stats = summarize(times[cand.name])
+            row.update(
+                train_ms=round(stats['median'], 1),
+                train_ms_min=round(stats['min'], 1),
+                train_ms_max=round(stats['max'], 1),
+            )
+    if skip_memory:
+        return
+    for cand, row in zip(group, group_rows, strict=True):
+        if device.type == 'cuda':
+            with PeakMemory(device) as infer:
+                cand.infer()
+            mem = dict(infer=infer.mib, train=None)
+            if not skip_train:
+                with PeakMemory(device) as train:
+                    cand.train_step()
+                mem['train'] = train.mib
+        else:
+            mem = _memory_in_child(
+                cand.config,
+                size,
+                train_batch,
+                torch.get_num_threads(),
+                skip_train,
+            )
+        row.update(
+            infer_mem_mib=_mib_str(mem['infer']),
+            train_mem_mib=_mib_str(mem['train']),
+        )
+        progress.step(f'{cand.name}: memory')
+
+
 def measure(
     configs: Sequence[str],
     device: torch.device | None = None,
@@ -505,9 +617,16 @@ def measure(
     skip_flops: bool = False,
     skip_train: bool = False,
     skip_memory: bool = False,
+    on_group: Callable[[list[dict[str, Any]]], object] | None = None,
 ) -> list[dict[str, Any]]:
     """Measures ``configs`` (see the module doc); one row (dict of :data:`CSV_COLUMNS`)
-    per config, in order. ``interleave`` configs are held and timed together."""
+    per config, in order. ``interleave`` configs are held and timed together.
+
+    A config that fails (to build or to run) does not end the run: its group's rows get
+    an ``error`` (the exception, its traceback on stderr) and the next group goes on.
+    ``on_group(rows)`` is called with all rows so far after every group (to save them:
+    a long run killed half-way keeps what it measured).
+    """
     device = device or default_device()
     per_group = (
         1
@@ -522,77 +641,45 @@ def measure(
     rows: list[dict[str, Any]] = []
     try:
         for start in range(0, len(configs), interleave):
-            group = []
+            group: list[Candidate] = []
+            group_rows: list[dict[str, Any]] = []
             for config in configs[start : start + interleave]:
-                group.append(Candidate(config, device, size, train_batch))
-                progress.step(f'{group[-1].name}: built')
-            for cand in group:
-                row = dict(
-                    config=cand.name,
-                    task=cand.task,
-                    device=device.type,
-                    threads=torch.get_num_threads(),
-                    params_m=round(cand.params / 1e6, 2),
-                    test_size='x'.join(map(str, cand.test_size)),
-                    train_size='x'.join(map(str, cand.train_size)),
-                    train_batch=cand.train_batch,
-                )
-                if not skip_flops:
-                    row['flops_g'] = round(cand.flops() / 1e9, 2)
-                    progress.step(f'{cand.name}: FLOPs')
+                try:
+                    cand, row = _build(
+                        config, device, size, train_batch, skip_flops, progress
+                    )
+                except Exception as error:  # reported; the run goes on
+                    rows.append(_failed_row(config, device, error, progress))
+                    continue
+                group.append(cand)
+                group_rows.append(row)
                 rows.append(row)
-            group_rows = rows[-len(group) :]
-            times = interleaved_rounds(
-                {c.name: c.infer for c in group},
-                rounds,
-                device,
-                on_call=lambda n: progress.step(f'{n}: inference'),
-            )
-            for cand, row in zip(group, group_rows, strict=True):
-                stats = summarize(times[cand.name])
-                row.update(
-                    infer_ms=round(stats['median'], 1),
-                    infer_ms_min=round(stats['min'], 1),
-                    infer_ms_max=round(stats['max'], 1),
-                )
-            if not skip_train:
-                times = interleaved_rounds(
-                    {c.name: c.train_step for c in group},
-                    train_rounds,
-                    device,
-                    on_call=lambda n: progress.step(f'{n}: train step'),
-                )
-                for cand, row in zip(group, group_rows, strict=True):
-                    stats = summarize(times[cand.name])
-                    row.update(
-                        train_ms=round(stats['median'], 1),
-                        train_ms_min=round(stats['min'], 1),
-                        train_ms_max=round(stats['max'], 1),
+                del cand
+            try:
+                if group:
+                    _time_group(
+                        group,
+                        group_rows,
+                        device,
+                        progress,
+                        rounds,
+                        train_rounds,
+                        skip_train,
+                        skip_memory,
+                        size,
+                        train_batch,
                     )
-            if not skip_memory:
-                for cand, row in zip(group, group_rows, strict=True):
-                    if device.type == 'cuda':
-                        with PeakMemory(device) as infer:
-                            cand.infer()
-                        mem = dict(infer=infer.mib, train=None)
-                        if not skip_train:
-                            with PeakMemory(device) as train:
-                                cand.train_step()
-                            mem['train'] = train.mib
-                    else:
-                        mem = _memory_in_child(
-                            cand.config,
-                            size,
-                            train_batch,
-                            torch.get_num_threads(),
-                            skip_train,
-                        )
-                    row.update(
-                        infer_mem_mib=_mib_str(mem['infer']),
-                        train_mem_mib=_mib_str(mem['train']),
-                    )
-                    progress.step(f'{cand.name}: memory')
-            del group
+            except Exception as error:  # reported; the run goes on
+                # the group is timed together: all of it is marked; what it
+                # measured before the failure stays
+                failed = _failed_row(
+                    '+'.join(c.name for c in group), device, error, progress
+                )
+                for row in group_rows:
+                    row['error'] = failed['error']
+            if on_group is not None:
+                on_group(rows)
+            group.clear()
             gc.collect()
             if device.type == 'cuda':
                 torch.cuda.empty_cache()
@@ -627,7 +714,13 @@ def report(
         f"multiply-adds of the 'tensor' forward at the test size; peak memory: growth "
         f"during one step ({_MEMORY_KIND[machine['device'] == 'cpu']})."
     )
-    return head + '\n\n' + markdown_table(rows, COLUMNS) + '\n'
+    text = head + '\n\n' + markdown_table(rows, COLUMNS) + '\n'
+    failed = [row for row in rows if row.get('error')]
+    if failed:
+        text += '\nFailed (their cells may be empty):\n\n' + ''.join(
+            f"- {row['config']}: {row['error']}\n" for row in failed
+        )
+    return text
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -725,6 +818,17 @@ def run(args) -> list[dict[str, Any]]:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else default_device()
+
+    def save(rows: list[dict[str, Any]]) -> str:
+        text = report(
+            rows, describe_machine(device), args.rounds, args.train_rounds
+        )
+        if args.out_csv:
+            write_csv(args.out_csv, rows, CSV_COLUMNS)
+        if args.out_md:
+            write_text(args.out_md, text)
+        return text
+
     rows = measure(
         configs,
         device,
@@ -736,13 +840,13 @@ def run(args) -> list[dict[str, Any]]:
         args.skip_flops,
         args.skip_train,
         args.skip_memory,
+        on_group=save,
     )
-    text = report(
-        rows, describe_machine(device), args.rounds, args.train_rounds
-    )
-    print(text)
-    if args.out_csv:
-        write_csv(args.out_csv, rows, CSV_COLUMNS)
-    if args.out_md:
-        write_text(args.out_md, text)
+    print(save(rows))
+    failed = [row['config'] for row in rows if row.get('error')]
+    if failed:
+        raise BenchmarkError(
+            f'{len(failed)} of {len(rows)} configs failed: {", ".join(failed)} '
+            '(tracebacks above; the error column of the outputs)'
+        )
     return rows

@@ -5,6 +5,8 @@ this way: the config's ``custom_imports`` are honoured, its ``default_scope`` pi
 registry, and nothing is downloaded (building does not run ``init_weights``).
 """
 
+import copy
+
 import torch.nn as nn
 from mmengine.config import Config
 
@@ -39,7 +41,12 @@ def load_model_config(
 def build_model_from_config(
     config: str | Config, cfg_options: dict | None = None
 ) -> nn.Module:
-    """The (uninitialized) model of ``config``, in train mode, on the CPU."""
+    """The (uninitialized) model of ``config``, in train mode, on the CPU.
+
+    As mmengine's ``Runner`` builds it: a top-level ``data_preprocessor`` (mmpretrain's
+    dataset configs put ``num_classes`` for Mixup / CutMix there) fills in the model's
+    when the model names none.
+    """
     from mmengine.registry import init_default_scope
 
     cfg = load_model_config(config, cfg_options)
@@ -50,4 +57,10 @@ def build_model_from_config(
         from mmseg.registry import MODELS
     else:
         from mmpretrain.registry import MODELS
-    return MODELS.build(cfg.model)
+    model_cfg = copy.deepcopy(cfg.model)
+    data_preprocessor = cfg.get('data_preprocessor')
+    if isinstance(model_cfg, dict) and data_preprocessor is not None:
+        model_cfg.setdefault(
+            'data_preprocessor', copy.deepcopy(data_preprocessor)
+        )
+    return MODELS.build(model_cfg)
