@@ -198,6 +198,18 @@ def test_a_failing_config_does_not_end_the_run(tmp_path, capsys):
     assert 'NoSuchBackbone' in capsys.readouterr().err  # the traceback
 
 
+def test_size_override_reaches_the_segmentation_preprocessor():
+    """mmseg pads training batches to the crop size: ``--size`` must change that too, or
+    a 64x64 run trains at 512x512 while its row says 64x64."""
+    from pvtfpn_mm.benchmark.configs import Candidate
+
+    cfg = config('sem_fpn/fpn_pvtv2-b0_*ade20k-512x512.py')
+    cand = Candidate(cfg, torch.device('cpu'), size=(64, 96), train_batch=2)
+    cand.model.train()
+    data = cand.model.data_preprocessor(cand.train_data, True)
+    assert tuple(data['inputs'].shape) == (2, 3, 64, 96)
+
+
 def test_classifier_gets_the_top_level_data_preprocessor():
     """As mmengine's Runner: mmpretrain's dataset config puts ``num_classes`` (needed by
     Mixup / CutMix) in a top-level ``data_preprocessor``; built outside a Runner (the

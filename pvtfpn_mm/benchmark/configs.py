@@ -405,6 +405,11 @@ class Candidate:
         )
         self.task = task_of(self.cfg)
         test_size, train_size = sizes_of(self.cfg)
+        preprocessor = getattr(self.model, 'data_preprocessor', None)
+        if size and getattr(preprocessor, 'size', None) is not None:
+            # mmseg's preprocessor pads training batches to the crop size: with a
+            # size override the inputs stay that size
+            preprocessor.size = tuple(size)  # type: ignore[union-attr]
         self.test_size = size or test_size
         self.train_size = size or train_size
         self.train_batch = train_batch or int(
