@@ -599,3 +599,21 @@ def test_the_lock_waits_for_the_children_of_an_ended_holder(tmp_path):
     assert holder.stdout.strip() == 'locked'
     with WorkDirLock(str(tmp_path)):  # waited for the child, then took it
         pass
+
+
+def test_atomic_text_files_get_the_usual_mode(tmp_path):
+    """``write_text_atomic`` (last_checkpoint, the benchmark's CSV / Markdown) creates
+    files as a plain ``open()`` would (0o666 less the umask), not mkstemp's 0o600, and
+    leaves no temporary file behind."""
+    from pvtfpn_mm.engine.files import write_text_atomic
+
+    path = tmp_path / 'out.csv'
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(str(path), 'a\n')
+        write_text_atomic(str(path), 'b\n')
+    finally:
+        os.umask(old)
+    assert path.read_text() == 'b\n'
+    assert (path.stat().st_mode & 0o777) == 0o644
+    assert os.listdir(tmp_path) == ['out.csv']

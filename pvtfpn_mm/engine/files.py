@@ -49,6 +49,9 @@ def write_text_atomic(path: str, text: str) -> None:
         dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.tmp'
     )
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as a plain open() would create it
         with os.fdopen(fd, 'w') as f:
             f.write(text)
             f.flush()
