@@ -264,6 +264,18 @@ def test_bad_arguments_are_named(tmp_path):
         tool.main([cfg, '--size', '16x16'])
     with pytest.raises(ValueError, match='--rounds must be >= 1, got 0'):
         tool.main([cfg, '--rounds', '0'])
+    with pytest.raises(ValueError, match='--threads must be >= 1, got 0'):
+        tool.main([cfg, '--threads', '0'])
+    with pytest.raises(
+        ValueError, match="--device 'gpu' is not a torch device"
+    ):
+        tool.main([cfg, '--device', 'gpu'])
+    with pytest.raises(
+        ValueError, match="--device must be cpu or cuda, got 'meta'"
+    ):
+        tool.main(['compare', '--device', 'meta'])
+    with pytest.raises(ValueError, match='--threads must be >= 1, got -1'):
+        tool.main(['compare', '--threads', '-1'])
     with pytest.raises(FileNotFoundError, match='nope.py'):
         tool.main([str(tmp_path / 'nope.py')])
     with pytest.raises(ValueError, match='not both'):

@@ -73,6 +73,46 @@ def default_device() -> torch.device:
 # --------------------------------------------------------------------------- timing
 
 
+def add_device_arguments(parser) -> None:
+    """``--device`` and ``--threads``: every mode's (see :func:`device_from_args`)."""
+    parser.add_argument(
+        '--device',
+        default=None,
+        help='cuda or cpu (default: cuda when present)',
+    )
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch threads (default: torch\'s, = the cores)',
+    )
+
+
+def device_from_args(args) -> torch.device:
+    """Sets the torch threads of ``args.threads`` and returns the device of
+    ``args.device`` (default: :func:`default_device`); a bad value is a ValueError
+    naming it."""
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f'--threads must be >= 1, got {args.threads}')
+        torch.set_num_threads(args.threads)
+    if not args.device:
+        return default_device()
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as error:
+        raise ValueError(
+            f'--device {args.device!r} is not a torch device ({error})'
+        ) from None
+    if device.type not in ('cpu', 'cuda'):
+        raise ValueError(f'--device must be cpu or cuda, got {args.device!r}')
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(
+            f'--device {args.device!r}: CUDA is not available here'
+        )
+    return device
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == 'cuda':
         torch.cuda.synchronize(device)

@@ -57,7 +57,13 @@ from typing import Any, cast
 import torch
 import torch.nn as nn
 
-from .common import describe_machine, interleaved_rounds, synchronize
+from .common import (
+    add_device_arguments,
+    describe_machine,
+    device_from_args,
+    interleaved_rounds,
+    synchronize,
+)
 
 Size = tuple[int, int]
 
@@ -924,17 +930,7 @@ def add_arguments(parser) -> None:
         choices=PARTS,
         help=f'what to measure (default: {" ".join(DEFAULT_PARTS)})',
     )
-    parser.add_argument(
-        '--device',
-        default=None,
-        help='cuda or cpu (default: cuda when present)',
-    )
-    parser.add_argument(
-        '--threads',
-        type=int,
-        default=None,
-        help='torch threads (default: torch\'s, = the cores)',
-    )
+    add_device_arguments(parser)
     parser.add_argument(
         '--clock',
         choices=tuple(CLOCKS),
@@ -1039,7 +1035,6 @@ def add_arguments(parser) -> None:
 
 def run(args) -> list[dict[str, Any]]:
     """Runs the ``compare`` mode from parsed ``args``; prints one line per result."""
-    from .common import default_device
 
     for name in ('rounds', 'train_rounds', 'train_batch', 'memory_repeats'):
         if getattr(args, name) < 1:
@@ -1047,9 +1042,7 @@ def run(args) -> list[dict[str, Any]]:
                 f'--{name.replace("_", "-")} must be >= 1, '
                 f'got {getattr(args, name)}'
             )
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device) if args.device else default_device()
+    device = device_from_args(args)
     machine = describe_machine(device)
     print(
         f"compare on {machine['device_name']} ({machine['device']}), "

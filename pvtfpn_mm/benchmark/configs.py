@@ -46,8 +46,10 @@ from . import BenchmarkError
 from .common import (
     PeakMemory,
     Progress,
+    add_device_arguments,
     default_device,
     describe_machine,
+    device_from_args,
     interleaved_rounds,
     markdown_table,
     release_freed_memory,
@@ -739,17 +741,7 @@ def add_arguments(parser) -> None:
         action='store_true',
         help='measure every config under configs/ (except _base_)',
     )
-    parser.add_argument(
-        '--device',
-        default=None,
-        help='cuda or cpu (default: cuda when present)',
-    )
-    parser.add_argument(
-        '--threads',
-        type=int,
-        default=None,
-        help='torch threads (default: torch\'s, = the cores)',
-    )
+    add_device_arguments(parser)
     parser.add_argument(
         '--size',
         default=None,
@@ -820,9 +812,7 @@ def run(args) -> list[dict[str, Any]]:
                 f'--{name.replace("_", "-")} must be >= 1, '
                 f'got {getattr(args, name)}'
             )
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device) if args.device else default_device()
+    device = device_from_args(args)
 
     def save(rows: list[dict[str, Any]]) -> str:
         text = report(
