@@ -560,33 +560,27 @@ def _time_group(
     train_batch: int | None,
 ) -> None:
     """Times ``group`` (interleaved) and measures its memory into ``group_rows``."""
-    times = interleaved_rounds(
-        {c.name: c.infer for c in group},
-        rounds,
-        device,
-        on_call=lambda n: progress.step(f'{n}: inference'),
-    )
-    for cand, row in zip(group, group_rows, strict=True):
-        stats = summarize(times[cand.name])
-        row.update(
-            infer_ms=round(stats['median'], 1),
-            infer_ms_min=round(stats['min'], 1),
-            infer_ms_max=round(stats['max'], 1),
-        )
-    if not skip_train:
+
+    def timed(key: str, what: str, step: str, n: int) -> None:
+        # the medians (and spread) of n interleaved rounds of each candidate's `step`
         times = interleaved_rounds(
-            {c.name: c.train_step for c in group},
-            train_rounds,
+            {c.name: getattr(c, step) for c in group},
+            n,
             device,
-            on_call=lambda n: progress.step(f'{n}: train step'),
+            on_call=lambda name: progress.step(f'{name}: {what}'),
         )
         for cand, row in zip(group, group_rows, strict=True):
             stats = summarize(times[cand.name])
-            row.update(
-                train_ms=round(stats['median'], 1),
-                train_ms_min=round(stats['min'], 1),
-                train_ms_max=round(stats['max'], 1),
-            )
+            for suffix, stat in (
+                ('', 'median'),
+                ('_min', 'min'),
+                ('_max', 'max'),
+            ):
+                row[f'{key}{suffix}'] = round(stats[stat], 1)
+
+    timed('infer_ms', 'inference', 'infer', rounds)
+    if not skip_train:
+        timed('train_ms', 'train step', 'train_step', train_rounds)
     if skip_memory:
         return
     for cand, row in zip(group, group_rows, strict=True):
