@@ -531,20 +531,13 @@ def _build(
     return cand, row
 
 
-def _failed_row(
-    config: str, device: torch.device, error: Exception, progress: Progress
-) -> dict[str, Any]:
-    """The row of a config that failed: its traceback goes to stderr."""
+def _failure(name: str, error: Exception, progress: Progress) -> str:
+    """The one-line message of ``error`` (what failed for ``name``); the traceback goes
+    to stderr and the failure to the progress."""
     traceback.print_exc()
     message = f'{type(error).__name__}: {error}'.splitlines()[0][:300]
-    name = osp.splitext(osp.basename(config))[0]
     progress.step(f'{name}: FAILED: {message}')
-    return dict(
-        config=name,
-        device=device.type,
-        threads=torch.get_num_threads(),
-        error=message,
-    )
+    return message
 
 
 def _time_group(
@@ -650,7 +643,15 @@ def measure(
                         config, device, size, train_batch, skip_flops, progress
                     )
                 except Exception as error:  # reported; the run goes on
-                    rows.append(_failed_row(config, device, error, progress))
+                    name = osp.splitext(osp.basename(config))[0]
+                    rows.append(
+                        dict(
+                            config=name,
+                            device=device.type,
+                            threads=torch.get_num_threads(),
+                            error=_failure(name, error, progress),
+                        )
+                    )
                     continue
                 group.append(cand)
                 group_rows.append(row)
@@ -673,11 +674,11 @@ def measure(
             except Exception as error:  # reported; the run goes on
                 # the group is timed together: all of it is marked; what it
                 # measured before the failure stays
-                failed = _failed_row(
-                    '+'.join(c.name for c in group), device, error, progress
+                message = _failure(
+                    '+'.join(c.name for c in group), error, progress
                 )
                 for row in group_rows:
-                    row['error'] = failed['error']
+                    row['error'] = message
             if on_group is not None:
                 on_group(rows)
             group.clear()
