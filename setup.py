@@ -62,6 +62,7 @@ INSTALL_REQUIRES = [
     'timm>=0.9.16',
     'numpy>=1.26',
     'packaging',
+    'filelock>=3.13',  # the work-dir lock (FileLock(thread_local=...): 3.11)
 ]
 EXTRAS_REQUIRE = {
     'mmdet': ['mmdet>=3.3.0,<3.4', 'pycocotools>=2.0.7'],

@@ -1,22 +1,35 @@
 """pvtfpn_mm: PVT-v2 backbones, an FPN neck and heads for mmdet 3.x / mmseg 1.x.
 
-Importing the package (``custom_imports=dict(imports=['pvtfpn_mm'])``) registers its
-models in the ``pvtfpn_mm`` scope and in mmdet's and mmseg's registries, and lets torch's
-safe loading read mmengine checkpoints (see :mod:`pvtfpn_mm.checkpoint`) and mmengine's
-complexity analysis count ``scaled_dot_product_attention`` (:mod:`pvtfpn_mm.benchmark.flops`).
+``custom_imports=dict(imports=['pvtfpn_mm'])`` in a config (or ``import pvtfpn_mm``)
+does exactly these things, and nothing else (``tests/test_import_effects.py`` checks it
+in a fresh process):
+
+1. **Registers types.** Our models (``PVTv2``, ``TimmFeatures``, ``TopDownFPN``,
+   ``FPNConcatHead``, ``FPNDepthHead``, ``PyramidClsHead``) in the ``pvtfpn_mm`` scope
+   and in the ``MODELS`` registry of each installed codebase among mmdet, mmseg and
+   mmpretrain, so their configs build them by bare names (no name collides with theirs);
+   our engine pieces (``SafeRunner``, ``AtomicCheckpointHook``, ``StrictLoadHook``,
+   ``CPUAmpOptimWrapper``) in mmengine's root ``RUNNERS`` / ``HOOKS`` /
+   ``OPTIM_WRAPPERS``, so ``mim train`` / ``mim test`` runs of our configs use them.
+2. **Lets resuming read mmengine's checkpoints safely** (torch >= 2.5): adds the
+   globals those checkpoints hold (mmengine's ``HistoryBuffer``, numpy arrays and
+   scalars, and a ``getattr`` restricted to ``HistoryBuffer``'s statistics) to torch's
+   ``weights_only`` allowlist (:func:`pvtfpn_mm.weights.allow_mmengine_checkpoints`).
+   Why: torch >= 2.6 loads with ``weights_only=True`` by default and mmengine 0.10
+   calls ``torch.load`` without saying otherwise, so ``--resume`` fails without them;
+   the alternative, switching safe loading off, is what we never do.
+3. **Teaches mmengine's FLOP counter our attention**: a handle for
+   ``aten::scaled_dot_product_attention`` in mmengine's default analyzer tables
+   (:mod:`pvtfpn_mm.engine.flops`), added only where mmengine has none. Why: mmdet's /
+   mmseg's ``get_flops`` tools would otherwise count PVT-v2 without its attention.
 """
 
-from .benchmark.flops import register_flop_counters
-from .checkpoint import allow_mmengine_checkpoints
+from . import engine, models  # 1. (registering is importing them)
+from .engine.flops import register_flop_counters
 from .version import __version__
+from .weights import allow_mmengine_checkpoints
 
-allow_mmengine_checkpoints()
-register_flop_counters()  # scaled_dot_product_attention in mmengine's get_flops
+allow_mmengine_checkpoints()  # 2.
+register_flop_counters()  # 3.
 
-# The models register first, then the engine (side-effect imports, in this order).
-# isort: off
-from . import models  # noqa: E402,F401  (registers the models)
-from . import engine  # noqa: E402,F401  (registers the hooks, runner, AMP wrapper)
-# isort: on
-
-__all__ = ['__version__', 'allow_mmengine_checkpoints']
+__all__ = ['__version__', 'engine', 'models']

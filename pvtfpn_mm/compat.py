@@ -7,7 +7,7 @@ constraints.txt) has; each gap gets a fallback here that behaves the same:
 * timm 0.9 has no ``timm.layers.calculate_drop_path_rates`` (a timm 1.0 addition): our
   own :func:`calculate_drop_path_rates` gives the same values (tests compare them).
 * torch < 2.5 has no ``torch.serialization.add_safe_globals`` taking named entries:
-  :data:`HAS_SAFE_GLOBALS` gates the allowlist of :mod:`pvtfpn_mm.checkpoint` (torch < 2.6
+  :data:`HAS_SAFE_GLOBALS` gates the allowlist of :mod:`pvtfpn_mm.weights.io` (torch < 2.6
   loads with ``weights_only=False`` by default, so mmengine's own loading needs no
   allowlist there; our own loading passes ``weights_only=True`` on every version, so on
   torch < 2.5 it refuses checkpoints holding mmengine's message hub (``HistoryBuffer``):
@@ -16,11 +16,12 @@ constraints.txt) has; each gap gets a fallback here that behaves the same:
   ``torch.is_autocast_enabled(device_type)``: :func:`is_compiling` and
   :func:`is_autocast_enabled` ask what those versions have (the fast paths of
   :mod:`pvtfpn_mm.models.backbones.pvt_v2` use them to step aside).
-* timm 0.9's ``load_state_dict`` takes no ``weights_only`` (and so loads unsafely on
-  torch < 2.6): :func:`timm_load_state_dict` reads the file safely itself there.
+
+timm 0.9's ``load_state_dict`` takes no ``weights_only``; that gap is filled where files
+are read (:func:`pvtfpn_mm.weights.timm_load_state_dict`). This module imports nothing
+of pvtfpn_mm: everything else may import it.
 """
 
-import inspect
 from collections.abc import Callable, Sequence
 
 import torch
@@ -30,7 +31,7 @@ TORCH_VERSION = Version(torch.__version__.split('+')[0])
 
 #: torch >= 2.4 lets safe loading (``weights_only=True``) allow more globals, and from 2.5
 #: under a name of our choosing (``(obj, 'module.name')`` pairs), which the allowlist of
-#: :mod:`pvtfpn_mm.checkpoint` needs. Older torch loads with ``weights_only=False`` by
+#: :mod:`pvtfpn_mm.weights.io` needs. Older torch loads with ``weights_only=False`` by
 #: default, so mmengine's own loading needs no allowlist there.
 HAS_SAFE_GLOBALS = hasattr(
     torch.serialization, 'add_safe_globals'
@@ -99,41 +100,3 @@ try:
     from timm.layers import calculate_drop_path_rates
 except ImportError:  # timm 0.9
     calculate_drop_path_rates = _drop_path_rates
-
-
-def timm_load_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """timm's ``load_state_dict(path, use_ema=False)`` with safe loading on every timm.
-
-    Where timm's takes ``weights_only``, it gets True; for older timm the file is read by
-    :func:`safe_load_state_dict`.
-    """
-    from timm.models import load_state_dict
-
-    if 'weights_only' in inspect.signature(load_state_dict).parameters:
-        return load_state_dict(path, use_ema=False, weights_only=True)
-    return safe_load_state_dict(path)
-
-
-def safe_load_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """A state dict file read as timm reads it, always with ``weights_only=True``.
-
-    ``.safetensors`` through safetensors, anything else with
-    :func:`pvtfpn_mm.weights.read_checkpoint`; a ``state_dict`` / ``model`` entry is
-    unwrapped and a ``module.`` prefix dropped, as timm's ``load_state_dict`` does.
-    """
-    if str(path).endswith('.safetensors'):
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    from pvtfpn_mm.weights import read_checkpoint
-
-    checkpoint = read_checkpoint(path)
-    if isinstance(checkpoint, dict):
-        for key in ('state_dict', 'model'):
-            if isinstance(checkpoint.get(key), dict):
-                checkpoint = checkpoint[key]
-                break
-    return {
-        (k[7:] if k.startswith('module.') else k): v
-        for k, v in checkpoint.items()
-    }

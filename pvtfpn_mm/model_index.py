@@ -37,6 +37,11 @@ def index_root() -> str:
     )
 
 
+def config_root() -> str:
+    """The ``configs`` folder (the checkout's, or the installed package's ``.mim``)."""
+    return osp.join(index_root(), 'configs')
+
+
 def list_models() -> list[dict]:
     """Every model of the index: its metafile entry, ``Config`` made an absolute path."""
     root = index_root()

@@ -45,3 +45,52 @@ def det_sample(h, w, boxes, with_mask=False):
         gt.masks = BitmapMasks(masks, h, w)
     sample.gt_instances = gt
     return sample
+
+
+#: The kinds of broken checkpoint files :func:`write_bad_checkpoint` makes.
+BAD_CHECKPOINTS = (
+    'empty',
+    'text',
+    'truncated',
+    'truncated-5k',
+    'truncated-50k',
+    'random',
+    'module',
+)
+
+
+def write_bad_checkpoint(folder, kind):
+    """Writes ``<folder>/<kind>.pth``, a checkpoint file broken as ``kind`` says (one of
+    :data:`BAD_CHECKPOINTS`); returns its path."""
+    path = folder / f'{kind}.pth'
+    if kind == 'empty':
+        path.write_bytes(b'')
+    elif kind == 'text':
+        path.write_text('model weights: see https://example.com\n')
+    elif kind == 'truncated':
+        torch.save({'w': torch.zeros(1000)}, path)
+        path.write_bytes(path.read_bytes()[:1500])
+    elif kind.startswith('truncated-'):  # cut inside a larger tensor's data
+        size = int(kind.split('-')[1][:-1]) * 1024
+        torch.save({'w': torch.zeros(100_000)}, path)
+        path.write_bytes(path.read_bytes()[:size])
+    elif kind == 'random':
+        path.write_bytes(
+            torch.randint(
+                0,
+                256,
+                (4096,),
+                generator=torch.Generator().manual_seed(0),
+                dtype=torch.uint8,
+            )
+            .numpy()
+            .tobytes()
+        )
+    elif kind == 'module':
+        # a pickled module, not a state dict
+        torch.save(torch.nn.Linear(2, 2), path)
+    else:
+        raise ValueError(
+            f'unknown kind {kind!r}; expected one of {BAD_CHECKPOINTS}'
+        )
+    return str(path)

@@ -1,8 +1,15 @@
 import os
 import re
+import sys
 
 import pytest
 import torch
+
+#: The scripts' helpers (tools/pvtfpn_tools: toy data, quickstart, launcher, benchmark)
+#: are imported as the scripts import them: from the tools folder.
+TOOLS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'tools')
+if TOOLS_DIR not in sys.path:
+    sys.path.insert(0, TOOLS_DIR)
 
 # Two cores on the CI machine; keep tests deterministic and small.
 torch.set_num_threads(int(os.environ.get('PVTFPN_TEST_THREADS', '2')))

@@ -11,6 +11,8 @@ import torch
 import pvtfpn_mm  # noqa: F401
 from pvtfpn_mm.models.backbones import PVTv2
 
+from _helpers import BAD_CHECKPOINTS, write_bad_checkpoint
+
 # ---------------------------------------------------------------------------- PVTv2
 
 
@@ -523,7 +525,7 @@ def test_timm_features_layer_norms():
     ],
 )
 def test_toy_data_bad_arguments(tmp_path, kwargs, error, match):
-    from pvtfpn_mm.tools_lib.toy_data import write_toy_data
+    from pvtfpn_tools.toy_data import write_toy_data
 
     args = dict(num_train=1, num_val=1, img_size=32, seed=0)
     with pytest.raises(error, match=match):
@@ -532,7 +534,7 @@ def test_toy_data_bad_arguments(tmp_path, kwargs, error, match):
 
 
 def test_toy_data_rewrite_needs_force_and_leaves_no_stale_image(tmp_path):
-    from pvtfpn_mm.tools_lib.toy_data import toy_data_ready, write_toy_data
+    from pvtfpn_tools.toy_data import toy_data_ready, write_toy_data
 
     root = str(tmp_path / 'toy')
     write_toy_data(root, num_train=5, num_val=3, img_size=32)
@@ -586,7 +588,7 @@ def test_toy_data_rewrite_needs_force_and_leaves_no_stale_image(tmp_path):
     ],
 )
 def test_quickstart_bad_arguments(tmp_path, kwargs, error, match):
-    from pvtfpn_mm.tools_lib.quickstart import main
+    from pvtfpn_tools.quickstart import main
 
     with pytest.raises(error, match=match):
         main(
@@ -604,7 +606,7 @@ def test_quickstart_bad_arguments(tmp_path, kwargs, error, match):
 
 @pytest.fixture(scope='module')
 def toy(tmp_path_factory):
-    from pvtfpn_mm.tools_lib.toy_data import write_toy_data
+    from pvtfpn_tools.toy_data import write_toy_data
 
     root = tmp_path_factory.mktemp('toydata')
     write_toy_data(
@@ -704,33 +706,6 @@ def test_empty_val_sets(toy, tmp_path):
 # ------------------------------------------------------------------ checkpoint files
 
 
-def _write_bad(tmp_path, kind):
-    path = tmp_path / f'{kind}.pth'
-    if kind == 'empty':
-        path.write_bytes(b'')
-    elif kind == 'text':
-        path.write_text('model weights: see https://example.com\n')
-    elif kind == 'truncated':
-        torch.save({'w': torch.zeros(1000)}, path)
-        path.write_bytes(path.read_bytes()[:1500])
-    elif kind == 'random':
-        path.write_bytes(
-            torch.randint(
-                0,
-                256,
-                (4096,),
-                generator=torch.Generator().manual_seed(0),
-                dtype=torch.uint8,
-            )
-            .numpy()
-            .tobytes()
-        )
-    elif kind == 'module':
-        # a pickled module, not a state dict
-        torch.save(torch.nn.Linear(2, 2), path)
-    return str(path)
-
-
 @pytest.mark.parametrize(
     'kind, match',
     [
@@ -744,6 +719,17 @@ def _write_bad(tmp_path, kind):
             'truncated',
             r"truncated\.pth' \(1500 bytes\) is a damaged or truncated PyTorch zip file",
         ),
+        # cut inside a tensor's data: the zip reader's seek failed with a bare OSError
+        (
+            'truncated-5k',
+            r"truncated-5k\.pth' \(5120 bytes\) is a damaged or truncated PyTorch "
+            'zip file',
+        ),
+        (
+            'truncated-50k',
+            r"truncated-50k\.pth' \(51200 bytes\) is a damaged or truncated "
+            'PyTorch zip file',
+        ),
         ('random', r"random\.pth' \(4096 bytes\) is not a PyTorch checkpoint"),
         (
             'module',
@@ -756,24 +742,19 @@ def test_bad_checkpoint_files_are_named(tmp_path, kind, match):
     from pvtfpn_mm.weights import CheckpointReadError, read_checkpoint
 
     with pytest.raises(CheckpointReadError, match=match) as info:
-        read_checkpoint(_write_bad(tmp_path, kind))
+        read_checkpoint(write_bad_checkpoint(tmp_path, kind))
     assert 'weights_only=False' not in str(info.value)
 
 
-@pytest.mark.parametrize(
-    'kind', ['empty', 'text', 'truncated', 'random', 'module']
-)
+@pytest.mark.parametrize('kind', BAD_CHECKPOINTS)
 def test_bad_checkpoint_files_everywhere_we_load(tmp_path, kind):
-    """PVTv2 / TopDownFPN / TimmFeatures Pretrained and mmengine's own loader (load_from,
-    --resume, tools/test.py) all say what is wrong with the file."""
-    from mmengine.runner.checkpoint import _load_checkpoint
-
-    from pvtfpn_mm.compat import HAS_SAFE_GLOBALS
+    """PVTv2 / TopDownFPN / TimmFeatures Pretrained all say what is wrong with the file
+    (SafeRunner's load_from / --resume / tools/test.py: tests/test_reliability.py)."""
     from pvtfpn_mm.models.backbones import TimmFeatures
     from pvtfpn_mm.models.necks import TopDownFPN
     from pvtfpn_mm.weights import CheckpointReadError
 
-    path = _write_bad(tmp_path, kind)
+    path = write_bad_checkpoint(tmp_path, kind)
     name = re.escape(osp.basename(path))
     with pytest.raises(CheckpointReadError, match=name):
         PVTv2(
@@ -785,11 +766,6 @@ def test_bad_checkpoint_files_everywhere_we_load(tmp_path, kind):
         ).init_weights()
     with pytest.raises(CheckpointReadError, match=name):
         TimmFeatures('resnet18', checkpoint=path)
-    # mmengine's loader is ours there (pvtfpn_mm/engine/__init__.py)
-    if HAS_SAFE_GLOBALS:
-        with pytest.raises(CheckpointReadError, match=name) as info:
-            _load_checkpoint(path, map_location='cpu')
-        assert 'weights_only=False' not in str(info.value)
 
 
 def test_non_tensors_in_a_state_dict_are_named(tmp_path):

@@ -14,16 +14,17 @@ from mmengine.config import Config
 from mmengine.hub import get_config
 
 import pvtfpn_mm  # noqa: F401  (registers the counter)
-from pvtfpn_mm.benchmark import MODES, BenchmarkError, load_mode
-from pvtfpn_mm.benchmark.configs import (
+from pvtfpn_mm.engine.build import build_model_from_config
+from pvtfpn_mm.engine.flops import SDPA_OP, sdpa_flop_jit
+
+from pvtfpn_tools.benchmark import MODES, BenchmarkError, load_mode
+from pvtfpn_tools.benchmark.configs import (
     all_configs,
     is_complete,
     make_batch,
     sizes_of,
     task_of,
 )
-from pvtfpn_mm.benchmark.flops import SDPA_OP, sdpa_flop_jit
-from pvtfpn_mm.tools_lib.build import build_model_from_config
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SITE = osp.dirname(osp.dirname(torch.__file__))
@@ -201,7 +202,7 @@ def test_a_failing_config_does_not_end_the_run(tmp_path, capsys):
 def test_size_override_reaches_the_segmentation_preprocessor():
     """mmseg pads training batches to the crop size: ``--size`` must change that too, or
     a 64x64 run trains at 512x512 while its row says 64x64."""
-    from pvtfpn_mm.benchmark.configs import Candidate
+    from pvtfpn_tools.benchmark.configs import Candidate
 
     cfg = config('sem_fpn/fpn_pvtv2-b0_*ade20k-512x512.py')
     cand = Candidate(cfg, torch.device('cpu'), size=(64, 96), train_batch=2)
@@ -325,7 +326,7 @@ def test_mim_get_flops_counts_attention(tmp_path):
 
     from mmengine.analysis.print_helper import _format_size
 
-    from pvtfpn_mm.tools_lib.toy_data import write_toy_data
+    from pvtfpn_tools.toy_data import write_toy_data
 
     toy = tmp_path / 'toy'
     write_toy_data(str(toy), num_train=1, num_val=1, img_size=96, seed=0)

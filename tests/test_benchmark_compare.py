@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from pvtfpn_mm.benchmark import MODES, compare
+from pvtfpn_tools.benchmark import MODES, compare
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

@@ -72,7 +72,7 @@ def test_safe_globals_gate_follows_torch():
         torch.serialization, 'add_safe_globals'
     ) and compat.TORCH_VERSION >= compat.Version('2.5')
     assert compat.HAS_SAFE_GLOBALS == has
-    from pvtfpn_mm.checkpoint import allow_mmengine_checkpoints
+    from pvtfpn_mm.weights import allow_mmengine_checkpoints
 
     allow_mmengine_checkpoints()  # a no-op where torch lacks it, idempotent elsewhere
     allow_mmengine_checkpoints()
@@ -129,24 +129,26 @@ def test_every_torch_load_of_ours_is_safe():
     assert loads >= 2
 
 
-def test_safe_load_state_dict(tmp_path):
+def test_read_state_dict(tmp_path):
+    from pvtfpn_mm.weights import read_state_dict, timm_load_state_dict
+
     state = {'module.a.weight': torch.ones(2), 'module.b': torch.zeros(1)}
     path = tmp_path / 'sd.pth'
     torch.save({'state_dict': state, 'epoch': 3}, path)
-    got = compat.safe_load_state_dict(str(path))
+    got = read_state_dict(str(path))
     assert sorted(got) == ['a.weight', 'b']
     assert torch.equal(got['a.weight'], torch.ones(2))
-    via_timm = compat.timm_load_state_dict(str(path))
+    via_timm = timm_load_state_dict(str(path))
     assert sorted(via_timm) == ['a.weight', 'b']
 
 
 def test_safe_load_refuses_arbitrary_pickles(tmp_path):
-    from pvtfpn_mm.weights import CheckpointReadError
+    from pvtfpn_mm.weights import CheckpointReadError, read_state_dict
 
     path = tmp_path / 'evil.pth'
     torch.save({'state_dict': {'w': torch.ones(1)}, 'obj': _Custom()}, path)
     with pytest.raises(CheckpointReadError, match='evil.pth'):
-        compat.safe_load_state_dict(str(path))
+        read_state_dict(str(path))
 
 
 class _Custom:

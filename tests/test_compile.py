@@ -79,7 +79,7 @@ def test_neck_and_detector_forward_are_one_graph():
     feats = PVTv2('b0').eval()(torch.randn(1, 3, 64, 64))
     assert graph_breaks(neck, feats)[:2] == (1, 0)
 
-    from pvtfpn_mm.tools_lib.build import build_model_from_config
+    from pvtfpn_mm.engine.build import build_model_from_config
 
     cfg = Config.fromfile(
         osp.join(
@@ -159,7 +159,7 @@ def test_mmengine_compile_option_trains_our_config(tmp_path):
     """``compile=dict(...)`` in a config (mmengine compiles ``model.train_step``): two
     iterations give the losses of the uncompiled run. Dynamo with the 'eager' backend
     (no code generation: what is tested is that everything traces and runs)."""
-    from pvtfpn_mm.tools_lib.toy_data import write_toy_data
+    from pvtfpn_tools.toy_data import write_toy_data
 
     write_toy_data(
         str(tmp_path / 'toy'), num_train=4, num_val=1, img_size=96, seed=0

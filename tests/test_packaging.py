@@ -166,7 +166,7 @@ def test_mim_search_lists_every_config(installed):
 def test_mim_train_by_config_name(installed, tmp_path):
     """``mim train pvtfpn_mm <name>``: the config and tools/train.py of the install."""
     pytest.importorskip('mim')
-    from pvtfpn_mm.tools_lib.toy_data import write_toy_data
+    from pvtfpn_tools.toy_data import write_toy_data
 
     write_toy_data(
         str(tmp_path / 'data' / 'toy'),

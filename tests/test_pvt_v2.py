@@ -374,9 +374,21 @@ def test_registered_for_mmdet_and_mmseg():
             'names no checkpoint',
         ),
         (
-            dict(init_cfg=[dict(type='Pretrained', checkpoint='x.pth')]),
+            dict(
+                init_cfg=[
+                    dict(type='Pretrained', checkpoint='x.pth'),
+                    dict(type='Pretrained', checkpoint='y.pth'),
+                ]
+            ),
             ValueError,
-            'x.pth',
+            'has 2 Pretrained entries',
+        ),
+        (
+            dict(
+                init_cfg=dict(type='Pretrained', checkpoint='x.pth', strict=1)
+            ),
+            ValueError,
+            r"unknown keys \['strict'\]",
         ),
     ],
 )

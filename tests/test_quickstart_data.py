@@ -14,7 +14,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from pvtfpn_mm.tools_lib.toy_data import (
+from pvtfpn_tools.toy_data import (
     CLASSES,
     SEG_CLASSES,
     make_scene,

@@ -6,8 +6,8 @@ import re
 import torch
 from mmengine.config import Config
 
+from pvtfpn_mm.engine.build import build_model_from_config
 from pvtfpn_mm.models.backbones import PVTv2
-from pvtfpn_mm.tools_lib.build import build_model_from_config
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

@@ -25,7 +25,9 @@ from pvtfpn_mm.engine import (
     WorkDirBusyError,
     WorkDirLock,
 )
-from pvtfpn_mm.weights import StateDictMismatchError
+from pvtfpn_mm.weights import CheckpointReadError, StateDictMismatchError
+
+from _helpers import BAD_CHECKPOINTS, write_bad_checkpoint
 
 LOCK_MODULE = osp.join(osp.dirname(pvtfpn_mm.__file__), 'engine', 'lock.py')
 
@@ -275,7 +277,7 @@ def test_the_lock_names_the_process_that_holds_it(tmp_path):
             # the lock module alone (importing pvtfpn_mm takes seconds)
             'import importlib.util as u, time; '
             f's = u.spec_from_file_location("lock", {LOCK_MODULE!r}); m = u.module_from_spec(s); '
-            f's.loader.exec_module(m); m.WorkDirLock({str(tmp_path)!r}).acquire(); '
+            f's.loader.exec_module(m); held = m.WorkDirLock({str(tmp_path)!r}).acquire(); '
             'print("locked", flush=True); time.sleep(60)',
         ],
         stdout=subprocess.PIPE,
@@ -447,11 +449,11 @@ def test_neck_pretrained_of_another_model_is_refused(tmp_path):
 
 
 def test_neck_pretrained_partial_is_opt_in_and_logged(tmp_path, monkeypatch):
-    from pvtfpn_mm.models import pretrained
+    from pvtfpn_mm.weights import loading
 
     logged = []
     monkeypatch.setattr(
-        pretrained, 'print_log', lambda msg, **kwargs: logged.append(msg)
+        loading, 'print_log', lambda msg, **kwargs: logged.append(msg)
     )
     source = neck()
     state = {
@@ -478,6 +480,52 @@ def test_neck_pretrained_partial_is_opt_in_and_logged(tmp_path, monkeypatch):
         r'fpn_convs',
         out,
     ), out
+
+
+def test_backbone_pretrained_in_a_list_partial_and_logged(
+    tmp_path, monkeypatch
+):
+    """PVTv2 parses its init_cfg with the same parser as the necks and heads: a
+    Pretrained entry of a list, with allow_partial=True, after the other initializers."""
+    from pvtfpn_mm.models.backbones import PVTv2
+    from pvtfpn_mm.weights import loading
+
+    logged = []
+    monkeypatch.setattr(
+        loading, 'print_log', lambda msg, **kwargs: logged.append(msg)
+    )
+    source = PVTv2('b0')
+    source.init_weights()
+    stage0 = {
+        k: v
+        for k, v in source.state_dict().items()
+        if k.startswith('stages.0.')
+    }
+    path = tmp_path / 'stage0.pth'
+    torch.save(stage0, path)
+    target = PVTv2(
+        'b0',
+        init_cfg=[
+            dict(type='Constant', layer='LayerNorm', val=3.0, bias=0.0),
+            dict(type='Pretrained', checkpoint=str(path), allow_partial=True),
+        ],
+    )
+    target.init_weights()
+    state = target.state_dict()
+    for key, value in stage0.items():
+        assert torch.equal(state[key], value), key
+    # the other initializer ran first: stage 1's norms are its, not loaded
+    assert torch.all(target.stages[1].norm.weight == 3.0)
+    out = '\n'.join(logged)
+    assert re.search(
+        r"stage0\.pth' \(ours\): partial load \(allowed\)", out
+    ), out
+    # strict without the opt-in, and the message says how to opt in
+    strict = PVTv2(
+        'b0', init_cfg=dict(type='Pretrained', checkpoint=str(path))
+    )
+    with pytest.raises(StateDictMismatchError, match='allow_partial=True'):
+        strict.init_weights()
 
 
 @pytest.mark.parametrize(
@@ -576,6 +624,20 @@ def test_a_released_layout_is_converted_right_before_the_strict_load(tmp_path):
     assert "converted on the fly from the 'mmdet' layout" in log_text(runner)
 
 
+@pytest.mark.parametrize('kind', BAD_CHECKPOINTS)
+def test_load_from_a_bad_file_names_it(tmp_path, kind):
+    """SafeRunner reads local checkpoints itself (load_from, --resume, tools/test.py):
+    the error names the file and says what is wrong, and never suggests switching safe
+    loading off."""
+    path = write_bad_checkpoint(tmp_path, kind)
+    runner = make_runner(tmp_path / 'work', load_from=path)
+    with pytest.raises(
+        CheckpointReadError, match=re.escape(osp.basename(path))
+    ) as info:
+        runner.load_or_resume()
+    assert 'weights_only=False' not in str(info.value)
+
+
 def test_the_lock_waits_for_the_children_of_an_ended_holder(tmp_path):
     """The lock belongs to the open file: children forked by the holder (dataloader
     workers) keep it a few seconds after the holder was killed; a new run waits for them
@@ -585,7 +647,7 @@ def test_the_lock_waits_for_the_children_of_an_ended_holder(tmp_path):
         'import importlib.util as u, os, sys, time; '
         f's = u.spec_from_file_location("lock", {LOCK_MODULE!r}); '
         'm = u.module_from_spec(s); s.loader.exec_module(m); '
-        f'm.WorkDirLock({str(tmp_path)!r}).acquire(); '
+        f'held = m.WorkDirLock({str(tmp_path)!r}).acquire(); '
         'child = os.fork()\n'
         'if child == 0:\n    time.sleep(2); os._exit(0)\n'  # holds the inherited lock
         'print("locked", flush=True); os._exit(0)'
@@ -605,7 +667,7 @@ def test_atomic_text_files_get_the_usual_mode(tmp_path):
     """``write_text_atomic`` (last_checkpoint, the benchmark's CSV / Markdown) creates
     files as a plain ``open()`` would (0o666 less the umask), not mkstemp's 0o600, and
     leaves no temporary file behind."""
-    from pvtfpn_mm.engine.files import write_text_atomic
+    from pvtfpn_mm.weights import write_text_atomic
 
     path = tmp_path / 'out.csv'
     old = os.umask(0o022)

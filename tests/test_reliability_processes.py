@@ -267,7 +267,7 @@ def test_two_trainings_into_one_work_dir(tmp_path, toy):  # noqa: F811
 @pytest.fixture(scope='module')
 def det_checkpoint(tmp_path_factory):
     """A RetinaNet checkpoint (random weights), as training would save it."""
-    from pvtfpn_mm.tools_lib.build import build_model_from_config
+    from pvtfpn_mm.engine.build import build_model_from_config
 
     model = build_model_from_config(
         osp.join(

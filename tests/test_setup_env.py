@@ -322,7 +322,7 @@ def test_dry_run_bad_argument(tmp_path):
 def test_env_info_reports_mmcv_cuda_ops():
     import torch
 
-    from pvtfpn_mm.env_info import mmcv_cuda_ops, torch_cuda
+    from pvtfpn_tools.env_info import mmcv_cuda_ops, torch_cuda
 
     ops = mmcv_cuda_ops()
     info = torch_cuda()

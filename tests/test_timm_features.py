@@ -473,7 +473,7 @@ def test_norm_eval_keeps_batchnorm_statistics():
         (
             dict(init_cfg=dict(type='Pretrained')),
             ValueError,
-            r'needs checkpoint',
+            r'names no checkpoint',
         ),
         (
             dict(

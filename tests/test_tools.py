@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from pvtfpn_mm.tools_lib.toy_data import write_toy_data
+from pvtfpn_tools.toy_data import write_toy_data
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TESTS = osp.dirname(osp.abspath(__file__))

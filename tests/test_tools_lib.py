@@ -13,10 +13,11 @@ import torch
 from mmengine.config import Config
 from test_tools import tiny_config
 
-from pvtfpn_mm.env_info import mmcv_cuda_ops, stack_versions, torch_cuda
-from pvtfpn_mm.tools_lib import runner
-from pvtfpn_mm.tools_lib.launch import free_port, torchrun_command
-from pvtfpn_mm.tools_lib.toy_data import write_toy_data
+from pvtfpn_mm.engine import tasks as runner
+
+from pvtfpn_tools.env_info import mmcv_cuda_ops, stack_versions, torch_cuda
+from pvtfpn_tools.launch import free_port, torchrun_command
+from pvtfpn_tools.toy_data import write_toy_data
 
 
 def test_train_and_test_options_build_a_runner(tmp_path):
@@ -83,7 +84,7 @@ def test_torchrun_command():
 
 
 def test_cpu_distributed_is_prepared_only_for_pytorch_launcher():
-    from pvtfpn_mm.tools_lib.cpu_dist import prepare_cpu_distributed
+    from pvtfpn_mm.engine.cpu_dist import prepare_cpu_distributed
 
     cfg = Config(dict(launcher='none'))
     prepare_cpu_distributed(cfg)
@@ -108,7 +109,7 @@ def test_env_info_survives_a_crashing_cuda_version_query(monkeypatch):
     machine): env_info asks in a child process and says so instead of dying."""
     import subprocess
 
-    from pvtfpn_mm import env_info
+    from pvtfpn_tools import env_info
 
     monkeypatch.setattr(env_info, 'mmcv_ops_compiled', lambda: True)
     monkeypatch.setattr(

@@ -36,7 +36,7 @@ except ImportError:  # timm 0.9 (the oldest stack): the same function, private
 
 import pvtfpn_mm  # noqa: F401
 from pvtfpn_mm import weights
-from pvtfpn_mm.tools_lib.build import build_model_from_config
+from pvtfpn_mm.engine.build import build_model_from_config
 from pvtfpn_mm.weights import (
     CheckpointFormatError,
     convert_to_model_layout,
@@ -371,7 +371,7 @@ def test_whole_checkpoints_convert_to_ours_only(tmp_path):
     assert 'stages.0.blocks.0.attn.q.weight' in torch.load(
         tmp_path / 'timm.pth', weights_only=True
     )
-    with pytest.raises(ValueError, match='config='):
+    with pytest.raises(ValueError, match=r'model= \(--config\) checks whole'):
         cli(
             src,
             tmp_path / 'b.pth',
@@ -468,7 +468,7 @@ def test_write_is_atomic(src, tmp_path, monkeypatch):
         real_save(obj, f, *args, **kwargs)
         raise OSError('No space left on device')
 
-    monkeypatch.setattr(weights.torch, 'save', save_then_fail)
+    monkeypatch.setattr(torch, 'save', save_then_fail)
     with pytest.raises(OSError, match='No space left'):
         cli(src, dst, '--force')
     assert dst.read_bytes() == b'old'  # untouched
@@ -477,7 +477,7 @@ def test_write_is_atomic(src, tmp_path, monkeypatch):
         'dst.pth',
         'src.pth',
     ]
-    monkeypatch.setattr(weights.torch, 'save', real_save)
+    monkeypatch.setattr(torch, 'save', real_save)
     cli(src, dst, '--force')
     assert sorted(p.name for p in tmp_path.iterdir()) == ['dst.pth', 'src.pth']
     assert oct(dst.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
@@ -527,8 +527,9 @@ def test_test_tools_convert_a_released_layout_on_the_fly(tmp_path):
     """An mmdet-layout checkpoint of the quickstart RetinaNet tested as it is: the
     strict loading of our configs converts it (logging so) and the metrics are those of
     the same weights in our layout."""
-    from pvtfpn_mm.tools_lib.toy_data import write_toy_data
     from pvtfpn_mm.weights import from_ours
+
+    from pvtfpn_tools.toy_data import write_toy_data
 
     toy = tmp_path / 'toy'
     write_toy_data(str(toy), num_train=2, num_val=4, img_size=64, seed=0)

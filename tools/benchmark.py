@@ -14,7 +14,7 @@ step time at the config's batch per GPU, peak memory; on CUDA when present, else
 import argparse
 import sys
 
-from pvtfpn_mm.benchmark import MODES, BenchmarkError, load_mode
+from pvtfpn_tools.benchmark import MODES, BenchmarkError, load_mode
 
 
 def parse_args(argv=None):

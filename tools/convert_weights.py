@@ -85,6 +85,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    model = None
+    if args.config is not None:
+        from pvtfpn_mm.engine.build import build_model_from_config
+
+        model = build_model_from_config(args.config)
     src_format, count, whole = convert_file(
         args.src,
         args.dst,
@@ -93,7 +98,7 @@ def main(argv=None):
         prefix=args.prefix,
         whole=args.whole,
         force=args.force,
-        config=args.config,
+        model=model,
     )
     what = 'a whole model' if whole else 'a backbone'
     print(

@@ -6,7 +6,7 @@ python tools/dist_test.py CONFIG CHECKPOINT NPROC [tools/test.py options ...]
 import argparse
 import sys
 
-from pvtfpn_mm.tools_lib.launch import launch
+from pvtfpn_tools.launch import launch
 
 
 def parse_args():

@@ -8,7 +8,7 @@ Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT as for mmdet's dist_trai
 import argparse
 import sys
 
-from pvtfpn_mm.tools_lib.launch import launch
+from pvtfpn_tools.launch import launch
 
 
 def parse_args():

@@ -3,7 +3,7 @@ with CUDA ops), and our registered types."""
 
 import argparse
 
-from pvtfpn_mm.env_info import (
+from pvtfpn_tools.env_info import (
     mmcv_cuda_ops,
     mmcv_ops_compiled,
     registered_types,

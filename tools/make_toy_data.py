@@ -11,7 +11,7 @@ a fresh folder first), so no image of an earlier, larger dataset stays.
 
 import argparse
 
-from pvtfpn_mm.tools_lib.toy_data import FORMATS, write_toy_data
+from pvtfpn_tools.toy_data import FORMATS, write_toy_data
 
 
 def parse_args():

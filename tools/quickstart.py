@@ -10,7 +10,7 @@ pictures of their predictions next to the ground truth.
 
 import argparse
 
-from pvtfpn_mm.tools_lib.quickstart import main as quickstart
+from pvtfpn_tools.quickstart import main as quickstart
 
 
 def parse_args():

@@ -6,11 +6,9 @@ python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--show-dir DIR]
 
 import argparse
 
-from pvtfpn_mm.tools_lib.runner import (
-    add_common_args,
-    set_local_rank_env,
-    test,
-)
+from pvtfpn_mm.engine.tasks import test
+
+from pvtfpn_tools.cli import add_common_args, set_local_rank_env
 
 
 def parse_args():

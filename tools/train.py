@@ -9,11 +9,9 @@ processes use ``python tools/dist_train.py CONFIG NPROC ...``.
 
 import argparse
 
-from pvtfpn_mm.tools_lib.runner import (
-    add_common_args,
-    set_local_rank_env,
-    train,
-)
+from pvtfpn_mm.engine.tasks import train
+
+from pvtfpn_tools.cli import add_common_args, set_local_rank_env
 
 
 def parse_args():

@@ -52,27 +52,26 @@ def load_model(
     strictly (None: the model's own initialization, for tests)."""
     from mmengine.model import revert_sync_batchnorm
 
-    from pvtfpn_mm.benchmark.configs import _drop_pretrained
-    from pvtfpn_mm.tools_lib.build import (
+    from pvtfpn_mm.engine.build import (
         build_model_from_config,
+        drop_pretrained,
+        init_quietly,
         load_model_config,
     )
     from pvtfpn_mm.weights import (
-        _unwrap,
         convert_to_model_layout,
         load_state_dict_strict,
         read_checkpoint,
+        unwrap_state_dict,
     )
 
     cfg = load_model_config(config, cfg_options)
-    cfg.model = _drop_pretrained(cfg.model.to_dict())
+    cfg.model = drop_pretrained(cfg.model)
     model = revert_sync_batchnorm(build_model_from_config(cfg))
     if checkpoint is None:
-        from pvtfpn_mm.benchmark.configs import quiet_init
-
-        quiet_init(model)
+        init_quietly(model)
     else:
-        state = dict(_unwrap(read_checkpoint(checkpoint)))
+        state = dict(unwrap_state_dict(read_checkpoint(checkpoint)))
         state = {
             k[len('module.') :] if k.startswith('module.') else k: v
             for k, v in state.items()
@@ -238,10 +237,10 @@ def export_onnx(
     """
     import onnx
 
-    from pvtfpn_mm.weights import _check_output
+    from pvtfpn_mm.weights import check_output
 
     out = os.path.expanduser(out)
-    _check_output(out, force, checkpoint)
+    check_output(out, force, checkpoint)
     cfg, model = load_model(config, checkpoint, cfg_options)
     graph, kind = end_to_end(model)
     graph.eval()

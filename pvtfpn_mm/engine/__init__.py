@@ -1,4 +1,4 @@
-"""Training reliability for mmengine runs with our configs.
+"""mmengine extension points: training reliability, model building, train / test runs.
 
 Importing it (``import pvtfpn_mm`` does) registers, in mmengine's root registries (so
 mmdet and mmseg configs, and ``mim train`` / ``mim test``, find them by name):
@@ -8,21 +8,15 @@ mmdet and mmseg configs, and ``mim train`` / ``mim test``, find them by name):
 * ``StrictLoadHook`` (``HOOKS``): whole checkpoints (``load_from``, ``--resume``,
   ``tools/test.py``) must fit the model, or a short summary says what does not;
 * ``SafeRunner`` (``RUNNERS``, via ``runner_type``): work-dir lock, no silent
-  overwriting, resuming from the newest complete checkpoint, CPU AMP, dataset checks;
+  overwriting, resuming from the newest complete checkpoint (read safely, errors naming
+  the file), CPU AMP, dataset checks;
 * ``CPUAmpOptimWrapper`` (``OPTIM_WRAPPERS``): bfloat16 autocast on the CPU.
 
-It also registers :func:`pvtfpn_mm.weights.read_checkpoint` as mmengine's loader of
-local checkpoint files (``CheckpointLoader``'s scheme ``''``): the same
-``torch.load`` with safe loading, ``~`` expanded, and errors that name the file and say
-what is wrong with it instead of suggesting to switch safe loading off. Only on torch
->= 2.5, where :mod:`pvtfpn_mm.checkpoint` can allowlist what mmengine's checkpoints
-hold; older torch keeps mmengine's loader (see :mod:`pvtfpn_mm.compat`).
+Beside them: :mod:`.build` (a config's model outside a Runner), :mod:`.tasks` (train
+and test any of our configs as mmdet's / mmseg's tools do), :mod:`.cpu_dist` (gloo
+where there is no CUDA), :mod:`.flops` (the attention FLOP counter that
+``import pvtfpn_mm`` adds to mmengine's analysis).
 """
-
-from mmengine.runner.checkpoint import CheckpointLoader
-
-from pvtfpn_mm.compat import HAS_SAFE_GLOBALS
-from pvtfpn_mm.weights import read_checkpoint
 
 from .amp import (
     CPUAmpOptimWrapper,
@@ -34,17 +28,6 @@ from .data_checks import DatasetError
 from .lock import WorkDirBusyError, WorkDirLock
 from .runner import ExistingCheckpointsError, ResumeError, SafeRunner
 from .strict_load import StrictLoadHook
-
-
-def load_local_checkpoint(filename: str, map_location=None):
-    """mmengine's local-file checkpoint loader, through :func:`read_checkpoint`."""
-    return read_checkpoint(filename, map_location=map_location)
-
-
-if HAS_SAFE_GLOBALS:
-    CheckpointLoader.register_scheme(
-        prefixes='', loader=load_local_checkpoint, force=True
-    )
 
 __all__ = [
     'AtomicCheckpointHook',
@@ -58,5 +41,4 @@ __all__ = [
     'WorkDirLock',
     'accelerator_available',
     'amp_optim_wrapper_type',
-    'load_local_checkpoint',
 ]

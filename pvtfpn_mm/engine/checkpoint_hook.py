@@ -31,7 +31,9 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 
-from .files import PARTIAL_SUFFIX, publish, write_text_atomic
+from pvtfpn_mm.weights import publish, write_text_atomic
+
+from .files import LAST_CHECKPOINT, PARTIAL_SUFFIX
 
 
 @HOOKS.register_module()
@@ -107,7 +109,7 @@ class AtomicCheckpointHook(CheckpointHook):
         publish(tmp, path)
 
     def _point_last_checkpoint(self, runner, path: str) -> None:
-        write_text_atomic(osp.join(runner.work_dir, 'last_checkpoint'), path)
+        write_text_atomic(osp.join(runner.work_dir, LAST_CHECKPOINT), path)
 
     def _remove(self, runner, path: str) -> None:
         if osp.isfile(path):

@@ -1,10 +1,12 @@
-"""Durable file operations for checkpoints: fsync, atomic rename, atomic text files, and
-finding the checkpoints a work dir holds."""
+"""The checkpoints a work dir holds: their names, listing them, ``last_checkpoint``.
+
+Writing them atomically is :mod:`pvtfpn_mm.weights.io`'s (:func:`~pvtfpn_mm.weights.publish`,
+:func:`~pvtfpn_mm.weights.write_text_atomic`).
+"""
 
 import os
 import os.path as osp
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 
 #: Checkpoint file names ``CheckpointHook`` writes by default (``iter_N.pth`` /
@@ -14,53 +16,6 @@ CHECKPOINT_NAME = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
 PARTIAL_SUFFIX = '.partial'
 #: The file mmengine's ``CheckpointHook`` writes the path of the latest checkpoint to.
 LAST_CHECKPOINT = 'last_checkpoint'
-
-
-def fsync_file(path: str) -> None:
-    """Flushes ``path``'s data to the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: str) -> None:
-    """Flushes a folder's entries (renames, removals) to the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def publish(tmp_path: str, path: str) -> None:
-    """fsyncs ``tmp_path``, renames it to ``path`` (atomically replacing any file there)
-    and fsyncs the folder: afterwards ``path`` is the complete new file, durably."""
-    fsync_file(tmp_path)
-    os.replace(tmp_path, path)
-    fsync_dir(osp.dirname(osp.abspath(path)))
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file, fsync and rename."""
-    folder = osp.dirname(osp.abspath(path))
-    fd, tmp = tempfile.mkstemp(
-        dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.tmp'
-    )
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # as a plain open() would create it
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        publish(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def read_last_checkpoint(work_dir: str) -> str | None:

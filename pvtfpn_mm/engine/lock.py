@@ -1,12 +1,11 @@
-"""One training per work dir: an exclusive ``flock`` on ``<work_dir>/train.lock``.
+"""One training per work dir: an exclusive lock on ``<work_dir>/train.lock`` (filelock).
 
-The lock belongs to the open file, so the kernel releases it when the process ends in
-any way (SIGKILL included): there is no stale lock to clean up. The file keeps the
-holder's pid, host, command and start time, which a second run names when it stops.
+The lock is :class:`filelock.FileLock`'s, an ``flock`` on the file: the kernel releases
+it when the process ends in any way (SIGKILL included), so there is no stale lock to
+clean up. Beside it, ``train.lock.json`` names the holder (pid, host, command, start
+time), which a second run quotes when it stops.
 """
 
-import errno
-import fcntl
 import json
 import os
 import os.path as osp
@@ -14,10 +13,10 @@ import socket
 import sys
 import time
 
-#: The lock file's name in the work dir.
+from filelock import FileLock, Timeout
+
+#: The lock file's name in the work dir; the holder's details go to ``<name>.json``.
 LOCK_NAME = 'train.lock'
-
-
 #: How long to wait for the children of an ended holder to release the lock (seconds).
 ORPHAN_WAIT_S = 15
 
@@ -53,36 +52,30 @@ class WorkDirLock:
     def __init__(self, work_dir: str):
         self.work_dir = osp.abspath(work_dir)
         self.path = osp.join(self.work_dir, LOCK_NAME)
-        self._fd: int | None = None
+        self.info_path = self.path + '.json'
+        self._lock = FileLock(self.path, thread_local=False)
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return self._lock.is_locked
 
     def acquire(self) -> 'WorkDirLock':
         """Takes the lock at once or raises :class:`WorkDirBusyError` naming the holder.
 
-        When the holder recorded in the file is a process of this host that has ended,
-        the lock is still held by its children (dataloader workers notice their parent's
-        death within seconds): then it waits up to :data:`ORPHAN_WAIT_S` for them.
+        When the recorded holder is a process of this host that has ended, the lock may
+        still be held by its children (dataloader workers notice their parent's death
+        within seconds): then it waits up to :data:`ORPHAN_WAIT_S` for them.
         """
-        if self._fd is not None:
+        if self.held:
             return self
         os.makedirs(self.work_dir, exist_ok=True)
         deadline = time.monotonic() + ORPHAN_WAIT_S
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._lock.acquire(timeout=0)
                 break
-            except OSError as err:
-                os.close(fd)
-                if err.errno not in (
-                    errno.EWOULDBLOCK,
-                    errno.EAGAIN,
-                    errno.EACCES,
-                ):
-                    raise
+            except Timeout:
+                pass
             info = self.holder_info()
             if (
                 info.get('host') == socket.gethostname()
@@ -102,23 +95,24 @@ class WorkDirLock:
             command=' '.join([sys.executable] + sys.argv),
             started=time.strftime('%Y-%m-%d %H:%M:%S'),
         )
-        os.ftruncate(fd, 0)
-        os.write(fd, (json.dumps(info) + '\n').encode())
-        os.fsync(fd)
-        self._fd = fd
+        # a small file read only for messages: replaced in one rename
+        tmp = f'{self.info_path}.{os.getpid()}.tmp'
+        with open(tmp, 'w') as f:
+            f.write(json.dumps(info) + '\n')
+        os.replace(tmp, self.info_path)
         return self
 
     def holder_info(self) -> dict:
-        """The lock file's content: pid, host, command, started (empty if unreadable)."""
+        """The holder's details: pid, host, command, started (empty if unreadable)."""
         try:
-            with open(self.path) as f:
+            with open(self.info_path) as f:
                 info = json.loads(f.read() or '{}')
         except (OSError, ValueError):
             return {}
         return info if isinstance(info, dict) else {}
 
     def holder_text(self) -> str:
-        """``'pid N on HOST, started T: COMMAND'`` of the lock file's current content."""
+        """``'pid N on HOST, started T: COMMAND'`` of the holder's details."""
         info = self.holder_info()
         if not info:
             return 'a process that has not written its details yet'
@@ -128,11 +122,9 @@ class WorkDirLock:
         )
 
     def release(self) -> None:
-        """Releases the lock (the file stays; its content is the last holder's)."""
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        """Releases the lock (the files stay; the details are the last holder's)."""
+        if self.held:
+            self._lock.release(force=True)
 
     def __enter__(self) -> 'WorkDirLock':
         return self.acquire()

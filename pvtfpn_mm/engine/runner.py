@@ -30,6 +30,8 @@ Selected by ``runner_type = 'SafeRunner'`` in our configs, which mmdet's and mms
 import copy
 import os
 import os.path as osp
+import re
+from collections.abc import Callable
 
 from mmengine.dist import (
     broadcast_object_list,
@@ -37,11 +39,15 @@ from mmengine.dist import (
     is_main_process,
 )
 from mmengine.hooks import CheckpointHook, Hook
+from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
-from mmengine.runner.checkpoint import _load_checkpoint
+from mmengine.runner.checkpoint import (
+    _load_checkpoint,
+    _load_checkpoint_to_model,
+)
 
-from pvtfpn_mm.weights import READ_ERRORS, CheckpointReadError
+from pvtfpn_mm.weights import READ_ERRORS, CheckpointReadError, read_checkpoint
 
 from .amp import cpu_amp_config
 from .data_checks import (
@@ -271,8 +277,7 @@ class SafeRunner(Runner):
         failures = []
         for path in candidates:
             try:
-                # the loader resume() uses (read_checkpoint where pvtfpn_mm registered it)
-                checkpoint = _load_checkpoint(path, map_location='cpu')
+                checkpoint = read_checkpoint(path, map_location='cpu')
                 lacks = [
                     k
                     for k in RESUME_KEYS
@@ -307,12 +312,40 @@ class SafeRunner(Runner):
             )
         return None
 
-    def load_checkpoint(self, filename: str, *args, **kwargs):
-        """As ``Runner.load_checkpoint`` (the ``StrictLoadHook`` makes it strict); the
-        file name is kept for its messages."""
+    def load_checkpoint(
+        self,
+        filename: str,
+        map_location: str | Callable = 'cpu',
+        strict: bool = False,
+        revise_keys: list = [(r'^module.', '')],  # noqa: B006  (Runner's default)
+    ):
+        """``Runner.load_checkpoint`` (``load_from``, ``--resume``, testing), with a local
+        file read by :func:`pvtfpn_mm.weights.read_checkpoint` (safe loading; errors
+        name the file and say what is wrong with it) and other sources by mmengine's
+        loaders. The :class:`StrictLoadHook` makes the load strict."""
         self._pvtfpn_loading = filename
         try:
-            return super().load_checkpoint(filename, *args, **kwargs)
+            if re.match(r'^[\w+.-]+://', str(filename)):
+                checkpoint = _load_checkpoint(
+                    filename, map_location=map_location
+                )
+            else:
+                checkpoint = read_checkpoint(
+                    filename, map_location=map_location
+                )
+            # mmengine 0.10's Runner.load_checkpoint from here on
+            self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+            model = (
+                self.model.module
+                if is_model_wrapper(self.model)
+                else self.model
+            )
+            checkpoint = _load_checkpoint_to_model(
+                model, checkpoint, strict, revise_keys=revise_keys
+            )
+            self._has_loaded = True
+            self.logger.info(f'Load checkpoint from {filename}')
+            return checkpoint
         finally:
             self._pvtfpn_loading = None
 

@@ -45,7 +45,7 @@ from pvtfpn_mm.models.backbones.mixffn_fused import (
     mixffn_forward,
 )
 from pvtfpn_mm.registry import register_model
-from pvtfpn_mm.weights import load_pretrained
+from pvtfpn_mm.weights import load_pretrained, parse_pretrained
 
 #: Per-variant settings, as in timm's and the official ``pvt_v2_*`` constructors.
 ARCH_SETTINGS: dict[str, dict] = {
@@ -649,11 +649,13 @@ class PVTv2(BaseModule):
         embed_norm_eps (float): eps of the LayerNorms in the patch embeddings and in
             the spatial-reduction attention. 1e-5 as in the official model and timm;
             1e-6 reproduces mmdet's ``PyramidVisionTransformerV2``. Defaults to 1e-5.
-        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH_OR_URL,
-            prefix=None)`` loads an ImageNet or detector checkpoint in any format of
-            :mod:`pvtfpn_mm.weights`, strictly. None initializes like timm. As in every
-            mmengine ``BaseModule``, this happens in :meth:`init_weights` (which the
-            runner calls), not in the constructor. Defaults to None.
+        init_cfg (dict | list[dict], optional): ``dict(type='Pretrained',
+            checkpoint=PATH_OR_URL, prefix=None, allow_partial=False)`` loads an
+            ImageNet or detector checkpoint in any format of
+            :mod:`pvtfpn_mm.weights.formats`, strictly (``allow_partial=True``: what
+            fits, logged). None initializes like timm. As in every mmengine
+            ``BaseModule``, this happens in :meth:`init_weights` (which the runner
+            calls), not in the constructor. Defaults to None.
         **kwargs: Refused with a ``TypeError`` that names them; keywords of mmdet's
             ResNet / ``PyramidVisionTransformerV2`` (``num_layers``, ``depth``,
             ``pretrained``, ...) mean a config replaced a ``_base_`` backbone without
@@ -760,7 +762,7 @@ class PVTv2(BaseModule):
                 f'frozen_stages={frozen_stages} is out of range for {self.num_stages} '
                 f'stages (-1 .. {self.num_stages - 1})'
             )
-        self._check_init_cfg(self.init_cfg)
+        parse_pretrained(self.init_cfg)  # refuse a bad Pretrained init_cfg now
         self.out_indices = out_indices
         # forward returns the stages in order, whatever the order of out_indices
         self.out_channels: list[int] = [
@@ -918,23 +920,6 @@ class PVTv2(BaseModule):
         return cast('Iterable[PVTStage]', self.stages)
 
     @staticmethod
-    def _check_init_cfg(init_cfg: Any) -> None:
-        """A ``Pretrained`` init_cfg must be a single dict (we load it ourselves)."""
-        if isinstance(init_cfg, (list, tuple)) and any(
-            isinstance(c, dict) and c.get('type') == 'Pretrained'
-            for c in init_cfg
-        ):
-            raise ValueError(
-                f'init_cfg={init_cfg!r}: give a Pretrained init_cfg as a single dict'
-            )
-        if (
-            isinstance(init_cfg, dict)
-            and init_cfg.get('type') == 'Pretrained'
-            and not init_cfg.get('checkpoint')
-        ):
-            raise ValueError(f'init_cfg={init_cfg!r} names no checkpoint')
-
-    @staticmethod
     def _init_module(m: nn.Module) -> None:
         """timm's (and the official model's) initialization."""
         if isinstance(m, nn.Linear):
@@ -956,15 +941,25 @@ class PVTv2(BaseModule):
             nn.init.zeros_(m.bias)
 
     def init_weights(self) -> None:
-        """Loads ``init_cfg``'s ``Pretrained`` checkpoint strictly, or initializes like
-        timm (and then applies any other mmengine ``init_cfg``)."""
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'))
-        else:
-            self.apply(self._init_module)
-            if cfg:
-                initialize(self, cfg)
+        """Initializes like timm, applies the other mmengine initializers of
+        ``init_cfg``, then loads its ``Pretrained`` checkpoint (any format of
+        :mod:`pvtfpn_mm.weights.formats`) strictly, or with ``allow_partial=True`` what
+        fits (logged)."""
+        pretrained, others = parse_pretrained(self.init_cfg)
+        if pretrained is None or pretrained.get('allow_partial', False):
+            self.apply(
+                self._init_module
+            )  # a strict load replaces every tensor
+        if others:
+            initialize(self, others)
+        if pretrained is not None:
+            load_pretrained(
+                self,
+                pretrained['checkpoint'],
+                prefix=pretrained.get('prefix'),
+                allow_partial=pretrained.get('allow_partial', False),
+                map_location=pretrained.get('map_location', 'cpu'),
+            )
         self._is_init = True
 
     def _freeze_stages(self) -> None:

@@ -24,18 +24,22 @@ from typing import Any
 import timm
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from timm.layers import Format
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from pvtfpn_mm.compat import timm_load_state_dict
 from pvtfpn_mm.registry import register_model
 from pvtfpn_mm.weights import (
     READ_ERRORS,
     CheckpointReadError,
     StateDictMismatchError,
     checkpoint_read_error,
+    load_state_dict_partial,
+    mismatch_summary,
+    parse_pretrained,
+    timm_load_state_dict,
 )
 
 #: timm keywords that :class:`TimmFeatures` sets itself (or refuses).
@@ -47,8 +51,6 @@ RESERVED_TIMM_KWARGS = (
     'pretrained_cfg',
     'pretrained_cfg_overlay',
 )
-#: Keys allowed in ``init_cfg=dict(type='Pretrained', ...)``.
-PRETRAINED_INIT_KEYS = ('type', 'checkpoint', 'prefix', 'map_location')
 
 
 def _is_int(value: Any) -> bool:
@@ -371,10 +373,12 @@ class TimmFeatures(BaseModule):
             frozen) while training. Defaults to False.
         checkpoint (str, optional): Local file of full-model weights, loaded now.
             Defaults to None.
-        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=<local file>,
-            prefix=None)`` loads a local file of full-model weights (``prefix``: only
-            the keys starting with it, without it) in :meth:`init_weights`; other
-            initializers are mmengine's. Defaults to None: timm's own initialization.
+        init_cfg (dict | list[dict], optional): ``dict(type='Pretrained',
+            checkpoint=<local file>, prefix=None, allow_partial=False)`` loads a local
+            file of full-model weights (``prefix``: only the keys starting with it,
+            without it) strictly in :meth:`init_weights` (``allow_partial=True``: what
+            fits, logged); other initializers are mmengine's, run before it. Defaults
+            to None: timm's own initialization.
         **timm_kwargs: Passed to ``timm.create_model`` (e.g. ``drop_path_rate=0.1``,
             ``dynamic_img_size=True`` for Swin on other input sizes, ``in_chans``),
             except ``pretrained``, ``features_only``, ``out_indices``,
@@ -495,23 +499,11 @@ class TimmFeatures(BaseModule):
 
     @classmethod
     def _check_init_cfg(cls, init_cfg: Any) -> None:
-        if not (
-            isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'
-        ):
-            return
-        unknown = sorted(set(init_cfg) - set(PRETRAINED_INIT_KEYS))
-        if unknown:
-            raise ValueError(
-                f"init_cfg=dict(type='Pretrained') takes {PRETRAINED_INIT_KEYS[1:]}, got "
-                f'unknown keys {unknown} in {init_cfg!r}'
+        pretrained, _ = parse_pretrained(init_cfg)
+        if pretrained is not None:
+            cls._check_checkpoint_arg(
+                pretrained['checkpoint'], 'init_cfg checkpoint'
             )
-        if 'checkpoint' not in init_cfg:
-            raise ValueError(
-                f"init_cfg=dict(type='Pretrained') needs checkpoint: {init_cfg!r}"
-            )
-        cls._check_checkpoint_arg(
-            init_cfg['checkpoint'], 'init_cfg checkpoint'
-        )
 
     @staticmethod
     def channels(
@@ -584,7 +576,10 @@ class TimmFeatures(BaseModule):
     # ------------------------------------------------------------------ weights
 
     def load_checkpoint(
-        self, checkpoint: str, prefix: str | None = None
+        self,
+        checkpoint: str,
+        prefix: str | None = None,
+        allow_partial: bool = False,
     ) -> None:
         """Loads a local file of full-timm-model weights strictly (see the class doc).
 
@@ -592,6 +587,8 @@ class TimmFeatures(BaseModule):
             checkpoint (str): Local file path.
             prefix (str, optional): Use only the keys starting with it, without it.
                 Defaults to None.
+            allow_partial (bool): Load the tensors that fit and log what did not,
+                instead of refusing. Defaults to False.
 
         Raises:
             FileNotFoundError: No such file.
@@ -634,12 +631,33 @@ class TimmFeatures(BaseModule):
             for v in wanted.values()
             if v in state and tuple(state[v].shape) != full_shapes[v]
         ]
+        source += f' (timm {self.model_name!r} full-model keys)'
+        if allow_partial:
+            print_log(
+                'TimmFeatures: '
+                + load_state_dict_partial(
+                    self.model,
+                    {k: state[v] for k, v in wanted.items() if v in state},
+                    source=source,
+                )
+                + (
+                    '\n'
+                    + mismatch_summary(
+                        missing,
+                        unexpected,
+                        mismatched,
+                        source,
+                        StateDictMismatchError.SHOWN,
+                    )
+                    if missing or unexpected or mismatched
+                    else ''
+                ),
+                logger='current',
+            )
+            return
         if missing or unexpected or mismatched:
             raise StateDictMismatchError(
-                missing,
-                unexpected,
-                mismatched,
-                source=f'{source} (timm {self.model_name!r} full-model keys)',
+                missing, unexpected, mismatched, source=source
             )
         self.model.load_state_dict(
             {k: state[v] for k, v in wanted.items()}, strict=True
@@ -647,15 +665,21 @@ class TimmFeatures(BaseModule):
 
     def init_weights(self) -> None:
         """Loads ``init_cfg=dict(type='Pretrained')`` strictly; else mmengine's init."""
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            if not self._is_init:
-                self.load_checkpoint(
-                    cfg['checkpoint'], prefix=cfg.get('prefix')
-                )
-                self._is_init = True
+        pretrained, others = parse_pretrained(self.init_cfg)
+        if pretrained is None:
+            super().init_weights()
             return
-        super().init_weights()
+        if not self._is_init:
+            if others:
+                from mmengine.model import initialize
+
+                initialize(self, others)
+            self.load_checkpoint(
+                pretrained['checkpoint'],
+                prefix=pretrained.get('prefix'),
+                allow_partial=pretrained.get('allow_partial', False),
+            )
+            self._is_init = True
 
     # ------------------------------------------------------------------ forward
 

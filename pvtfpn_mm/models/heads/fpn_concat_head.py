@@ -12,8 +12,9 @@ from mmseg.models.utils import resize
 from torch import Tensor
 
 from pvtfpn_mm.registry import register_model
+from pvtfpn_mm.weights import parse_pretrained
 
-from ..pretrained import StrictPretrainedMixin, split_pretrained
+from ..pretrained import StrictPretrainedMixin
 
 #: Allowed values of ``interpolate_mode``.
 INTERPOLATE_MODES = ('bilinear', 'nearest')
@@ -129,7 +130,7 @@ class FPNConcatHead(StrictPretrainedMixin, BaseDecodeHead):
             )
         check_levels(type(self).__name__, in_channels, in_index, channels)
         # refuse a bad Pretrained init_cfg now
-        split_pretrained(kwargs.get('init_cfg'))
+        parse_pretrained(kwargs.get('init_cfg'))
         super().__init__(
             in_channels=list(in_channels),
             channels=channels,

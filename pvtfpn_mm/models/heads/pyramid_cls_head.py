@@ -23,8 +23,9 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from pvtfpn_mm.registry import register_model
+from pvtfpn_mm.weights import parse_pretrained
 
-from ..pretrained import StrictPretrainedMixin, split_pretrained
+from ..pretrained import StrictPretrainedMixin
 
 try:
     from mmpretrain.models.heads import ClsHead as _HeadBase
@@ -119,7 +120,7 @@ class PyramidClsHead(StrictPretrainedMixin, _HeadBase):
                 f'dropout_ratio must be in [0, 1), got {dropout_ratio}'
             )
         # a Pretrained init_cfg loads strictly; refuse bad ones now
-        split_pretrained(init_cfg)
+        parse_pretrained(init_cfg)
         if MMPRETRAIN_AVAILABLE:
             super().__init__(init_cfg=init_cfg, **kwargs)
         else:

@@ -22,8 +22,9 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from pvtfpn_mm.registry import register_model
+from pvtfpn_mm.weights import parse_pretrained
 
-from ..pretrained import StrictPretrainedMixin, split_pretrained
+from ..pretrained import StrictPretrainedMixin
 
 #: Allowed values of ``extra_source``.
 EXTRA_SOURCES = ('pool', 'input', 'lateral', 'output')
@@ -153,7 +154,7 @@ class TopDownFPN(StrictPretrainedMixin, BaseModule):
                     else ''
                 )
             )
-        split_pretrained(init_cfg)  # refuse a bad Pretrained init_cfg now
+        parse_pretrained(init_cfg)  # refuse a bad Pretrained init_cfg now
         super().__init__(init_cfg=init_cfg)
         in_channels = self._check_in_channels(in_channels)
         if not _is_int(out_channels):

@@ -1,14 +1,15 @@
-"""Measuring what our models cost: ``tools/benchmark.py``.
+"""Measuring what our models cost: the modes of ``tools/benchmark.py``.
 
-- :mod:`.flops`: the ``scaled_dot_product_attention`` counter for mmengine's complexity
-  analysis (registered when ``pvtfpn_mm`` is imported);
+Not part of the plugin: ``import pvtfpn_mm`` never imports it. FLOPs come from
+mmengine's analysis (with the attention counter ``import pvtfpn_mm`` adds,
+:mod:`pvtfpn_mm.engine.flops`), timing from :mod:`torch.utils.benchmark`.
+
 - :mod:`.common`: timing (interleaved rounds, medians), peak memory, machine
   description, progress bar and CSV / Markdown output, shared by every mode;
 - :mod:`.configs`: the ``configs`` mode, per config: parameters, FLOPs, inference
   latency, training-step time, peak memory.
 - :mod:`.compare`: the ``compare`` mode, ours against timm's and mmdet's models side by
-  side (backbone, training step, inference, memory; what ``tools/benchmark_backbone.py``
-  measured, now folded in).
+  side (backbone, training step, inference, memory).
 
 Importing this package imports nothing heavy.
 """

@@ -13,9 +13,8 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 
-TOOLS_DIR = osp.join(
-    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'tools'
-)
+#: The folder of the scripts (``tools/``, or ``pvtfpn_mm/.mim/tools`` when installed).
+TOOLS_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def free_port() -> int:

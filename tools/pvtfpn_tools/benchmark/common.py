@@ -1,9 +1,10 @@
 """What every benchmark mode shares: the machine, timing, peak memory, progress, tables.
 
 Timing: :func:`interleaved_rounds` runs each callable once per round, round after round
-(A B C, A B C, ...), after warm-up calls, synchronizing CUDA around each call; report the
-median of the rounds (:func:`summarize`). Interleaving puts the candidates side by side
-in time, so a burst of load from other processes hits them alike.
+(A B C, A B C, ...), after warm-up calls, each call timed by a
+:class:`torch.utils.benchmark.Timer` (CUDA synchronized); report the median of the
+rounds (:func:`summarize`). Interleaving puts the candidates side by side in time, so a
+burst of load from other processes hits them alike.
 
 Peak memory: on CUDA the growth of ``torch.cuda.max_memory_allocated`` over what was
 allocated before the call (:class:`PeakMemory`). On the CPU the growth of the process's
@@ -17,9 +18,11 @@ import csv
 import ctypes
 import datetime
 import io
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -118,23 +121,20 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(fn: Callable[[], Any], device: torch.device) -> float:
-    """Milliseconds one call of ``fn`` takes (CUDA synchronized before and after)."""
-    synchronize(device)
-    start = time.perf_counter()
-    fn()
-    synchronize(device)
-    return 1000 * (time.perf_counter() - start)
-
-
 def interleaved_rounds(
     fns: Mapping[str, Callable[[], Any]],
     rounds: int,
     device: torch.device,
     warmup: int = 1,
     on_call: Callable[[str], None] | None = None,
+    timer: Callable[[], float] | None = None,
 ) -> dict[str, list[float]]:
     """Times every callable once per round, ``rounds`` rounds, interleaved.
+
+    Each call is one ``timeit(1)`` of a :class:`torch.utils.benchmark.Timer` (which
+    synchronizes CUDA around it); the rounds alternate the candidates (A B C, A B C,
+    ...) instead of timing each in one block, so that load from other processes hits
+    them alike.
 
     Args:
         fns (Mapping[str, Callable]): The candidates, by name.
@@ -142,12 +142,23 @@ def interleaved_rounds(
         device (torch.device): Where they run (CUDA is synchronized).
         warmup (int): Untimed calls of each before the first round. Defaults to 1.
         on_call (Callable, optional): Called with the name after every call (progress).
+        timer (Callable, optional): The clock, e.g. :func:`time.process_time` for CPU
+            time. Defaults to the ``Timer``'s (wall time, CUDA synchronized).
 
     Returns:
         dict[str, list[float]]: Milliseconds of each call, per name.
     """
+    from torch.utils.benchmark import Timer
+
     if rounds < 1:
         raise ValueError(f'rounds must be >= 1, got {rounds}')
+    clock = {} if timer is None else {'timer': timer}
+    if device.type == 'cuda' and timer is not None:
+        raise ValueError(f'a custom clock cannot time {device}')
+    timers = {
+        name: Timer('fn()', globals={'fn': fn}, description=name, **clock)
+        for name, fn in fns.items()
+    }
     for name, fn in fns.items():
         for _ in range(warmup):
             fn()
@@ -155,8 +166,8 @@ def interleaved_rounds(
                 on_call(name)
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
-        for name, fn in fns.items():
-            times[name].append(time_call(fn, device))
+        for name, t in timers.items():
+            times[name].append(1000 * t.timeit(1).median)
             if on_call:
                 on_call(name)
     return times
@@ -203,6 +214,49 @@ def release_freed_memory(threshold: int = 64 * 1024) -> bool:
     return bool(libc.mallopt(m_mmap_threshold, threshold)) and bool(
         libc.mallopt(m_trim_threshold, threshold)
     )
+
+
+#: The line a memory-measuring child process reports its result on.
+MEMORY_LINE = 'PVTFPN_MEMORY '
+#: The folder holding the ``pvtfpn_tools`` package (``tools/``).
+TOOLS_DIR = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+)
+
+
+def report_memory(result: Mapping[str, Any]) -> None:
+    """Prints a child's result for :func:`run_memory_child` (one JSON line)."""
+    print(MEMORY_LINE + json.dumps(dict(result)), flush=True)
+
+
+def run_memory_child(
+    module: str, function: str, args: Sequence[Any]
+) -> dict[str, Any]:
+    """Runs ``module.function(*args)`` in a fresh Python process (memory is measured
+    where nothing was allocated before) and returns what it :func:`report_memory`-ed.
+
+    Raises:
+        RuntimeError: The child failed; the message ends with its stderr.
+    """
+    code = (
+        f'import sys, json; sys.path.insert(0, {TOOLS_DIR!r}); '
+        f'from {module} import {function}; '
+        f'{function}(*json.loads(sys.argv[1]))'
+    )
+    out = subprocess.run(
+        [sys.executable, '-c', code, json.dumps(list(args))],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(
+            f'memory measurement {module}.{function}{tuple(args)} failed:\n'
+            f'{out.stderr[-3000:]}'
+        )
+    line = [x for x in out.stdout.splitlines() if x.startswith(MEMORY_LINE)][
+        -1
+    ]
+    return json.loads(line[len(MEMORY_LINE) :])
 
 
 class PeakMemory:
@@ -328,6 +382,6 @@ def write_csv(
 
 def write_text(path: str, text: str) -> None:
     """Writes ``text`` to ``path`` (``~`` expanded) atomically."""
-    from pvtfpn_mm.engine.files import write_text_atomic
+    from pvtfpn_mm.weights import write_text_atomic
 
     write_text_atomic(os.path.expanduser(path), text)

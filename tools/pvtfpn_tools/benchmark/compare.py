@@ -48,8 +48,6 @@ import json
 import os
 import os.path as osp
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
@@ -62,6 +60,8 @@ from .common import (
     describe_machine,
     device_from_args,
     interleaved_rounds,
+    report_memory,
+    run_memory_child,
     synchronize,
 )
 
@@ -200,25 +200,17 @@ def rounds_of(
     calls each. ``clock='cpu'`` counts the process's CPU time instead of wall time: with
     one thread on a shared machine it leaves out the time other processes held the core
     (with more threads it also counts threads spinning while they wait for each other)."""
-    if clock == 'wall':
-        return interleaved_rounds(fns, rounds, device, warmup=warmup)
-    if device.type != 'cpu':
+    if clock == 'cpu' and device.type != 'cpu':
         raise ValueError(
             f'--clock cpu measures CPU work; it cannot time {device}'
         )
-    if rounds < 1:
-        raise ValueError(f'rounds must be >= 1, got {rounds}')
-    now = CLOCKS[clock]
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = now()
-            fn()
-            times[name].append(1000 * (now() - start))
-    return times
+    return interleaved_rounds(
+        fns,
+        rounds,
+        device,
+        warmup=warmup,
+        timer=None if clock == 'wall' else CLOCKS[clock],
+    )
 
 
 # ------------------------------------------------------------------------------ peak
@@ -289,7 +281,7 @@ def backbone_flops(model: nn.Module, x: torch.Tensor) -> float:
     """FLOPs (2 x multiply-adds, attention included) of ``model(x)``."""
     from mmengine.analysis import FlopAnalyzer
 
-    import pvtfpn_mm.benchmark.flops  # noqa: F401  (the SDPA counter)
+    import pvtfpn_mm  # noqa: F401  (registers the SDPA counter)
 
     analyzer = FlopAnalyzer(model.eval(), (x,))
     analyzer.unsupported_ops_warnings(False)
@@ -495,9 +487,9 @@ def resolve_config(path: str) -> str:
         )
     if osp.isfile(path):
         return path
-    from .configs import config_root
+    from pvtfpn_mm.model_index import index_root
 
-    return osp.join(osp.dirname(config_root()), path)
+    return osp.join(index_root(), path)
 
 
 class PartTimer:
@@ -714,7 +706,7 @@ def memory_child(
     gc.collect()
     with PeakMemory(device) as peak:
         cand.train_step()
-    print('PVTFPN_MEMORY ' + json.dumps(dict(train=peak.mib)), flush=True)
+    report_memory(dict(train=peak.mib))
 
 
 def backbone_memory_child(
@@ -760,28 +752,11 @@ def backbone_memory_child(
     gc.collect()
     with PeakMemory(device) as peak:
         _forward_backward(model, x, device, None)
-    print('PVTFPN_MEMORY ' + json.dumps(dict(train=peak.mib)), flush=True)
+    report_memory(dict(train=peak.mib))
 
 
 def _child(function: str, *args: Any) -> float | None:
-    code = (
-        f'import sys, json; from pvtfpn_mm.benchmark.compare import {function}; '
-        f'{function}(*json.loads(sys.argv[1]))'
-    )
-    out = subprocess.run(
-        [sys.executable, '-c', code, json.dumps(args)],
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(
-            f'memory measurement {function}{args} failed:\n'
-            f'{out.stderr[-3000:]}'
-        )
-    line = [
-        x for x in out.stdout.splitlines() if x.startswith('PVTFPN_MEMORY ')
-    ][-1]
-    return json.loads(line.split(' ', 1)[1])['train']
+    return run_memory_child(__name__, function, list(args))['train']
 
 
 def _alternate_children(

@@ -8,24 +8,20 @@ machine without CUDA, ``--launcher pytorch`` runs use gloo on the CPU instead of
 configs' nccl (:mod:`.cpu_dist`).
 """
 
-import os
 import os.path as osp
 from copy import deepcopy
 
 from mmengine.config import Config, ConfigDict
 
-TASKS = ('mmdet', 'mmseg')
+from . import build
+
+#: The codebases these functions train and test for (their ``default_scope``).
+TRAIN_TASKS = ('mmdet', 'mmseg')
 
 
 def task_of(cfg: Config) -> str:
     """``'mmdet'`` or ``'mmseg'``: the codebase a config is for (its ``default_scope``)."""
-    scope = cfg.get('default_scope')
-    if scope not in TASKS:
-        raise ValueError(
-            f'default_scope must be one of {TASKS} (set by the mmdet/mmseg '
-            f'default_runtime base config); got {scope!r}'
-        )
-    return scope
+    return build.task_of(cfg, TRAIN_TASKS)
 
 
 def load_config(
@@ -93,7 +89,7 @@ def prepare_train_config(
             base_batch_size``).
     """
     if amp:
-        from pvtfpn_mm.engine import amp_optim_wrapper_type
+        from .amp import amp_optim_wrapper_type
 
         # CPUAmpOptimWrapper where there is no GPU
         wrapper = amp_optim_wrapper_type()
@@ -268,25 +264,3 @@ def test(
 
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=out))
     return runner.test()
-
-
-def set_local_rank_env(local_rank: int) -> None:
-    """As mmdet's / mmseg's tools: ``--local-rank`` (torch.distributed.launch) wins
-    only where ``LOCAL_RANK`` (torchrun) is not set."""
-    os.environ.setdefault('LOCAL_RANK', str(local_rank))
-
-
-def add_common_args(parser, cfg_options_help: str) -> None:
-    """``--cfg-options``, ``--launcher`` and ``--local-rank``, as mmdet's / mmseg's tools."""
-    from mmengine.config import DictAction
-
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction, help=cfg_options_help
-    )
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher',
-    )
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)

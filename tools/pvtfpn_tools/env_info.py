@@ -6,7 +6,7 @@ import subprocess
 import sys
 from importlib import metadata
 
-from .registry import DOWNSTREAM_SCOPES, MODELS, downstream_registry
+from pvtfpn_mm.registry import DOWNSTREAM_SCOPES, MODELS, downstream_registry
 
 STACK = (
     'torch',

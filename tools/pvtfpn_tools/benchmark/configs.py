@@ -26,12 +26,8 @@ together (``interleave``); CPU memory is measured in a fresh process per config.
 import copy
 import gc
 import glob
-import json
-import logging
 import os
 import os.path as osp
-import subprocess
-import sys
 import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -41,6 +37,16 @@ import torch.nn as nn
 
 if TYPE_CHECKING:
     from mmengine.model import BaseModel
+
+from pvtfpn_mm.engine.build import (
+    TASKS,
+    build_model_from_config,
+    drop_pretrained,
+    init_quietly,
+    load_model_config,
+    task_of,
+)
+from pvtfpn_mm.model_index import config_root
 
 from . import BenchmarkError
 from .common import (
@@ -53,6 +59,8 @@ from .common import (
     interleaved_rounds,
     markdown_table,
     release_freed_memory,
+    report_memory,
+    run_memory_child,
     summarize,
     write_csv,
     write_text,
@@ -88,18 +96,6 @@ CSV_COLUMNS = list(COLUMNS) + [
 # ------------------------------------------------------------------------ configs
 
 
-def config_root() -> str:
-    """The ``configs`` folder: the repository's, or the installed package's ``.mim``."""
-    here = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    for root in (
-        osp.join(osp.dirname(here), 'configs'),
-        osp.join(here, '.mim', 'configs'),
-    ):
-        if osp.isdir(root):
-            return root
-    raise FileNotFoundError(f'no configs folder next to {here!r}')
-
-
 def all_configs(root: str | None = None) -> list[str]:
     """Every config under ``root`` (default :func:`config_root`) except ``_base_``."""
     root = root or config_root()
@@ -115,45 +111,7 @@ def is_complete(config: str) -> bool:
     from mmengine.config import Config
 
     cfg = Config.fromfile(config)
-    return 'model' in cfg and cfg.get('default_scope') in (
-        'mmdet',
-        'mmseg',
-        'mmpretrain',
-    )
-
-
-def _drop_pretrained(node: Any) -> Any:
-    """The model config without ``Pretrained`` init_cfgs, ``pretrained`` and
-    ``checkpoint`` entries: nothing is loaded or downloaded."""
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            if key in ('pretrained', 'checkpoint'):
-                continue
-            if key == 'init_cfg' and _is_pretrained(value):
-                out[key] = None
-                continue
-            if key == 'init_cfg' and isinstance(value, (list, tuple)):
-                value = [c for c in value if not _is_pretrained(c)] or None
-            out[key] = _drop_pretrained(value)
-        return out
-    if isinstance(node, (list, tuple)):
-        return type(node)(_drop_pretrained(v) for v in node)
-    return node
-
-
-def _is_pretrained(init_cfg: Any) -> bool:
-    return isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'
-
-
-def task_of(cfg) -> str:
-    scope = cfg.get('default_scope')
-    if scope not in ('mmdet', 'mmseg', 'mmpretrain'):
-        raise ValueError(
-            f'config {cfg.filename!r} has default_scope {scope!r}, not a '
-            f'complete mmdet / mmseg / mmpretrain config'
-        )
-    return scope
+    return 'model' in cfg and cfg.get('default_scope') in TASKS
 
 
 def _pipeline(cfg, split: str) -> list[dict]:
@@ -349,19 +307,6 @@ def count_flops(model: 'BaseModel', batch: dict) -> int:
         model.train(was_training)
 
 
-def quiet_init(model: 'BaseModel') -> None:
-    """``model.init_weights()`` without mmengine's log line for every parameter."""
-    from mmengine.logging import MMLogger
-
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        model.init_weights()
-    finally:
-        logger.setLevel(level)
-
-
 def build_for_benchmark(
     config: str, device: torch.device, cfg_options: dict | None = None
 ):
@@ -370,18 +315,10 @@ def build_for_benchmark(
     from mmengine.model import revert_sync_batchnorm
     from mmengine.optim import build_optim_wrapper
 
-    from pvtfpn_mm.tools_lib.build import (
-        build_model_from_config,
-        load_model_config,
-    )
-
     cfg = load_model_config(config, cfg_options)
-    task_of(cfg)
-    cfg.model = _drop_pretrained(
-        cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else cfg.model
-    )
+    cfg.model = drop_pretrained(cfg.model)
     model = revert_sync_batchnorm(build_model_from_config(cfg))
-    quiet_init(model)
+    init_quietly(model)
     model.to(device)
     optim_wrapper = build_optim_wrapper(
         model, copy.deepcopy(cfg.optim_wrapper)
@@ -471,7 +408,7 @@ def memory_child(
         ) as train:  # the first step creates the optimizer state
             cand.train_step()
         result['train'] = train.mib
-    print('PVTFPN_MEMORY ' + json.dumps(result), flush=True)
+    report_memory(result)
     return result
 
 
@@ -482,22 +419,11 @@ def _memory_in_child(
     threads: int,
     skip_train: bool,
 ) -> dict[str, float | None]:
-    code = (
-        'import sys, json; from pvtfpn_mm.benchmark.configs import memory_child; '
-        'memory_child(*json.loads(sys.argv[1]))'
+    return run_memory_child(
+        __name__,
+        'memory_child',
+        [config, size, train_batch, threads, skip_train],
     )
-    args = json.dumps([config, size, train_batch, threads, skip_train])
-    out = subprocess.run(
-        [sys.executable, '-c', code, args], capture_output=True, text=True
-    )
-    if out.returncode != 0:
-        raise RuntimeError(
-            f'memory measurement of {config!r} failed:\n{out.stderr[-3000:]}'
-        )
-    line = [
-        x for x in out.stdout.splitlines() if x.startswith('PVTFPN_MEMORY ')
-    ][-1]
-    return json.loads(line.split(' ', 1)[1])
 
 
 def _mib_str(value: float | None) -> float | None:

@@ -18,14 +18,15 @@ from typing import Any
 
 import numpy as np
 
+from pvtfpn_mm.model_index import config_root
+
 from .toy_data import toy_data_ready, write_toy_data
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DET_CONFIG = osp.join(
-    REPO, 'configs', 'quickstart', 'retinanet_pvtv2-b0_topdownfpn_toy-96.py'
+    config_root(), 'quickstart', 'retinanet_pvtv2-b0_topdownfpn_toy-96.py'
 )
 SEG_CONFIG = osp.join(
-    REPO, 'configs', 'quickstart', 'fpn_pvtv2-b0_topdownfpn_toy-96.py'
+    config_root(), 'quickstart', 'fpn_pvtv2-b0_topdownfpn_toy-96.py'
 )
 #: The toy dataset the quickstart configs are tuned for.
 DATA_ARGS: dict[str, Any] = dict(
@@ -104,7 +105,7 @@ def run_task(
     task: str, out_dir: str, data_root: str, iters: int | None = None
 ) -> dict:
     """Trains and tests one quickstart model; returns its metrics and timings."""
-    from .runner import test, train
+    from pvtfpn_mm.engine.tasks import test, train
 
     config = DET_CONFIG if task == 'det' else SEG_CONFIG
     work_dir = osp.join(out_dir, task)
