@@ -247,33 +247,37 @@ def test_pyramid_cls_head_is_the_notes_case_4():
         (
             dict(num_classes=0),
             ValueError,
-            r'num_classes must be positive, got 0',
+            r'num_classes must be a positive int, got 0',
         ),
         (
             dict(num_classes='3'),
             TypeError,
-            r"num_classes must be an int, got '3'",
+            r"num_classes must be a positive int, got '3'",
         ),
         (
             dict(in_channels=-1),
             ValueError,
-            r'in_channels must be positive, got -1',
+            r'in_channels must be a positive int, got -1',
         ),
         (
             dict(in_channels=2.0),
             TypeError,
-            r'in_channels must be an int, got 2\.0',
+            r'in_channels must be a positive int, got 2\.0',
         ),
-        (dict(in_index=1.0), TypeError, r'in_index must be an int, got 1\.0'),
         (
-            dict(dropout_ratio=1.0),
+            dict(in_index=1.0),
+            TypeError,
+            r'in_index must be an int index, got 1\.0',
+        ),
+        (
+            dict(dropout_ratio=1.5),
             ValueError,
-            r'dropout_ratio must be in \[0, 1\), got 1\.0',
+            r'dropout_ratio must be in \[0, 1\], got 1\.5',
         ),
         (
             dict(dropout_ratio='0.1'),
             TypeError,
-            r"dropout_ratio must be a number, got '0.1'",
+            r"dropout_ratio must be a number in \[0, 1\], got '0.1'",
         ),
     ],
 )
@@ -294,7 +298,7 @@ def test_pyramid_cls_head_bad_inputs():
     ):
         head([torch.randn(1, 256, 14, 14), torch.randn(1, 128, 7, 7)])
     with pytest.raises(
-        ValueError, match=r'in_index=4 is outside the 2 input levels'
+        ValueError, match=r'in_index=4 is out of range for 2 entries'
     ):
         PyramidClsHead(num_classes=3, in_index=4)(
             [torch.randn(1, 256, 7, 7)] * 2

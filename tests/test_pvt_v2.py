@@ -346,9 +346,17 @@ def test_registered_for_mmdet_and_mmseg():
     [
         (dict(arch='b9'), ValueError, "'b9'"),
         (dict(arch='b2-li'), ValueError, "'b2-li'"),
-        (dict(out_indices=(0, 4)), ValueError, 'index 4 is out of range'),
-        (dict(out_indices=(-1,)), ValueError, 'index -1 is out of range'),
-        (dict(out_indices=()), ValueError, r'out_indices=\(\)'),
+        (
+            dict(out_indices=(0, 4)),
+            ValueError,
+            r'out_indices\[1\]=4 is out of range for 4 entries',
+        ),
+        (
+            dict(out_indices=(-5,)),
+            ValueError,
+            r'out_indices\[0\]=-5 is out of range for 4 entries',
+        ),
+        (dict(out_indices=()), ValueError, 'out_indices must not be empty'),
         (
             dict(embed_dims=(32, 64, 160)),
             ValueError,
@@ -362,12 +370,15 @@ def test_registered_for_mmdet_and_mmseg():
         (
             dict(depths=(2, 2, 2)),
             ValueError,
-            r'has 4 entries.*depths=\(2, 2, 2\)',
+            r'has 4 entries, expected one per stage: 3',
         ),
         (dict(sr_ratios=8), TypeError, 'sr_ratios .* got 8'),
         (dict(num_heads=(1, 2, 3, 8)), ValueError, '3 does not divide 160'),
-        (dict(frozen_stages=4), ValueError, 'frozen_stages=4'),
-        (dict(frozen_stages=-2), ValueError, 'frozen_stages=-2'),
+        (
+            dict(frozen_stages=4),
+            ValueError,
+            'frozen_stages=4 is past the last',
+        ),
         (
             dict(init_cfg=dict(type='Pretrained')),
             ValueError,

@@ -223,9 +223,9 @@ def test_concat_head_errors():
     ):
         FPNConcatHead(input_transform='resize_concat', num_classes=3)
     with pytest.raises(
-        ValueError, match=r"interpolate_mode must be one of .*got 'area'"
+        ValueError, match=r"interpolate_mode must be one of .*got 'trilinear'"
     ):
-        FPNConcatHead(interpolate_mode='area', num_classes=3)
+        FPNConcatHead(interpolate_mode='trilinear', num_classes=3)
     head = FPNConcatHead(
         in_channels=[4, 4], in_index=[1, 2], channels=4, num_classes=3
     )
@@ -239,6 +239,10 @@ def test_concat_head_errors():
         match=r'input 2 has 5 channels, expected in_channels\[1\]=4',
     ):
         head(feats)
+    with pytest.raises(
+        ValueError, match=r'in_index\[1\]=2 is out of range for 2 entries'
+    ):
+        head(feats[:2])
 
 
 # --------------------------------------------------------------------------- UPerNet

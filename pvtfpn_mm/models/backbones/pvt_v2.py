@@ -20,7 +20,6 @@ mlp.{fc1,dwconv,fc2}``) and ``stages.{i}.norm``. The parameters are exactly timm
 """
 
 import math
-import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
@@ -46,6 +45,18 @@ from pvtfpn_mm.models.backbones.mixffn_fused import (
 )
 from pvtfpn_mm.registry import register_model
 from pvtfpn_mm.weights import load_pretrained, parse_pretrained
+
+from .._checks import (
+    check_flag,
+    check_frozen_stages,
+    check_indices,
+    check_per_stage,
+    check_positive_int,
+    check_rate,
+    is_int,
+    is_number,
+    refuse_unknown,
+)
 
 #: Per-variant settings, as in timm's and the official ``pvt_v2_*`` constructors.
 ARCH_SETTINGS: dict[str, dict] = {
@@ -474,56 +485,6 @@ class PVTStage(nn.Module):
         return _nhwc_as_nchw(self.norm(x), hw_shape)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _per_stage(
-    name: str,
-    value: Any,
-    depths: tuple[int, ...] | None = None,
-    kind: str = 'int',
-) -> tuple:
-    """Checks that ``value`` is a sequence with one entry per stage (of ``depths``), each
-    a positive int (``kind='int'``) or a positive number (``kind='number'``)."""
-    if not isinstance(value, Sequence) or isinstance(value, str):
-        hint = (
-            (
-                ' (a single int is how mmdet\'s PyramidVisionTransformerV2 takes it: when '
-                'replacing a _base_ backbone, write backbone=dict(_delete_=True, '
-                'type=\'PVTv2\', ...))'
-            )
-            if _is_int(value)
-            else ''
-        )
-        raise TypeError(
-            f'{name} must be a sequence with one entry per stage, got {value!r}{hint}'
-        )
-    if depths is not None and len(value) != len(depths):
-        raise ValueError(
-            f'{name}={tuple(value)} has {len(value)} entries, expected one per stage: '
-            f'{len(depths)} (depths={depths})'
-        )
-    check = _is_int if kind == 'int' else _is_number
-    for i, entry in enumerate(value):
-        if not check(entry):
-            raise TypeError(
-                f'{name}[{i}] must be {"an int" if kind == "int" else "a number"}'
-                f', got {entry!r} ({type(entry).__name__}) in {name}='
-                f'{tuple(value)}'
-            )
-        if not entry > 0:
-            raise ValueError(
-                f'{name}[{i}] must be positive, got {entry!r} in {name}='
-                f'{tuple(value)}'
-            )
-    return tuple(value)
-
-
 #: Keywords of other backbones that reach ``PVTv2`` when a config replaces a ``_base_``
 #: backbone without ``_delete_=True`` (mmdet's ResNet and PyramidVisionTransformerV2),
 #: with what ``PVTv2`` calls them.
@@ -571,40 +532,6 @@ def _tracing() -> bool:
     )
 
 
-def _unknown_keywords(kwargs: dict) -> TypeError:
-    names = sorted(kwargs)
-    known = {k: FOREIGN_KEYWORDS[k] for k in names if k in FOREIGN_KEYWORDS}
-    message = f'PVTv2 got unexpected keyword arguments {names}'
-    if known:
-        ours = ', '.join(f'{k} -> {v}' for k, v in known.items() if v)
-        message += (
-            f'. {sorted(known)} are keywords of mmdet\'s ResNet / PyramidVisionTransformerV2 '
-            'backbones: a config that replaces a _base_ backbone must drop the base\'s keys '
-            'with backbone=dict(_delete_=True, type=\'PVTv2\', ...)'
-            + (f' (PVTv2 names: {ours})' if ours else '')
-        )
-    return TypeError(message)
-
-
-def _check_rate(name: str, value: Any) -> float:
-    if not _is_number(value):
-        raise TypeError(
-            f'{name} must be a number in [0, 1), got {value!r} '
-            f'({type(value).__name__})'
-        )
-    if not 0 <= value < 1:
-        raise ValueError(f'{name} must be in [0, 1), got {value!r}')
-    return float(value)
-
-
-def _check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(
-            f'{name} must be True or False, got {value!r} ({type(value).__name__})'
-        )
-    return value
-
-
 @register_model()
 class PVTv2(BaseModule):
     """PVT-v2 backbone (`PVT v2: Improved Baselines with Pyramid Vision Transformer
@@ -636,10 +563,11 @@ class PVTv2(BaseModule):
         attn_drop_rate (float): Dropout on the attention weights. Defaults to 0.
         drop_path_rate (float): Stochastic-depth rate, rising linearly over all blocks
             from 0 to this value. Defaults to 0.
-        out_indices (Sequence[int] | int): Stages whose outputs :meth:`forward` returns.
-            Defaults to (0, 1, 2, 3).
+        out_indices (Sequence[int] | int): Stages whose outputs :meth:`forward` returns,
+            in stage order whatever the order given; negative indices count from the
+            last stage; an int selects one stage. Defaults to (0, 1, 2, 3).
         frozen_stages (int): Stages ``0 .. frozen_stages`` (patch embedding, blocks and
-            norm) are frozen: eval mode, no gradients. -1 freezes nothing.
+            norm) are frozen: eval mode, no gradients. -1 (or less) freezes nothing.
             Defaults to -1.
         norm_eval (bool): Keep the normalization layers in eval mode while training.
             PVT-v2 has only LayerNorms, which behave the same in both modes; the
@@ -666,9 +594,11 @@ class PVTv2(BaseModule):
             convolutions: 29 for every variant but ``b2_li`` (1).
 
     Raises:
-        TypeError: An argument of the wrong type (bools are not ints, strings not bools).
-        ValueError: A value out of range: rates outside [0, 1), non-positive per-stage
-            entries, repeated or out-of-range ``out_indices``, ``frozen_stages``.
+        TypeError: An argument of the wrong type (bools are not indices, strings not
+            switches).
+        ValueError: A value out of range: rates outside [0, 1], non-positive per-stage
+            entries, out-of-range ``out_indices``, ``frozen_stages`` past the last
+            stage. (The checks: :mod:`pvtfpn_mm.models._checks`.)
     """
 
     def __init__(
@@ -693,8 +623,13 @@ class PVTv2(BaseModule):
         init_cfg: dict | None = None,
         **kwargs: Any,
     ) -> None:
-        if kwargs:
-            raise _unknown_keywords(kwargs)
+        refuse_unknown(
+            'PVTv2',
+            kwargs,
+            FOREIGN_KEYWORDS,
+            "mmdet's ResNet / PyramidVisionTransformerV2 backbones",
+            "backbone=dict(_delete_=True, type='PVTv2', ...)",
+        )
         super().__init__(init_cfg=init_cfg)
         settings = arch_settings(arch)
         overrides = dict(
@@ -707,61 +642,39 @@ class PVTv2(BaseModule):
         )
         settings.update({k: v for k, v in overrides.items() if v is not None})
         self.arch = arch
-        self.depths = _per_stage('depths', settings['depths'])
+        self.depths = check_per_stage('depths', settings['depths'], None)
         self.num_stages = len(self.depths)
         for name in ('embed_dims', 'num_heads', 'sr_ratios', 'mlp_ratios'):
             setattr(
                 self,
                 name,
-                _per_stage(
+                check_per_stage(
                     name,
                     settings[name],
-                    self.depths,
+                    self.num_stages,
                     kind='number' if name == 'mlp_ratios' else 'int',
                 ),
             )
-        self.linear = _check_bool('linear', settings['linear'])
+        self.linear = check_flag('linear', settings['linear'])
         for dims, heads in zip(self.embed_dims, self.num_heads, strict=True):
             if dims % heads:
                 raise ValueError(
                     f'num_heads={self.num_heads} does not divide embed_dims='
                     f'{self.embed_dims}: {heads} does not divide {dims}'
                 )
-        if not _is_int(in_channels) or in_channels <= 0:
-            raise (TypeError if not _is_int(in_channels) else ValueError)(
-                f'in_channels must be a positive int, got {in_channels!r}'
-            )
-        self.in_channels = in_channels
-        for name, value in (
-            ('qkv_bias', qkv_bias),
-            ('norm_eval', norm_eval),
-            ('with_cp', with_cp),
-        ):
-            _check_bool(name, value)
-        for name, rate in (
-            ('drop_rate', drop_rate),
-            ('attn_drop_rate', attn_drop_rate),
-            ('drop_path_rate', drop_path_rate),
-        ):
-            _check_rate(name, rate)
-        if not _is_number(embed_norm_eps) or not 0 < embed_norm_eps < 1:
-            raise (
-                TypeError if not _is_number(embed_norm_eps) else ValueError
-            )(
+        self.in_channels = check_positive_int('in_channels', in_channels)
+        qkv_bias = check_flag('qkv_bias', qkv_bias)
+        norm_eval = check_flag('norm_eval', norm_eval)
+        with_cp = check_flag('with_cp', with_cp)
+        drop_rate = check_rate('drop_rate', drop_rate)
+        attn_drop_rate = check_rate('attn_drop_rate', attn_drop_rate)
+        drop_path_rate = check_rate('drop_path_rate', drop_path_rate)
+        if not is_number(embed_norm_eps) or not 0 < embed_norm_eps < 1:
+            raise (TypeError if not is_number(embed_norm_eps) else ValueError)(
                 f'embed_norm_eps must be a number in (0, 1), got {embed_norm_eps!r}'
             )
-
         out_indices = self._check_out_indices(out_indices)
-        if not _is_int(frozen_stages):
-            raise TypeError(
-                f'frozen_stages must be an int (-1 .. {self.num_stages - 1}), got '
-                f'{frozen_stages!r} ({type(frozen_stages).__name__})'
-            )
-        if not -1 <= frozen_stages < self.num_stages:
-            raise ValueError(
-                f'frozen_stages={frozen_stages} is out of range for {self.num_stages} '
-                f'stages (-1 .. {self.num_stages - 1})'
-            )
+        frozen_stages = check_frozen_stages(frozen_stages, self.num_stages)
         parse_pretrained(self.init_cfg)  # refuse a bad Pretrained init_cfg now
         self.out_indices = out_indices
         # forward returns the stages in order, whatever the order of out_indices
@@ -808,36 +721,12 @@ class PVTv2(BaseModule):
         self.min_input_size = self._compute_min_input_size()
 
     def _check_out_indices(self, out_indices: Any) -> tuple[int, ...]:
-        """out_indices as a tuple of distinct stage indices (an int selects one)."""
-        if _is_int(out_indices):
+        """The selected stages, in stage order, each once (an int selects one stage;
+        negative indices count from the last stage, as in timm)."""
+        if is_int(out_indices):
             out_indices = (out_indices,)
-        if not isinstance(out_indices, Sequence) or isinstance(
-            out_indices, str
-        ):
-            raise TypeError(
-                f'out_indices must be a stage index or a sequence of them (0 .. '
-                f'{self.num_stages - 1}), got {out_indices!r} ({type(out_indices).__name__})'
-            )
-        out_indices = tuple(out_indices)
-        if not out_indices:
-            raise ValueError('out_indices=() selects no stage')
-        for index in out_indices:
-            if not _is_int(index):
-                raise TypeError(
-                    f'out_indices={out_indices}: {index!r} is not a stage index (an int '
-                    f'0 .. {self.num_stages - 1}; bools are not accepted)'
-                )
-            if not 0 <= index < self.num_stages:
-                raise ValueError(
-                    f'out_indices={out_indices}: index {index} is out of range for '
-                    f'{self.num_stages} stages (0 .. {self.num_stages - 1})'
-                )
-        if len(set(out_indices)) != len(out_indices):
-            raise ValueError(
-                f'out_indices={out_indices} selects a stage twice; give each '
-                'stage once'
-            )
-        return tuple(int(i) for i in out_indices)
+        indices = check_indices('out_indices', out_indices, self.num_stages)
+        return tuple(sorted(set(indices)))
 
     def _compute_min_input_size(self) -> int:
         """The smallest input side every stage can take, from the built convolutions: a

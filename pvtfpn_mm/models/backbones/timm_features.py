@@ -16,7 +16,6 @@ backbone").
 """
 
 import functools
-import itertools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -42,6 +41,14 @@ from pvtfpn_mm.weights import (
     timm_load_state_dict,
 )
 
+from .._checks import (
+    check_flag,
+    check_frozen_stages,
+    check_indices,
+    check_int,
+    is_int,
+)
+
 #: timm keywords that :class:`TimmFeatures` sets itself (or refuses).
 RESERVED_TIMM_KWARGS = (
     'pretrained',
@@ -51,10 +58,6 @@ RESERVED_TIMM_KWARGS = (
     'pretrained_cfg',
     'pretrained_cfg_overlay',
 )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_model_name(model_name: Any) -> None:
@@ -199,36 +202,14 @@ def _feature_levels(full_model: nn.Module) -> list[dict]:
 
 
 def _check_out_indices(out_indices: Any, num_levels: int) -> tuple[int, ...]:
-    """Normalizes negative indices; raises naming the bad value."""
-    if isinstance(out_indices, (str, bytes)) or not isinstance(
-        out_indices, Sequence
-    ):
-        raise TypeError(
-            'out_indices must be a sequence of ints (indices of the feature levels), '
-            f'got {out_indices!r} ({type(out_indices).__name__})'
-        )
-    if len(out_indices) == 0:
-        raise ValueError('out_indices must not be empty')
-    normalized = []
-    for i, index in enumerate(out_indices):
-        if not _is_int(index):
-            raise TypeError(
-                f'out_indices[{i}] must be an int, got {index!r} '
-                f'({type(index).__name__}) in out_indices={tuple(out_indices)!r}'
-            )
-        if not -num_levels <= index < num_levels:
-            raise ValueError(
-                f'out_indices[{i}]={index} is out of range: the model has {num_levels} '
-                f'feature levels (0..{num_levels - 1}, or -{num_levels}..-1)'
-            )
-        normalized.append(index % num_levels)
-    if any(b <= a for a, b in itertools.pairwise(normalized)):
-        raise ValueError(
-            'out_indices must select each level once, finest first (increasing after '
-            f'negative indices are counted from the end), got {tuple(out_indices)} '
-            f'= levels {tuple(normalized)}'
-        )
-    return tuple(normalized)
+    """The selected feature levels as timm's ``features_only`` takes them: an int n is
+    the last n levels; a sequence of indices (negative from the end) may come in any
+    order and repeat one; the result is each level once, in model order."""
+    if is_int(out_indices):
+        count = check_int('out_indices', out_indices, 1, num_levels)
+        return tuple(range(num_levels - count, num_levels))
+    indices = check_indices('out_indices', out_indices, num_levels)
+    return tuple(sorted(set(indices)))
 
 
 def _resolve(
@@ -359,14 +340,16 @@ class TimmFeatures(BaseModule):
         model_name (str): A timm model name with ``features_only`` support (e.g.
             ``'resnet50'``, ``'convnext_tiny'``, ``'swin_tiny_patch4_window7_224'``,
             ``'pvt_v2_b2'``).
-        out_indices (Sequence[int]): Indices of the feature levels to return, in
-            timm's numbering of the full model's ``feature_info`` (negative counts from
-            the end), increasing. Defaults to ``(0, 1, 2, 3)`` -- strides 4..32 for
+        out_indices (Sequence[int] | int): Indices of the feature levels to return, in
+            timm's numbering of the full model's ``feature_info``, as timm takes them:
+            negative counts from the end, any order (the levels come in model order,
+            each once), an int n selects the last n levels. Defaults to
+            ``(0, 1, 2, 3)`` -- strides 4..32 for
             ConvNeXt / Swin / PVT-v2; ResNets have a stride-2 stem level first, use
             ``(1, 2, 3, 4)`` for C2..C5.
         frozen_stages (int): Freeze (``requires_grad=False``, eval mode) every module
             up to and including feature level ``frozen_stages`` (the stem included),
-            in the model's module order; -1 freezes nothing. For a ResNet, 1 freezes
+            in the model's module order; -1 (or less) freezes nothing. For a ResNet, 1 freezes
             the stem and ``layer1`` as mmdet's ``ResNet(frozen_stages=1)``.
             Defaults to -1.
         norm_eval (bool): Keep every BatchNorm in eval mode (running statistics
@@ -432,18 +415,8 @@ class TimmFeatures(BaseModule):
         full, levels, out_indices = _resolve(
             model_name, out_indices, timm_kwargs
         )
-        if not _is_int(frozen_stages):
-            raise TypeError(
-                f'frozen_stages must be an int, got {frozen_stages!r} '
-                f'({type(frozen_stages).__name__})'
-            )
-        if not -1 <= frozen_stages < len(levels):
-            raise ValueError(
-                f'frozen_stages must be -1 (nothing frozen) or a feature level '
-                f'0..{len(levels) - 1}, got {frozen_stages}'
-            )
-        if not isinstance(norm_eval, bool):
-            raise TypeError(f'norm_eval must be a bool, got {norm_eval!r}')
+        frozen_stages = check_frozen_stages(frozen_stages, len(levels))
+        norm_eval = check_flag('norm_eval', norm_eval)
 
         self.model_name = model_name
         self.out_indices = out_indices

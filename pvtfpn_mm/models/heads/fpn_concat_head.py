@@ -1,7 +1,5 @@
 """The design notes' segmentation head (Case 2): resize, concat, conv, classify."""
 
-import itertools
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,63 +12,44 @@ from torch import Tensor
 from pvtfpn_mm.registry import register_model
 from pvtfpn_mm.weights import parse_pretrained
 
+from .._checks import (
+    check_channels,
+    check_choice,
+    check_index,
+    check_indices,
+    check_positive_int,
+)
 from ..pretrained import StrictPretrainedMixin
 
-#: Allowed values of ``interpolate_mode``.
-INTERPOLATE_MODES = ('bilinear', 'nearest')
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+#: Allowed values of ``interpolate_mode``: the modes ``F.interpolate`` has for 4-D maps.
+INTERPOLATE_MODES = ('bilinear', 'nearest', 'bicubic', 'area', 'nearest-exact')
+#: The modes that take ``align_corners``.
+ALIGN_CORNERS_MODES = ('bilinear', 'bicubic')
 
 
 def check_levels(
     name: str, in_channels: Any, in_index: Any, channels: Any
 ) -> None:
-    """Checks ``in_channels`` / ``in_index`` / ``channels`` of a multi-level head; raises
-    a TypeError / ValueError naming the argument, the value and what is allowed."""
-    for arg, value in (('in_channels', in_channels), ('in_index', in_index)):
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-            raise TypeError(
-                f'{name}: {arg} must be a list with one entry per selected level, got '
-                f'{value!r} ({type(value).__name__})'
-            )
-        if len(value) == 0:
-            raise ValueError(f'{name}: {arg} must not be empty')
-    for i, ch in enumerate(in_channels):
-        if not _is_int(ch) or ch <= 0:
-            raise (TypeError if not _is_int(ch) else ValueError)(
-                f'{name}: in_channels[{i}] must be a positive int, got {ch!r} in '
-                f'in_channels={list(in_channels)}'
-            )
-    for i, index in enumerate(in_index):
-        if not _is_int(index) or index < 0:
-            raise (TypeError if not _is_int(index) else ValueError)(
-                f'{name}: in_index[{i}] must be an int >= 0 (a level of the neck\'s '
-                f'outputs), got {index!r} in in_index={list(in_index)}'
-            )
-    if any(b <= a for a, b in itertools.pairwise(in_index)):
+    """Checks ``in_channels`` / ``in_index`` / ``channels`` of a multi-level head as
+    mmseg's multiple-select heads take them: lists (or tuples) of one entry per
+    selected level, ``in_index`` with Python's indexing (negative from the end, any
+    order, repeats); raises a TypeError / ValueError naming the argument and value."""
+    channels_list = check_channels(f'{name}: in_channels', in_channels)
+    indices = check_indices(f'{name}: in_index', in_index)
+    if len(channels_list) != len(indices):
         raise ValueError(
-            f'{name}: in_index={list(in_index)} must be increasing, finest level first: '
-            'the output has the resolution of the first selected level'
-        )
-    if len(in_channels) != len(in_index):
-        raise ValueError(
-            f'{name}: in_channels={list(in_channels)} and in_index={list(in_index)} must '
+            f'{name}: in_channels={channels_list} and in_index={list(indices)} must '
             'have one entry per selected level each'
         )
-    if not _is_int(channels) or channels <= 0:
-        raise (TypeError if not _is_int(channels) else ValueError)(
-            f'{name}: channels must be a positive int, got {channels!r}'
-        )
+    check_positive_int(f'{name}: channels', channels)
 
 
 @register_model(scopes=('mmseg',))  # an mmseg decode head
 class FPNConcatHead(StrictPretrainedMixin, BaseDecodeHead):
     """Concat head over pyramid levels (``fpn_design_notes.md``, Case 2).
 
-    Every selected level is resized to the size of the first selected one (the finest:
-    list ``in_index`` finest first), the maps are concatenated along channels, fused by
+    Every selected level is resized to the size of the first selected one (list the
+    finest first for the notes' head), the maps are concatenated along channels, fused by
     one 3x3 ConvModule (``sum(in_channels) -> channels``, with ``norm_cfg`` and
     ``act_cfg``) and classified per pixel by ``conv_seg`` (1x1, after dropout)::
 
@@ -86,12 +65,15 @@ class FPNConcatHead(StrictPretrainedMixin, BaseDecodeHead):
         channels (int): Channels of the fused feature before ``conv_seg``. Defaults
             to 256.
         in_index (Sequence[int]): Indices of the selected levels in the neck's
-            outputs, finest first. Defaults to ``[0, 1, 2, 3]``.
+            outputs, as mmseg's heads take them: negative ones count from the end
+            (``[-2, -1]``: the two coarsest), any order, repeats allowed; the output
+            has the size of the first. Defaults to ``[0, 1, 2, 3]``.
         input_transform (str): Must be ``'multiple_select'`` (the head resizes and
             concatenates itself). Defaults to ``'multiple_select'``.
-        interpolate_mode (str): How the coarser levels are resized, ``'bilinear'``
-            (``align_corners`` from the ``align_corners`` argument, default False) or
-            ``'nearest'``. Defaults to ``'bilinear'``, as in the notes.
+        interpolate_mode (str): How the other levels are resized: a mode of
+            ``F.interpolate`` for 4-D maps (:data:`INTERPOLATE_MODES`; ``'bilinear'``
+            and ``'bicubic'`` take ``align_corners`` from the ``align_corners``
+            argument, default False). Defaults to ``'bilinear'``, as in the notes.
         **kwargs: The other arguments of mmseg's ``BaseDecodeHead`` (``num_classes``
             (required), ``dropout_ratio=0.1``, ``norm_cfg=None``,
             ``act_cfg=dict(type='ReLU')``, ``loss_decode``, ``align_corners=False``,
@@ -103,10 +85,10 @@ class FPNConcatHead(StrictPretrainedMixin, BaseDecodeHead):
         TypeError: ``in_channels`` / ``in_index`` not lists of ints (e.g. an int),
             ``channels`` not an int.
         ValueError: ``input_transform`` other than ``'multiple_select'``, a bad
-            ``interpolate_mode``, ``in_index`` not increasing (finest first) or of
-            another length than ``in_channels``, non-positive channels, or (in
-            :meth:`forward`) a selected input whose channels differ from
-            ``in_channels``.
+            ``interpolate_mode``, ``in_index`` of another length than
+            ``in_channels``, non-positive channels, or (in :meth:`forward`) an
+            ``in_index`` outside the inputs or a selected input whose channels differ
+            from ``in_channels``.
     """
 
     def __init__(
@@ -123,12 +105,11 @@ class FPNConcatHead(StrictPretrainedMixin, BaseDecodeHead):
                 f"{type(self).__name__} needs input_transform='multiple_select' (it "
                 f'resizes and concatenates the levels itself), got {input_transform!r}'
             )
-        if interpolate_mode not in INTERPOLATE_MODES:
-            raise ValueError(
-                f'interpolate_mode must be one of {INTERPOLATE_MODES}, got '
-                f'{interpolate_mode!r}'
-            )
+        check_choice('interpolate_mode', interpolate_mode, INTERPOLATE_MODES)
         check_levels(type(self).__name__, in_channels, in_index, channels)
+        for name in ('num_classes', 'out_channels'):
+            if kwargs.get(name) is not None:
+                check_positive_int(name, kwargs[name])
         # refuse a bad Pretrained init_cfg now
         parse_pretrained(kwargs.get('init_cfg'))
         super().__init__(
@@ -151,6 +132,8 @@ class FPNConcatHead(StrictPretrainedMixin, BaseDecodeHead):
 
     def _fuse(self, inputs: Sequence[Tensor]) -> Tensor:
         """Selects, resizes to the first selected level, concatenates and fuses."""
+        for i, index in enumerate(self.in_index):
+            check_index(f'in_index[{i}]', index, len(inputs))
         feats: list[Tensor] = self._transform_inputs(inputs)
         # plain zip: torch 2.1's dynamo refuses zip(strict=...)
         for i, (x, ch) in enumerate(zip(feats, self.in_channels)):  # noqa: B905
@@ -162,7 +145,9 @@ class FPNConcatHead(StrictPretrainedMixin, BaseDecodeHead):
                 )
         size = feats[0].shape[2:]
         align_corners = (
-            self.align_corners if self.interpolate_mode == 'bilinear' else None
+            self.align_corners
+            if self.interpolate_mode in ALIGN_CORNERS_MODES
+            else None
         )
         feats = [feats[0]] + [
             resize(

@@ -1,7 +1,6 @@
 """The design notes' depth head (Case 3), for mmseg 1.x's ``DepthEstimator``."""
 
 import math
-import numbers
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +13,7 @@ from torch import Tensor
 
 from pvtfpn_mm.registry import register_model
 
+from .._checks import is_number
 from .fpn_concat_head import FPNConcatHead
 
 
@@ -41,7 +41,8 @@ class FPNDepthHead(FPNConcatHead):
         in_channels (Sequence[int]): Channels of each selected level. Defaults to
             ``[256] * 4``.
         channels (int): Channels of the fused feature. Defaults to 256.
-        in_index (Sequence[int]): Selected levels, finest first. Defaults to
+        in_index (Sequence[int]): Selected levels (as :class:`FPNConcatHead`).
+            Defaults to
             ``[0, 1, 2, 3]``.
         dropout_ratio (float): Dropout2d before ``conv_seg``. Defaults to 0.0 (no
             dropout in the regression path, as mmseg's ``VPDDepthHead``).
@@ -72,9 +73,7 @@ class FPNDepthHead(FPNConcatHead):
         loss_decode: dict | Sequence[dict] = dict(type='SiLogLoss'),  # noqa: B006
         **kwargs: Any,
     ) -> None:
-        if not isinstance(max_depth, numbers.Real) or isinstance(
-            max_depth, bool
-        ):
+        if not is_number(max_depth):
             raise TypeError(f'max_depth must be a number, got {max_depth!r}')
         if not (math.isfinite(max_depth) and max_depth > 0):
             raise ValueError(

@@ -13,7 +13,6 @@ mmpretrain's ``MODELS``, for an ``ImageClassifier`` whose neck is a pyramid (e.g
 ``TopDownFPN``) -- see ``configs/examples/``.
 """
 
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +24,7 @@ from torch import Tensor
 from pvtfpn_mm.registry import register_model
 from pvtfpn_mm.weights import parse_pretrained
 
+from .._checks import check_index, check_positive_int, check_rate
 from ..pretrained import StrictPretrainedMixin
 
 try:
@@ -40,10 +40,6 @@ except ImportError:
 MMPRETRAIN_HEAD_ARGS = ('loss', 'topk', 'cal_acc')
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 @register_model(scopes=('mmpretrain',))
 class PyramidClsHead(StrictPretrainedMixin, _HeadBase):
     """Global-average-pools one pyramid level (the coarsest by default) and classifies it.
@@ -54,7 +50,7 @@ class PyramidClsHead(StrictPretrainedMixin, _HeadBase):
             ``TopDownFPN`` output).
         in_index (int): Which level of the input tuple to pool; levels come finest
             first, so -1 is the coarsest. Defaults to -1.
-        dropout_ratio (float): Dropout before the linear layer, in [0, 1). Defaults to
+        dropout_ratio (float): Dropout before the linear layer, in [0, 1]. Defaults to
             0 (the notes' head).
         init_cfg (dict, optional): Initialization. Defaults to
             ``dict(type='Normal', layer='Linear', std=0.01)``, as mmpretrain's
@@ -67,7 +63,7 @@ class PyramidClsHead(StrictPretrainedMixin, _HeadBase):
         TypeError: A non-int ``num_classes`` / ``in_channels`` / ``in_index`` or a
             non-number ``dropout_ratio``.
         ValueError: A non-positive ``num_classes`` / ``in_channels``, a
-            ``dropout_ratio`` outside [0, 1), or (in :meth:`forward`) an ``in_index``
+            ``dropout_ratio`` outside [0, 1], or (in :meth:`forward`) an ``in_index``
             outside the input or a level with other than ``in_channels`` channels.
         ImportError: mmpretrain's arguments without mmpretrain.
 
@@ -95,30 +91,10 @@ class PyramidClsHead(StrictPretrainedMixin, _HeadBase):
         init_cfg: dict | None = dict(type='Normal', layer='Linear', std=0.01),  # noqa: B006
         **kwargs: Any,
     ) -> None:
-        for name, value in (
-            ('num_classes', num_classes),
-            ('in_channels', in_channels),
-        ):
-            if not _is_int(value):
-                raise TypeError(
-                    f'{name} must be an int, got {value!r} ({type(value).__name__})'
-                )
-            if value <= 0:
-                raise ValueError(f'{name} must be positive, got {value}')
-        if not _is_int(in_index):
-            raise TypeError(
-                f'in_index must be an int, got {in_index!r} ({type(in_index).__name__})'
-            )
-        if not isinstance(dropout_ratio, numbers.Real) or isinstance(
-            dropout_ratio, bool
-        ):
-            raise TypeError(
-                f'dropout_ratio must be a number, got {dropout_ratio!r}'
-            )
-        if not 0 <= dropout_ratio < 1:
-            raise ValueError(
-                f'dropout_ratio must be in [0, 1), got {dropout_ratio}'
-            )
+        num_classes = check_positive_int('num_classes', num_classes)
+        in_channels = check_positive_int('in_channels', in_channels)
+        in_index = check_index('in_index', in_index)
+        dropout_ratio = check_rate('dropout_ratio', dropout_ratio)
         # a Pretrained init_cfg loads strictly; refuse bad ones now
         parse_pretrained(init_cfg)
         if MMPRETRAIN_AVAILABLE:
@@ -146,10 +122,7 @@ class PyramidClsHead(StrictPretrainedMixin, _HeadBase):
                 f'{type(self).__name__} expects a sequence of NCHW pyramid levels, got '
                 f'{type(feats).__name__}'
             )
-        if not -len(feats) <= self.in_index < len(feats):
-            raise ValueError(
-                f'in_index={self.in_index} is outside the {len(feats)} input levels'
-            )
+        check_index('in_index', self.in_index, len(feats))
         x = feats[self.in_index]
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(

@@ -11,7 +11,7 @@ plus the extra coarser levels that RetinaNet (P6/P7 from a stride-2 3x3 conv) an
 R-CNN (P6 from a stride-2 max-pool) need.
 """
 
-import numbers
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +24,15 @@ from torch import Tensor
 from pvtfpn_mm.registry import register_model
 from pvtfpn_mm.weights import parse_pretrained
 
+from .._checks import (
+    check_channels,
+    check_choice,
+    check_flag,
+    check_index,
+    check_positive_int,
+    is_int,
+    refuse_unknown,
+)
 from ..pretrained import StrictPretrainedMixin
 
 #: Allowed values of ``extra_source``.
@@ -35,14 +44,10 @@ UPSAMPLE_MODES = ('nearest', 'bilinear')
 #: Keywords of mmdet's / mmseg's ``FPN`` that ``TopDownFPN`` has not, with its own way.
 FPN_KEYWORDS = {
     'add_extra_convs': "extra_source ('pool' for False, 'input' for 'on_input', ...)",
-    'end_level': 'do not pass the coarse inputs (the backbone\'s out_indices)',
+    'end_level': 'leave the coarse inputs out (the backbone\'s out_indices)',
     'upsample_cfg': "upsample_mode ('nearest' or 'bilinear')",
     'no_norm_on_lateral': None,
 }
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @register_model()
@@ -67,7 +72,8 @@ class TopDownFPN(StrictPretrainedMixin, BaseModule):
             ``start_level``).
         out_channels (int): Channels of every output level. Defaults to 256.
         start_level (int): Index of the first input used; inputs before it are
-            ignored. Defaults to 0.
+            ignored. Negative counts from the end, as a Python index (-3: the last
+            three inputs). Defaults to 0.
         num_outs (int, optional): Number of output levels. It must be at least the
             number of used inputs (``len(in_channels) - start_level``); outputs beyond
             them are extra levels. Defaults to None: the number of used inputs, no
@@ -87,7 +93,8 @@ class TopDownFPN(StrictPretrainedMixin, BaseModule):
             the previous extra level.
         relu_before_extra_convs (bool): Apply ReLU to the previous extra level before
             the second and later extra convs (as mmdet; torchvision's
-            ``LastLevelP6P7`` always does). Not allowed with ``extra_source='pool'``.
+            ``LastLevelP6P7`` always does). With ``extra_source='pool'`` it has no
+            effect (a warning says so; mmdet's FPN ignores it there too).
             Defaults to False.
         upsample_mode (str): ``'nearest'`` or ``'bilinear'`` (``align_corners=False``).
             Defaults to ``'nearest'``.
@@ -139,47 +146,23 @@ class TopDownFPN(StrictPretrainedMixin, BaseModule):
         ),
         **kwargs: Any,
     ) -> None:
-        if kwargs:
-            known = {k: v for k, v in FPN_KEYWORDS.items() if k in kwargs}
-            raise TypeError(
-                f'TopDownFPN got unexpected keyword arguments {sorted(kwargs)}'
-                + (
-                    f'. {sorted(known)} are keywords of mmdet\'s / mmseg\'s FPN: a config '
-                    'that replaces a _base_ neck must drop the base\'s keys with neck=dict('
-                    "_delete_=True, type='TopDownFPN', ...)"
-                    + ''.join(
-                        f'; instead of {k}: {v}' for k, v in known.items() if v
-                    )
-                    if known
-                    else ''
-                )
-            )
+        refuse_unknown(
+            'TopDownFPN',
+            kwargs,
+            FPN_KEYWORDS,
+            "mmdet's / mmseg's FPN",
+            "neck=dict(_delete_=True, type='TopDownFPN', ...)",
+        )
         parse_pretrained(init_cfg)  # refuse a bad Pretrained init_cfg now
         super().__init__(init_cfg=init_cfg)
-        in_channels = self._check_in_channels(in_channels)
-        if not _is_int(out_channels):
-            raise TypeError(
-                f'out_channels must be an int, got {out_channels!r} '
-                f'({type(out_channels).__name__})'
-            )
-        if out_channels <= 0:
-            raise ValueError(
-                f'out_channels must be positive, got {out_channels}'
-            )
-        if not _is_int(start_level):
-            raise TypeError(
-                f'start_level must be an int, got {start_level!r} '
-                f'({type(start_level).__name__})'
-            )
-        if not 0 <= start_level < len(in_channels):
-            raise ValueError(
-                f'start_level must index one of the {len(in_channels)} inputs '
-                f'(0..{len(in_channels) - 1}), got {start_level}'
-            )
+        in_channels = check_channels('in_channels', in_channels)
+        out_channels = check_positive_int('out_channels', out_channels)
+        # an index into the inputs (Python's: -k uses the last k inputs)
+        start_level = check_index('start_level', start_level, len(in_channels))
         num_used = len(in_channels) - start_level
         if num_outs is None:
             num_outs = num_used
-        elif not _is_int(num_outs):
+        elif not is_int(num_outs):
             raise TypeError(
                 f'num_outs must be an int or None, got {num_outs!r} '
                 f'({type(num_outs).__name__})'
@@ -191,25 +174,18 @@ class TopDownFPN(StrictPretrainedMixin, BaseModule):
                 'to drop coarse inputs, do not pass them (e.g. the backbone\'s '
                 'out_indices)'
             )
-        if extra_source not in EXTRA_SOURCES:
-            raise ValueError(
-                f'extra_source must be one of {EXTRA_SOURCES}, got {extra_source!r}'
-            )
-        if not isinstance(relu_before_extra_convs, bool):
-            raise TypeError(
-                'relu_before_extra_convs must be a bool, got '
-                f'{relu_before_extra_convs!r}'
-            )
+        check_choice('extra_source', extra_source, EXTRA_SOURCES)
+        relu_before_extra_convs = check_flag(
+            'relu_before_extra_convs', relu_before_extra_convs
+        )
         if relu_before_extra_convs and extra_source == 'pool':
-            raise ValueError(
-                "relu_before_extra_convs=True needs extra convs, but "
-                "extra_source='pool' makes the extra levels by max-pooling"
+            # mmdet's FPN takes it with add_extra_convs=False and ignores it
+            warnings.warn(
+                "TopDownFPN: relu_before_extra_convs=True has no effect with "
+                "extra_source='pool' (the extra levels are max-pooled, not convolved)",
+                stacklevel=2,
             )
-        if upsample_mode not in UPSAMPLE_MODES:
-            raise ValueError(
-                f'upsample_mode must be one of {UPSAMPLE_MODES}, got '
-                f'{upsample_mode!r}'
-            )
+        check_choice('upsample_mode', upsample_mode, UPSAMPLE_MODES)
 
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -248,30 +224,6 @@ class TopDownFPN(StrictPretrainedMixin, BaseModule):
                     else out_channels
                 )
                 self.fpn_convs.append(conv(source_ch, 3, stride=2))
-
-    @staticmethod
-    def _check_in_channels(in_channels: Any) -> list[int]:
-        if isinstance(in_channels, (str, bytes)) or not isinstance(
-            in_channels, Sequence
-        ):
-            raise TypeError(
-                'in_channels must be a list of ints (channels of every input), got '
-                f'{in_channels!r} ({type(in_channels).__name__})'
-            )
-        if len(in_channels) == 0:
-            raise ValueError('in_channels must not be empty')
-        for i, ch in enumerate(in_channels):
-            if not _is_int(ch):
-                raise TypeError(
-                    f'in_channels[{i}] must be an int, got {ch!r} '
-                    f'({type(ch).__name__}) in in_channels={list(in_channels)!r}'
-                )
-            if ch <= 0:
-                raise ValueError(
-                    f'in_channels[{i}] must be positive, got {ch} in '
-                    f'in_channels={list(in_channels)}'
-                )
-        return [int(ch) for ch in in_channels]
 
     def _check_inputs(self, inputs: Sequence[Tensor]) -> None:
         """Raises an error naming expected vs received for inputs that don't fit."""
