@@ -4,10 +4,12 @@
 does exactly these things, and nothing else (``tests/test_import_effects.py`` checks it
 in a fresh process):
 
-1. **Registers types.** Our models (``PVTv2``, ``TimmFeatures``, ``TopDownFPN``,
-   ``FPNConcatHead``, ``FPNDepthHead``, ``PyramidClsHead``) in the ``pvtfpn_mm`` scope
-   and in the ``MODELS`` registry of each installed codebase among mmdet, mmseg and
-   mmpretrain, so their configs build them by bare names (no name collides with theirs);
+1. **Registers types.** Our models in the ``pvtfpn_mm`` scope and in the ``MODELS``
+   registry of each installed codebase, so their configs build them by bare names (no
+   name collides with theirs): ``PVTv2``, ``TimmFeatures`` and ``TopDownFPN`` in mmdet's,
+   mmseg's and mmpretrain's, ``FPNConcatHead`` / ``FPNDepthHead`` in mmseg's,
+   ``PyramidClsHead`` in mmpretrain's. (The heads subclass mmseg's / mmpretrain's, so
+   their model packages are imported where installed, with their own import effects);
    our engine pieces (``SafeRunner``, ``AtomicCheckpointHook``, ``StrictLoadHook``,
    ``CPUAmpOptimWrapper``) in mmengine's root ``RUNNERS`` / ``HOOKS`` /
    ``OPTIM_WRAPPERS``, so ``mim train`` / ``mim test`` runs of our configs use them.
