@@ -20,7 +20,8 @@ torch.set_num_threads(int(os.environ.get('PVTFPN_TEST_THREADS', '2')))
 #: forward), backbone / neck parity with timm, mmdet and torchvision (and the backbone's
 #: CPU fast path against its plain path, with the version-gated checks of pvtfpn_mm.compat
 #: in use), weight formats and safe loading, install requirements met by the stack,
-#: training with a real Runner and resuming, the quickstart data.
+#: training with a real Runner and resuming, the quickstart data, the argument checks
+#: against the upstream classes (timm 0.9's features_only), the import's effects.
 OLDEST_STACK_TESTS = (
     'tests/test_foundation.py',
     'tests/test_compat.py',
@@ -40,6 +41,8 @@ OLDEST_STACK_TESTS = (
     'tests/test_tools.py::test_train_and_test_mmseg',
     'tests/test_tools.py::test_resume_after_interruption',
     'tests/test_quickstart_data.py',
+    'tests/test_model_checks.py',
+    'tests/test_import_effects.py',
 )
 
 
