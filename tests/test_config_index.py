@@ -155,6 +155,12 @@ def test_every_config_resolves():
     for path in CONFIGS:
         cfg = Config.fromfile(path)
         assert 'pvtfpn_mm' in cfg.custom_imports['imports'], path
-        assert cfg.model.get('backbone') and cfg.model.get(
-            'neck' if 'upernet' not in path else 'decode_head'
-        ), path
+        # what takes the backbone's features: UPerNet's decode head, Mask2Former's
+        # pixel decoder (in its panoptic head), else a neck
+        if 'upernet' in path:
+            feature_user = 'decode_head'
+        elif 'mask2former' in path:
+            feature_user = 'panoptic_head'
+        else:
+            feature_user = 'neck'
+        assert cfg.model.get('backbone') and cfg.model.get(feature_user), path

@@ -8,7 +8,8 @@ model = dict(
     neck=dict(in_channels=[64, 128, 320, 512]),
 )
 
-# 8 GPUs x 1 image, lr 1e-4 / 1.4 (as the paper / mmdet's config).
+# The release's b5 recipe (detection/configs/retinanet_pvt_v2_b5_fpn_1x_coco.py):
+# 8 GPUs x 1 image, AdamW lr 1e-4 / 1.4.
 optim_wrapper = dict(
     optimizer=dict(
         _delete_=True, type='AdamW', lr=0.0001 / 1.4, weight_decay=0.0001
