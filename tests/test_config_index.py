@@ -164,3 +164,36 @@ def test_every_config_resolves():
         else:
             feature_user = 'neck'
         assert cfg.model.get('backbone') and cfg.model.get(feature_user), path
+
+
+def _index_entries():
+    from pvtfpn_mm.model_index import list_models
+
+    return list_models()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('entry', _index_entries(), ids=lambda m: m['Name'])
+def test_every_index_entry_states_its_parameter_count(entry):
+    """Metadata.Parameters is the count of the model its config builds (built on the
+    meta device: shapes only, no weights, no download)."""
+    import torch
+    from mmengine.config import Config
+
+    from pvtfpn_mm.engine.build import build_model_from_config, drop_pretrained
+
+    cfg = Config.fromfile(entry['Config'])
+    cfg.model = drop_pretrained(cfg.model)
+    with torch.device('meta'):
+        if (
+            cfg.get('default_scope') is None
+        ):  # model parts, no detector around them
+            import pvtfpn_mm  # noqa: F401
+            from pvtfpn_mm.registry import MODELS
+
+            parts = [MODELS.build(part) for part in cfg.model.values()]
+            count = sum(p.numel() for m in parts for p in m.parameters())
+        else:
+            model = build_model_from_config(cfg)
+            count = sum(p.numel() for p in model.parameters())
+    assert entry['Metadata']['Parameters'] == count

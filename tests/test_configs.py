@@ -200,6 +200,10 @@ def test_config_builds_counts_and_runs(path):
         'parameter count differs from the reference model'
     )
     name = osp.basename(path)
+    # the model index states the count of the built model
+    from pvtfpn_mm.model_index import get_model_info
+
+    assert get_model_info(name)['Metadata']['Parameters'] == n, name
     if 'quickstart' not in path:
         task = name.split('_')[0]
         arch = cfg.model.backbone.arch
