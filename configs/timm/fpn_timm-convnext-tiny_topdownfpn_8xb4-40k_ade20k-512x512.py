@@ -36,3 +36,15 @@ model = dict(
     decode_head=dict(num_classes=150),
 )
 train_dataloader = dict(batch_size=4)
+
+# The Semantic FPN test resize of ../sem_fpn/ (keep-ratio to 2048x512, then up to a
+# multiple of 32; see ../sem_fpn/fpn_pvtv2-b0_topdownfpn_8xb4-40k_ade20k-512x512.py).
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(2048, 512), keep_ratio=True),
+    dict(type='ResizeToMultiple', size_divisor=32),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs'),
+]
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
