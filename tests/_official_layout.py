@@ -15,6 +15,21 @@ checkpoints, written from the official code -- not from our models.
   ``conv_logits``) and mmseg 0.13 (``FPNHead``: ``scale_heads.{i}`` of
   ``max(1, log2(stride_i / 4))`` ConvModules with SyncBN, each followed by an
   ``Upsample`` for i > 0; ``conv_seg``), as the official configs build them.
+- The release's 3x detectors (mmdet 2.13 modules, as their configs build them; the
+  lists were checked against mmdet 2.13.0 models built from those configs): Cascade
+  Mask R-CNN (``RPNHead``; three ``ConvFCBBoxHead`` stages ``roi_head.bbox_head.{s}``
+  with 4 ``shared_convs`` -- conv without bias + SyncBN ``bn`` -- one ``shared_fcs``,
+  ``fc_cls`` (81), class-specific ``fc_reg``; three ``FCNMaskHead`` stages); ATSS
+  (``cls_convs`` / ``reg_convs`` with GN ``gn`` and no conv bias, ``atss_cls``,
+  ``atss_reg``, ``atss_centerness``, one ``scales.{i}.scale`` per level); GFL (the same
+  convs and scales, ``gfl_cls``, ``gfl_reg`` with 4 x (reg_max + 1) outputs, the
+  ``integral.project`` buffer ``linspace(0, reg_max, reg_max + 1)``); Sparse R-CNN
+  (``EmbeddingRPNHead`` ``init_proposal_bboxes`` / ``init_proposal_features``; six
+  ``DIIHead`` stages: ``attention.attn`` = ``nn.MultiheadAttention``, DynamicConv
+  ``instance_interactive_conv`` with ``dynamic_layer``, ``norm_in``, ``norm_out``,
+  ``fc_layer``, ``fc_norm``; FFN ``ffn.layers.{0.0,1}``; ``cls_fcs`` / ``reg_fcs``
+  linears without bias, each followed by a LayerNorm; ``fc_cls`` (80, sigmoid),
+  ``fc_reg`` (4)).
 """
 
 import math
@@ -26,6 +41,13 @@ ARCHS = {  # embed_dims, depths, sr_ratios, mlp_ratios, linear (detection/pvt_v2
     'b0': (
         [32, 64, 160, 256],
         [2, 2, 2, 2],
+        [8, 4, 2, 1],
+        [8, 8, 4, 4],
+        False,
+    ),
+    'b2': (
+        [64, 128, 320, 512],
+        [3, 4, 6, 3],
         [8, 4, 2, 1],
         [8, 8, 4, 4],
         False,
@@ -101,20 +123,25 @@ def _conv(shapes, prefix, cout, cin, k, bias=True):
         shapes[prefix + 'bias'] = (cout,)
 
 
-def fpn_shapes(in_channels, start_level, num_outs, extra_on_input):
-    """mmdet 2.x / mmseg 0.x ``FPN`` (no norm: the convs have biases)."""
+def fpn_shapes(in_channels, start_level, num_outs, extra_convs):
+    """mmdet 2.x / mmseg 0.x ``FPN`` (no norm: the convs have biases).
+
+    ``extra_convs``: its ``add_extra_convs`` -- False (max-pooled extra levels),
+    True or ``'on_input'`` (the first extra conv reads the last input),
+    ``'on_output'`` (it reads the last output)."""
     shapes = OrderedDict()
     used = in_channels[start_level:]
     for i, c in enumerate(used):
         _conv(shapes, f'neck.lateral_convs.{i}.conv.', 256, c, 1)
     for i in range(len(used)):
         _conv(shapes, f'neck.fpn_convs.{i}.conv.', 256, 256, 3)
-    for n in range(num_outs - len(used) if extra_on_input else 0):
+    on_input = extra_convs in (True, 'on_input')
+    for n in range(num_outs - len(used) if extra_convs else 0):
         _conv(
             shapes,
             f'neck.fpn_convs.{len(used) + n}.conv.',
             256,
-            in_channels[-1] if n == 0 else 256,
+            in_channels[-1] if n == 0 and on_input else 256,
             3,
         )
     return shapes
@@ -175,24 +202,137 @@ def sem_fpn_head_shapes(num_classes=150, channels=128, strides=(4, 8, 16, 32)):
     return shapes
 
 
+def _linear(shapes, prefix, cout, cin, bias=True):
+    shapes[prefix + 'weight'] = (cout, cin)
+    if bias:
+        shapes[prefix + 'bias'] = (cout,)
+
+
+def _norm(shapes, prefix, channels, buffers=False):
+    shapes[prefix + 'weight'] = (channels,)
+    shapes[prefix + 'bias'] = (channels,)
+    if buffers:
+        shapes[prefix + 'running_mean'] = (channels,)
+        shapes[prefix + 'running_var'] = (channels,)
+        shapes[prefix + 'num_batches_tracked'] = ()
+
+
+def rpn_head_shapes(anchors=3):
+    shapes = OrderedDict()
+    _conv(shapes, 'rpn_head.rpn_conv.', 256, 256, 3)
+    _conv(shapes, 'rpn_head.rpn_cls.', anchors, 256, 1)
+    _conv(shapes, 'rpn_head.rpn_reg.', anchors * 4, 256, 1)
+    return shapes
+
+
+def cascade_head_shapes(num_classes=80, stages=3):
+    """RPN + ``stages`` ConvFCBBoxHead (4conv1fc, SyncBN) and FCNMaskHead stages."""
+    shapes = rpn_head_shapes()
+    for s in range(stages):
+        b = f'roi_head.bbox_head.{s}.'
+        _linear(shapes, b + 'fc_cls.', num_classes + 1, 1024)
+        _linear(shapes, b + 'fc_reg.', num_classes * 4, 1024)
+        for i in range(4):
+            _conv(
+                shapes, f'{b}shared_convs.{i}.conv.', 256, 256, 3, bias=False
+            )
+            _norm(shapes, f'{b}shared_convs.{i}.bn.', 256, buffers=True)
+        _linear(shapes, b + 'shared_fcs.0.', 1024, 256 * 7 * 7)
+    for s in range(stages):
+        m = f'roi_head.mask_head.{s}.'
+        for i in range(4):
+            _conv(shapes, f'{m}convs.{i}.conv.', 256, 256, 3)
+        shapes[m + 'upsample.weight'] = (256, 256, 2, 2)
+        shapes[m + 'upsample.bias'] = (256,)
+        _conv(shapes, m + 'conv_logits.', num_classes, 256, 1)
+    return shapes
+
+
+def _gn_towers(shapes):
+    for branch in ('cls_convs', 'reg_convs'):
+        for i in range(4):
+            p = f'bbox_head.{branch}.{i}.'
+            _conv(shapes, p + 'conv.', 256, 256, 3, bias=False)
+            _norm(shapes, p + 'gn.', 256)
+
+
+def atss_head_shapes(num_classes=80, levels=5):
+    shapes = OrderedDict()
+    _gn_towers(shapes)
+    _conv(shapes, 'bbox_head.atss_cls.', num_classes, 256, 3)
+    _conv(shapes, 'bbox_head.atss_reg.', 4, 256, 3)
+    _conv(shapes, 'bbox_head.atss_centerness.', 1, 256, 3)
+    for i in range(levels):
+        shapes[f'bbox_head.scales.{i}.scale'] = ()
+    return shapes
+
+
+def gfl_head_shapes(num_classes=80, levels=5, reg_max=16):
+    shapes = OrderedDict()
+    _gn_towers(shapes)
+    _conv(shapes, 'bbox_head.gfl_cls.', num_classes, 256, 3)
+    _conv(shapes, 'bbox_head.gfl_reg.', 4 * (reg_max + 1), 256, 3)
+    for i in range(levels):
+        shapes[f'bbox_head.scales.{i}.scale'] = ()
+    shapes['bbox_head.integral.project'] = (reg_max + 1,)
+    return shapes
+
+
+def sparse_rcnn_head_shapes(num_classes=80, num_proposals=300, stages=6):
+    shapes = OrderedDict()
+    shapes['rpn_head.init_proposal_bboxes.weight'] = (num_proposals, 4)
+    shapes['rpn_head.init_proposal_features.weight'] = (num_proposals, 256)
+    for s in range(stages):
+        b = f'roi_head.bbox_head.{s}.'
+        _linear(shapes, b + 'fc_cls.', num_classes, 256)
+        _linear(shapes, b + 'fc_reg.', 4, 256)
+        shapes[b + 'attention.attn.in_proj_weight'] = (3 * 256, 256)
+        shapes[b + 'attention.attn.in_proj_bias'] = (3 * 256,)
+        _linear(shapes, b + 'attention.attn.out_proj.', 256, 256)
+        _norm(shapes, b + 'attention_norm.', 256)
+        d = b + 'instance_interactive_conv.'
+        _linear(shapes, d + 'dynamic_layer.', 2 * 256 * 64, 256)
+        _norm(shapes, d + 'norm_in.', 64)
+        _norm(shapes, d + 'norm_out.', 256)
+        _linear(shapes, d + 'fc_layer.', 256, 256 * 7 * 7)
+        _norm(shapes, d + 'fc_norm.', 256)
+        _norm(shapes, b + 'instance_interactive_conv_norm.', 256)
+        _linear(shapes, b + 'ffn.layers.0.0.', 2048, 256)
+        _linear(shapes, b + 'ffn.layers.1.', 256, 2048)
+        _norm(shapes, b + 'ffn_norm.', 256)
+        _linear(shapes, b + 'cls_fcs.0.', 256, 256, bias=False)
+        _norm(shapes, b + 'cls_fcs.1.', 256)
+        for i in (0, 3, 6):
+            _linear(shapes, f'{b}reg_fcs.{i}.', 256, 256, bias=False)
+            _norm(shapes, f'{b}reg_fcs.{i + 1}.', 256)
+    return shapes
+
+
+#: The release's neck of each detector (``FPN`` start_level, num_outs,
+#: add_extra_convs) and its heads.
+KINDS = {
+    'retinanet': ((1, 5, 'on_input'), retinanet_head_shapes),
+    'mask_rcnn': ((0, 5, False), mask_rcnn_head_shapes),
+    'sem_fpn': ((0, 4, False), sem_fpn_head_shapes),
+    'cascade_mask_rcnn': ((0, 5, False), cascade_head_shapes),
+    'atss': ((1, 5, 'on_output'), atss_head_shapes),
+    'gfl': ((1, 5, 'on_output'), gfl_head_shapes),
+    'sparse_rcnn': ((0, 4, 'on_input'), sparse_rcnn_head_shapes),
+}
+
+
 def official_checkpoint(kind, arch='b0', seed=0):
-    """``{'meta', 'state_dict'}`` of an official ``kind`` checkpoint ('retinanet',
-    'mask_rcnn', 'sem_fpn') with random values of a sensible scale."""
+    """``{'meta', 'state_dict'}`` of an official ``kind`` checkpoint (a key of
+    :data:`KINDS`) with random values of a sensible scale."""
+    if kind not in KINDS:
+        raise ValueError(kind)
     dims = ARCHS[arch][0]
     shapes = OrderedDict(
         ('backbone.' + k, v) for k, v in backbone_shapes(arch).items()
     )
-    if kind == 'retinanet':
-        shapes.update(fpn_shapes(dims, 1, 5, True))
-        shapes.update(retinanet_head_shapes())
-    elif kind == 'mask_rcnn':
-        shapes.update(fpn_shapes(dims, 0, 5, False))
-        shapes.update(mask_rcnn_head_shapes())
-    elif kind == 'sem_fpn':
-        shapes.update(fpn_shapes(dims, 0, 4, False))
-        shapes.update(sem_fpn_head_shapes())
-    else:
-        raise ValueError(kind)
+    (start_level, num_outs, extra_convs), heads = KINDS[kind]
+    shapes.update(fpn_shapes(dims, start_level, num_outs, extra_convs))
+    shapes.update(heads())
     gen = torch.Generator().manual_seed(seed)
     state = OrderedDict()
     for key, shape in shapes.items():
@@ -202,8 +342,15 @@ def official_checkpoint(kind, arch='b0', seed=0):
             state[key] = torch.rand(shape, generator=gen) + 0.5
         elif key.endswith('running_mean'):
             state[key] = torch.rand(shape, generator=gen) * 0.2 - 0.1
-        elif len(shape) == 1:
-            center = 1.0 if key.endswith('weight') else 0.0
+        elif key.endswith('integral.project'):  # a fixed buffer
+            state[key] = torch.linspace(0, shape[0] - 1, shape[0])
+        elif key.endswith('init_proposal_bboxes.weight'):
+            # normalised (cx, cy, w, h) inside the image
+            cxcy = torch.rand((shape[0], 2), generator=gen) * 0.6 + 0.2
+            wh = torch.rand((shape[0], 2), generator=gen) * 0.5 + 0.1
+            state[key] = torch.cat([cxcy, wh], dim=1)
+        elif len(shape) <= 1:  # norms, biases, the heads' per-level scales
+            center = 1.0 if key.endswith(('weight', 'scale')) else 0.0
             state[key] = torch.rand(shape, generator=gen) * 0.4 - 0.2 + center
         else:
             fan_in = (

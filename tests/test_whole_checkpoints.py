@@ -227,9 +227,11 @@ def timm_reference_backbone(state_dict, tmp_path, arch='b0'):
     )
 
 
-def reference_model(cfg_path, state_dict, tmp_path, neck, cfg_options=None):
+def reference_model(
+    cfg_path, state_dict, tmp_path, neck, cfg_options=None, arch='b0'
+):
     cfg = Config.fromfile(cfg_path)
-    cfg.model.backbone = timm_reference_backbone(state_dict, tmp_path)
+    cfg.model.backbone = timm_reference_backbone(state_dict, tmp_path, arch)
     cfg.model.neck = neck
     model = build_model_from_config(cfg, cfg_options).eval()
     own = {
@@ -590,3 +592,322 @@ def test_test_tools_convert_a_released_layout_on_the_fly(tmp_path):
         "converted on the fly from the 'mmdet' layout" in out
         and mim_map == ours_map
     )
+
+
+# ------------------------------------------------------- the release's 3x detectors
+
+#: ``_official_layout`` kind -> (our config, the release's FPN as mmdet's ``FPN``).
+RELEASE_3X = {
+    'cascade_mask_rcnn': (
+        'cascade_rcnn/cascade-mask-rcnn_pvtv2-{}_topdownfpn_*3x_coco.py',
+        dict(start_level=0, add_extra_convs=False, num_outs=5),
+    ),
+    'atss': (
+        'atss/atss_pvtv2-{}_topdownfpn_*3x_coco.py',
+        dict(start_level=1, add_extra_convs='on_output', num_outs=5),
+    ),
+    'gfl': (
+        'gfl/gfl_pvtv2-{}_topdownfpn_*3x_coco.py',
+        dict(start_level=1, add_extra_convs='on_output', num_outs=5),
+    ),
+    'sparse_rcnn': (
+        'sparse_rcnn/sparse-rcnn_pvtv2-{}_topdownfpn_*3x_coco.py',
+        dict(start_level=0, add_extra_convs='on_input', num_outs=4),
+    ),
+}
+
+
+def release_3x_config(kind, arch):
+    return config(RELEASE_3X[kind][0].format(arch.replace('_', '-')))
+
+
+def release_3x_fpn(kind):
+    return dict(
+        type='FPN',
+        in_channels=[64, 128, 320, 512],
+        out_channels=256,
+        **RELEASE_3X[kind][1],
+    )
+
+
+@pytest.mark.parametrize('arch', ['b2', 'b2_li'])
+@pytest.mark.parametrize('kind', list(RELEASE_3X))
+def test_every_official_3x_key_is_mapped(kind, arch):
+    """The release's 3x checkpoints' key lists (official backbone names, mmdet 2.13 necks
+    and heads): every key is mapped, the neck and heads as they are (keys only, cheap;
+    the strict load into our models is the slow test below)."""
+    from _official_layout import KINDS, backbone_shapes, fpn_shapes
+
+    (start_level, num_outs, extra), heads = KINDS[kind]
+    keys = ['backbone.' + k for k in backbone_shapes(arch)]
+    keys += list(fpn_shapes([64, 128, 320, 512], start_level, num_outs, extra))
+    keys += list(heads())
+    state = {k: torch.zeros(0) for k in keys}
+    converted = whole_to_ours(state)
+    assert len(converted) == len(state)
+    assert [k for k in converted if not k.startswith('backbone.')] == [
+        k for k in keys if not k.startswith('backbone.')
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('arch', ['b2', 'b2_li'])
+@pytest.mark.parametrize('kind', list(RELEASE_3X))
+def test_official_3x_checkpoints_fit_our_configs_strictly(kind, arch):
+    """... and the converted checkpoint is exactly our config's model."""
+    state = official_checkpoint(kind, arch)['state_dict']
+    assert detect_layout(state) == 'official'
+    converted = whole_to_ours(state)
+    assert len(converted) == len(state)
+    load_state_dict_strict(
+        build_model_from_config(release_3x_config(kind, arch)), converted
+    )
+
+
+def test_unknown_3x_head_keys_are_named():
+    state = official_checkpoint('sparse_rcnn', 'b2_li')['state_dict']
+    state['roi_head.bbox_head.0.attention.attn.bias_k'] = torch.zeros(1)
+    state['bbox_head.scales.0.weight'] = torch.zeros(1)
+    with pytest.raises(
+        CheckpointFormatError,
+        match=r'2 keys are mapped by no rule.*attention\.attn\.bias_k.*'
+        r'bbox_head\.scales\.0\.weight',
+    ):
+        whole_to_ours(state)
+
+
+def official_3x(kind, arch, tmp_path, scale_cls=1.0, scale_reg=1.0):
+    """An official ``kind`` checkpoint (file and state dict) whose classifiers are
+    ``scale_cls`` times sharper and regressors ``scale_reg`` times gentler."""
+    ckpt = official_checkpoint(kind, arch)
+    for key, value in ckpt['state_dict'].items():
+        if key.endswith(
+            ('fc_cls.weight', 'atss_cls.weight', 'gfl_cls.weight')
+        ):
+            ckpt['state_dict'][key] = value * scale_cls
+        if key.endswith('fc_reg.weight'):
+            ckpt['state_dict'][key] = value * scale_reg
+    src = tmp_path / f'{kind}_pvt_v2_{arch}_3x.pth'
+    torch.save(ckpt, src)
+    return src, ckpt['state_dict']
+
+
+def match_detections(a, b, box_atol, score_atol):
+    """As :func:`compare_detections`, in any order: every detection of ``a`` has exactly
+    one in ``b`` (and back) with its label, its box within ``box_atol`` px and its score
+    within ``score_atol``. Returns the largest box and score differences."""
+    a, b = a.pred_instances, b.pred_instances
+    assert len(a) == len(b) > 0
+    box = (a.bboxes[:, None] - b.bboxes[None]).abs().amax(-1)
+    score = (a.scores[:, None] - b.scores[None]).abs()
+    same = a.labels[:, None] == b.labels[None]
+    close = same & (box <= box_atol) & (score <= score_atol)
+    assert bool((close.sum(1) == 1).all()) and bool(
+        (close.sum(0) == 1).all()
+    ), (int((close.sum(1) != 1).sum()), float(box[same].min()))
+    j = close.float().argmax(1)
+    return (
+        float((a.bboxes - b.bboxes[j]).abs().max()),
+        float((a.scores - b.scores[j]).abs().max()),
+    )
+
+
+def converted_model(kind, arch, src, state, tmp_path, cfg_options, how):
+    """Our config's model with the official checkpoint ``src`` loaded, converted by
+    ``tools/convert_weights.py`` (``how='cli'``, checked against the config) or on the
+    fly as the test tools load it (``convert_to_model_layout``)."""
+    cfg_path = release_3x_config(kind, arch)
+    ours = build(cfg_path, cfg_options)
+    if how == 'cli':
+        dst = tmp_path / 'ours.pth'
+        cli(src, dst, '--config', cfg_path)
+        converted = torch.load(dst, weights_only=True)
+        assert converted['meta']['converted_from'] == 'official'
+        load_state_dict_strict(ours, converted['state_dict'])
+    else:
+        converted, layout = convert_to_model_layout(state, ours)
+        assert layout == 'official'
+        load_state_dict_strict(ours, converted)
+    reference = reference_model(
+        cfg_path,
+        state,
+        tmp_path,
+        release_3x_fpn(kind),
+        cfg_options,
+        arch=arch,
+    )
+    return ours, reference
+
+
+@pytest.mark.slow
+def test_official_cascade_3x_converted_predicts_what_the_official_model_predicts(
+    tmp_path,
+):
+    src, state = official_3x('cascade_mask_rcnn', 'b2', tmp_path, scale_cls=6)
+    ours, reference = converted_model(
+        'cascade_mask_rcnn', 'b2', src, state, tmp_path, FEW_PROPOSALS, 'cli'
+    )
+    img = images(SIZES[:1])[0]
+    a, b = predict(ours, img), predict(reference, img)
+    compare_detections(a, b, box_atol=1e-3, score_atol=1e-5)
+    assert len(a.pred_instances) == 100
+    # binary masks: a pixel may flip where the probability is within float noise of 0.5
+    flipped = int((a.pred_instances.masks != b.pred_instances.masks).sum())
+    assert flipped <= 1e-3 * a.pred_instances.masks.sum(), flipped
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    'kind,arch,how', [('atss', 'b2', 'fly'), ('gfl', 'b2_li', 'cli')]
+)
+def test_official_atss_gfl_3x_converted_predict_what_the_official_models_predict(
+    kind, arch, how, tmp_path
+):
+    src, state = official_3x(kind, arch, tmp_path)
+    ours, reference = converted_model(
+        kind, arch, src, state, tmp_path, None, how
+    )
+    for img in images(SIZES[:2]):
+        a, b = predict(ours, img), predict(reference, img)
+        compare_detections(a, b, box_atol=1e-3, score_atol=1e-5)
+        assert len(a.pred_instances) == 100
+
+
+@pytest.mark.slow
+def test_official_sparse_rcnn_3x_converted_predicts_what_the_official_model_predicts(
+    tmp_path,
+):
+    """300 detections, all of them (the release's max_per_img), of 300 x 80 sigmoid
+    scores within a few percent of each other: two float paths may order near-equal
+    scores differently, so they are matched in any order. The regressors are 0.3 x the
+    random scale: six stages of full-scale random box deltas move the boxes far outside
+    the image and amplify float rounding (7e-3 px), where trained refinements are small."""
+    src, state = official_3x('sparse_rcnn', 'b2_li', tmp_path, scale_reg=0.3)
+    ours, reference = converted_model(
+        'sparse_rcnn', 'b2_li', src, state, tmp_path, None, 'fly'
+    )
+    img = images(SIZES[:1])[0]
+    a, b = predict(ours, img), predict(reference, img)
+    match_detections(a, b, box_atol=1e-3, score_atol=1e-5)
+    assert len(a.pred_instances) == 300
+
+
+@pytest.mark.slow
+def test_test_tools_convert_a_released_3x_checkpoint_on_the_fly(tmp_path):
+    """A Cascade Mask R-CNN b2-li checkpoint in the release's layout (official backbone
+    names, mmdet 2.13 heads with their SyncBN buffers) tested as it is by tools/test.py
+    and ``mim test``: converted on the fly (logged), the predictions are those of the
+    same weights in our layout, box for box and mask for mask."""
+    import pickle
+
+    from pvtfpn_mm.weights import from_ours
+
+    from pvtfpn_tools.toy_data import write_toy_data
+
+    toy = tmp_path / 'toy'
+    write_toy_data(
+        str(toy),
+        num_train=1,
+        num_val=2,
+        img_size=64,
+        seed=0,
+        formats=('coco',),
+    )
+    base = release_3x_config('cascade_mask_rcnn', 'b2_li')
+    cfg_path = tmp_path / 'tiny_cascade.py'
+    cfg_path.write_text(
+        f"_base_ = '{base}'\ndata_root = '{toy}/coco/'\n"
+        "test_pipeline = [\n"
+        "    dict(type='LoadImageFromFile'),\n"
+        "    dict(type='Resize', scale=(167, 100), keep_ratio=True),\n"
+        "    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),\n"
+        "    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', "
+        "'ori_shape', 'img_shape', 'scale_factor')),\n"
+        "]\n"
+        "test_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False,\n"
+        "    dataset=dict(data_root=data_root, pipeline=test_pipeline,\n"
+        "                 metainfo=dict(classes=('circle', 'square', 'triangle'))))\n"
+        "test_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')\n"
+        "model = dict(backbone=dict(init_cfg=None), test_cfg=dict(\n"
+        "    rpn=dict(nms_pre=100, max_per_img=50),\n"
+        "    rcnn=dict(score_thr=0.0, max_per_img=20)))\n"
+    )
+    # 3 classes: the heads are a list, set by index as on a command line
+    options = {
+        f'model.roi_head.bbox_head.{i}.num_classes': 3 for i in range(3)
+    }
+    options['model.roi_head.mask_head.num_classes'] = 3
+    model = random_params_(build(str(cfg_path), options), seed=3)
+    state = model.state_dict()
+    ours = tmp_path / 'ours.pth'
+    torch.save({'meta': {}, 'state_dict': state}, ours)
+    backbone = {
+        k[len('backbone.') :]: v
+        for k, v in state.items()
+        if k.startswith('backbone.')
+    }
+    official = {
+        'backbone.' + k: v for k, v in from_ours(backbone, 'official').items()
+    }
+    official.update(
+        (k, v) for k, v in state.items() if not k.startswith('backbone.')
+    )
+    assert detect_layout(official) == 'official'
+    assert any(k.endswith('shared_convs.0.bn.running_var') for k in official)
+    released = (
+        tmp_path / 'cascade_mask_rcnn_pvt_v2_b2_li_fpn_3x_mstrain_fp16.pth'
+    )
+    torch.save(
+        dict(meta=dict(mmdet_version='2.13.0', epoch=36), state_dict=official),
+        released,
+    )
+    cfg_options = [f'{k}={v}' for k, v in options.items()]
+
+    def run_tool(name, *cmd):
+        out_file = tmp_path / f'{name}.pkl'
+        proc = subprocess.run(
+            [
+                *cmd,
+                '--work-dir',
+                str(tmp_path / name),
+                '--out',
+                str(out_file),
+                '--cfg-options',
+                *cfg_options,
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env=dict(os.environ, OMP_NUM_THREADS='1'),
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        with open(out_file, 'rb') as f:
+            return proc.stdout + proc.stderr, pickle.load(f)
+
+    tool = [sys.executable, osp.join(REPO, 'tools', 'test.py'), str(cfg_path)]
+    out, converted = run_tool('converted', *tool, str(released))
+    assert "converted on the fly from the 'official' layout" in out
+    out, reference = run_tool('ours', *tool, str(ours))
+    assert 'converted on the fly' not in out
+    mim = osp.join(osp.dirname(sys.executable), 'mim')
+    out, by_mim = run_tool(
+        'mim',
+        mim,
+        'test',
+        'mmdet',
+        str(cfg_path),
+        '--checkpoint',
+        str(released),
+    )
+    assert "converted on the fly from the 'official' layout" in out
+    assert len(reference) == 2
+    for results in (converted, by_mim):
+        assert len(results) == len(reference)
+        for a, b in zip(results, reference, strict=True):
+            a, b = a['pred_instances'], b['pred_instances']
+            assert len(b['labels']) == 20
+            assert torch.equal(a['labels'], b['labels'])
+            assert torch.equal(a['bboxes'], b['bboxes'])
+            assert torch.equal(a['scores'], b['scores'])
+            assert a['masks'] == b['masks']  # RLE-encoded

@@ -2,8 +2,9 @@
 
 Whole detectors and segmentors (a ``backbone.`` part with a neck or head beside it) are
 detected and converted to our configs' layout: mmdet 3.x PVT-v2 RetinaNets (mmdet's
-``configs/pvt``) and the official whai362/PVT RetinaNet, Mask R-CNN and Semantic FPN
-checkpoints. Every key is mapped or the conversion stops listing the keys it cannot map.
+``configs/pvt``) and the official whai362/PVT RetinaNet, Mask R-CNN, Semantic FPN and 3x
+Cascade Mask R-CNN / ATSS / GFL / Sparse R-CNN checkpoints. Every key is mapped or the
+conversion stops listing the keys it cannot map.
 The output (``{'meta', 'state_dict'}``) is tested with ``tools/test.py`` / ``mim test``
 like any of our checkpoints; ``--config`` also checks that it loads into a config's model.
 

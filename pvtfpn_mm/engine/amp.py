@@ -6,9 +6,17 @@ autocast runs matmuls and convolutions in bfloat16 while the parameters, their
 gradients and the optimizer state stay float32; bfloat16 has float32's exponent range,
 so no loss scaling is needed. :class:`CPUAmpOptimWrapper` is that, as an optimizer
 wrapper; :func:`amp_optim_wrapper_type` picks it when no accelerator is present.
+
+mmcv 2.1's CPU kernels of ``nms`` (float32 only) and ``RoIAlign`` (float16/32/64) refuse
+the bfloat16 tensors autocast gives them (two-stage detectors: the RPN's proposals, the
+RoI features); on a GPU their kernels take float16. Within a training step of
+:class:`CPUAmpOptimWrapper` they get float32 copies (:func:`mmcv_ops_in_float32`).
 """
 
-from contextlib import contextmanager
+import importlib
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -38,6 +46,76 @@ def amp_optim_wrapper_type() -> str:
     return (
         'AmpOptimWrapper' if accelerator_available() else 'CPUAmpOptimWrapper'
     )
+
+
+def _float32_args(fn: Callable) -> Callable:
+    """``fn`` called outside autocast with its bfloat16 tensor arguments as float32; a
+    floating-point tensor result is given back in bfloat16 (as autocast would have it)."""
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        cast = any(
+            isinstance(a, torch.Tensor) and a.dtype == torch.bfloat16
+            for a in args
+        )
+        if not cast:
+            return fn(*args, **kwargs)
+        args = tuple(
+            a.float()
+            if isinstance(a, torch.Tensor) and a.dtype == torch.bfloat16
+            else a
+            for a in args
+        )
+        with torch.autocast('cpu', enabled=False):
+            out = fn(*args, **kwargs)
+        if isinstance(out, torch.Tensor) and out.is_floating_point():
+            out = out.to(torch.bfloat16)
+        return out
+
+    wrapped.__wrapped__ = fn  # type: ignore[attr-defined]
+    return wrapped
+
+
+@contextmanager
+def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
+    missing = object()
+    before = owner.__dict__.get(name, missing)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        if before is missing:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, before)
+
+
+@contextmanager
+def mmcv_ops_in_float32() -> Iterator[None]:
+    """Within: mmcv's ``nms`` (``NMSop.apply``, which ``nms`` / ``batched_nms`` call)
+    and ``roi_align`` (what ``RoIAlign`` modules call) take bfloat16 tensors as float32
+    and run outside autocast; restored on exit. Nothing happens without mmcv's ops."""
+    try:  # the modules (mmcv.ops exports functions of the same names)
+        nms_module = importlib.import_module('mmcv.ops.nms')
+        roi_align_module = importlib.import_module('mmcv.ops.roi_align')
+    except ImportError:  # mmcv-lite: no ops to patch
+        yield
+        return
+    with ExitStack() as stack:
+        stack.enter_context(
+            _patched(
+                nms_module.NMSop,
+                'apply',
+                staticmethod(_float32_args(nms_module.NMSop.apply)),
+            )
+        )
+        stack.enter_context(
+            _patched(
+                roi_align_module,
+                'roi_align',
+                _float32_args(roi_align_module.roi_align),
+            )
+        )
+        yield
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -78,6 +156,7 @@ class CPUAmpOptimWrapper(OptimWrapper):
         with (
             super().optim_context(model),
             torch.autocast('cpu', dtype=self.cast_dtype),
+            mmcv_ops_in_float32(),
         ):
             yield
 

@@ -5,7 +5,8 @@ heads beside it. Released PVT-v2 models come in two foreign layouts (WHOLE_LAYOU
 they differ from ours in the backbone only: the necks' and heads' names of mmdet 2.x
 (the official detection code is built on mmdet 2.13) and mmseg 0.x (mmseg 0.13) are
 those of mmdet 3.x / mmseg 1.x for the modules these models use (FPN, RetinaHead,
-RPNHead, Shared2FCBBoxHead, FCNMaskHead, FPNHead; see _HEAD_KEYS). Conversion is
+RPNHead, Shared2FCBBoxHead, FCNMaskHead, FPNHead; the 3x detectors' Cascade RoI heads
+with ConvFCBBoxHead, ATSSHead, GFLHead, EmbeddingRPNHead, DIIHead; see _HEAD_KEYS). Conversion is
 strict: every key is mapped by a rule, or the conversion stops listing the keys that
 no rule maps.
 """
@@ -59,19 +60,46 @@ _BN = r'(weight|bias|running_mean|running_var|num_batches_tracked)'
 #: are). From mmdet 2.13: FPN (``lateral_convs`` / ``fpn_convs`` ConvModules),
 #: RetinaHead (``cls_convs`` / ``reg_convs``, ``retina_cls`` / ``retina_reg``), RPNHead
 #: (``rpn_conv`` / ``rpn_cls`` / ``rpn_reg``), Shared2FCBBoxHead (``shared_fcs``,
-#: ``fc_cls``, ``fc_reg``), FCNMaskHead (``convs``, ``upsample``, ``conv_logits``); from
-#: mmseg 0.13: FPNHead (``scale_heads.{i}.{j}`` ConvModules with norm, ``conv_seg``).
+#: ``fc_cls``, ``fc_reg``), FCNMaskHead (``convs``, ``upsample``, ``conv_logits``), and
+#: for the release's 3x detectors: CascadeRoIHead (``bbox_head.{stage}`` /
+#: ``mask_head.{stage}``) with ConvFCBBoxHead (``shared_convs`` ConvModules with a
+#: ``bn``), ATSSHead (``atss_cls`` / ``atss_reg`` / ``atss_centerness``) and GFLHead
+#: (``gfl_cls`` / ``gfl_reg``, the ``integral.project`` buffer) with ``gn`` in their
+#: convs and a ``scales`` entry per level, Sparse R-CNN's EmbeddingRPNHead
+#: (``init_proposal_bboxes`` / ``init_proposal_features``) and DIIHead (``attention``,
+#: ``instance_interactive_conv`` DynamicConv, ``ffn``, ``cls_fcs`` / ``reg_fcs``, their
+#: LayerNorms); from mmseg 0.13: FPNHead (``scale_heads.{i}.{j}`` ConvModules with norm,
+#: ``conv_seg``).
 _HEAD_KEYS = tuple(
     re.compile(p)
     for p in (
         r'neck\.(lateral_convs|fpn_convs)\.\d+\.conv\.(weight|bias)$',
         r'neck\.(lateral_convs|fpn_convs)\.\d+\.(bn|gn)\.' + _BN + '$',
         r'bbox_head\.(cls_convs|reg_convs)\.\d+\.conv\.(weight|bias)$',
+        r'bbox_head\.(cls_convs|reg_convs)\.\d+\.gn\.(weight|bias)$',
         r'bbox_head\.retina_(cls|reg)\.(weight|bias)$',
+        r'bbox_head\.atss_(cls|reg|centerness)\.(weight|bias)$',
+        r'bbox_head\.gfl_(cls|reg)\.(weight|bias)$',
+        r'bbox_head\.scales\.\d+\.scale$',
+        r'bbox_head\.integral\.project$',
         r'rpn_head\.rpn_(conv|cls|reg)\.(weight|bias)$',
-        r'roi_head\.bbox_head\.(shared_fcs\.\d+|fc_cls|fc_reg)\.(weight|bias)$',
-        r'roi_head\.mask_head\.convs\.\d+\.conv\.(weight|bias)$',
-        r'roi_head\.mask_head\.(upsample|conv_logits)\.(weight|bias)$',
+        r'rpn_head\.init_proposal_(bboxes|features)\.weight$',
+        # Mask R-CNN (one head) and Cascade (a stage index)
+        r'roi_head\.bbox_head\.(\d+\.)?(shared_fcs\.\d+|fc_cls|fc_reg)\.'
+        r'(weight|bias)$',
+        r'roi_head\.bbox_head\.\d+\.shared_convs\.\d+\.conv\.weight$',
+        r'roi_head\.bbox_head\.\d+\.shared_convs\.\d+\.bn\.' + _BN + '$',
+        r'roi_head\.mask_head\.(\d+\.)?convs\.\d+\.conv\.(weight|bias)$',
+        r'roi_head\.mask_head\.(\d+\.)?(upsample|conv_logits)\.(weight|bias)$',
+        # DIIHead (Sparse R-CNN), one per stage
+        r'roi_head\.bbox_head\.\d+\.attention\.attn\.'
+        r'(in_proj_weight|in_proj_bias|out_proj\.weight|out_proj\.bias)$',
+        r'roi_head\.bbox_head\.\d+\.(attention_norm|ffn_norm|'
+        r'instance_interactive_conv_norm)\.(weight|bias)$',
+        r'roi_head\.bbox_head\.\d+\.instance_interactive_conv\.'
+        r'(dynamic_layer|norm_in|norm_out|fc_layer|fc_norm)\.(weight|bias)$',
+        r'roi_head\.bbox_head\.\d+\.ffn\.layers\.(0\.0|1)\.(weight|bias)$',
+        r'roi_head\.bbox_head\.\d+\.(cls_fcs|reg_fcs)\.\d+\.(weight|bias)$',
         r'decode_head\.scale_heads\.\d+\.\d+\.conv\.(weight|bias)$',
         r'decode_head\.scale_heads\.\d+\.\d+\.(bn|gn)\.' + _BN + '$',
         r'(decode_head|auxiliary_head)\.conv_seg\.(weight|bias)$',
@@ -184,7 +212,8 @@ def convert_to_model_layout(
     The loading path of our runner calls this right before its strict load: a
     checkpoint released in a foreign layout (:data:`WHOLE_LAYOUTS`: mmdet 3.x
     ``PyramidVisionTransformerV2`` RetinaNets, the official whai362/PVT RetinaNet,
-    Mask R-CNN and Semantic FPN checkpoints) is converted on the fly, and the caller
+    Mask R-CNN, Semantic FPN and 3x Cascade Mask R-CNN / ATSS / GFL / Sparse R-CNN
+    checkpoints) is converted on the fly, and the caller
     logs a line naming the layout it came from. Only models whose backbone is our
     ``PVTv2`` are converted to; for any other model the state dict is returned as it
     is. A foreign checkpoint converted into a model whose patch-embedding LayerNorm eps
