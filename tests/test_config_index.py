@@ -87,10 +87,18 @@ def test_model_index_lists_every_config_once():
     for m in models:
         assert m['Name'] == osp.basename(m['Config'])[:-3]
         assert isinstance(m['Metadata']['Parameters'], int)
-        # mmengine's inferencers read it; null: none released
+        # mmengine's inferencers and `mim download` fetch it: a checkpoint file, or
+        # null -- none released, or only as a page (the release's Google Drive links,
+        # named by Metadata.Trained Weights, with the layout they come in)
         assert 'Weights' in m
         trained = m['Metadata']['Trained Weights']
-        assert trained == (m['Weights'] or 'none released')
+        if str(trained).startswith('https://drive.google.com/'):
+            assert m['Weights'] is None, m['Name']
+            assert m['Metadata']['Weights Layout'], m['Name']
+        else:
+            assert trained == (m['Weights'] or 'none released'), m['Name']
+        if m['Weights'] is not None:
+            assert m['Weights'].endswith('.pth'), m['Name']
         if 'Results' in m:
             assert m['Metadata']['Results Source'], m['Name']
         backbone_weights = m['Metadata'].get('Pretrained')
