@@ -9,7 +9,7 @@ in a fresh process):
    and in the ``MODELS`` registry of each installed codebase among mmdet, mmseg and
    mmpretrain, so their configs build them by bare names (no name collides with theirs);
    our engine pieces (``SafeRunner``, ``AtomicCheckpointHook``, ``StrictLoadHook``,
-   ``CPUAmpOptimWrapper``) in mmengine's root ``RUNNERS`` / ``HOOKS`` /
+   ``ChannelsLastHook``, ``CPUAmpOptimWrapper``) in mmengine's root ``RUNNERS`` / ``HOOKS`` /
    ``OPTIM_WRAPPERS``, so ``mim train`` / ``mim test`` runs of our configs use them.
 2. **Lets resuming read mmengine's checkpoints safely** (torch >= 2.5): adds the
    globals those checkpoints hold (mmengine's ``HistoryBuffer``, numpy arrays and
