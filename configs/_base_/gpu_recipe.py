@@ -13,8 +13,9 @@ gpu_recipe = dict(
     # device (CUDA; the CPU from torch 2.4), else torch's default implementation.
     fused_optimizer=True,
     # Under AMP on CUDA: neck and heads in channels-last memory format (NHWC convs on
-    # tensor cores). Unmeasured on a GPU so far: on until a measurement says otherwise.
-    channels_last=True,
+    # tensor cores). Off until a GPU run says it pays: the backbone hands over NCHW maps,
+    # so each level is converted, and at 512x512 the H100 steps were launch-bound.
+    channels_last=False,
     # cuDNN's algorithm search per input shape. Off: COCO batches come in many shapes
     # (keep-ratio resize to 1333x800, padded to 32), each searched anew; mmdet's default.
     cudnn_benchmark=False,

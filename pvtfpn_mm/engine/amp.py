@@ -154,8 +154,8 @@ class CPUAmpOptimWrapper(OptimWrapper):
         loss_scale (str | float | dict, optional): Accepted so that an
             ``AmpOptimWrapper`` config (``loss_scale='dynamic'``) works unchanged; not
             used, bfloat16 needs no loss scaling. Defaults to None.
-        dtype (str | torch.dtype, optional): Only ``'bfloat16'`` (CPU autocast supports
-            no other). Defaults to None (bfloat16).
+        dtype (str | torch.dtype, optional): Only ``'bfloat16'`` or ``'auto'`` (CPU
+            autocast supports no other). Defaults to None (bfloat16).
         **kwargs: ``OptimWrapper``'s arguments (``optimizer``, ``accumulative_counts``,
             ``clip_grad``).
 
@@ -169,7 +169,7 @@ class CPUAmpOptimWrapper(OptimWrapper):
         dtype: str | torch.dtype | None = None,
         **kwargs,
     ):
-        if dtype not in (None, 'bfloat16', torch.bfloat16):
+        if dtype not in (None, 'auto', 'bfloat16', torch.bfloat16):
             raise ValueError(
                 f'CPUAmpOptimWrapper: CPU autocast runs in bfloat16 only, got '
                 f'dtype={dtype!r}'
