@@ -20,7 +20,8 @@ torch.set_num_threads(int(os.environ.get('PVTFPN_TEST_THREADS', '2')))
 #: forward), backbone / neck parity with timm, mmdet and torchvision (and the backbone's
 #: CPU fast path against its plain path, with the version-gated checks of pvtfpn_mm.compat
 #: in use), weight formats and safe loading, install requirements met by the stack,
-#: training with a real Runner and resuming, the quickstart data.
+#: training with a real Runner and resuming, the quickstart data, the GPU recipe's levers on
+#: the CPU (torch 2.1 has no fused CPU AdamW: the fallback).
 OLDEST_STACK_TESTS = (
     'tests/test_foundation.py',
     'tests/test_compat.py',
@@ -40,6 +41,9 @@ OLDEST_STACK_TESTS = (
     'tests/test_tools.py::test_train_and_test_mmseg',
     'tests/test_tools.py::test_resume_after_interruption',
     'tests/test_quickstart_data.py',
+    'tests/test_training_recipe.py::test_every_lever_leaves_a_cpu_run_working',
+    'tests/test_training_recipe.py::test_fused_fallback_run_on_the_cpu',
+    'tests/test_training_recipe.py::test_fp32_islands_let_mmdet_parts_run_under_bfloat16',
 )
 
 

@@ -213,6 +213,19 @@ def test_amp_lever_refuses_another_wrapper_or_dtype():
         apply_gpu_recipe(cfg)
 
 
+@pytest.mark.parametrize(
+    'wrapper', [dict(type='AmpOptimWrapper'), dict(type='CPUAmpOptimWrapper')]
+)
+def test_amp_lever_with_the_amp_flag(wrapper):
+    """``tools/train.py CONFIG --amp`` (on a GPU, and without one) with the recipe."""
+    cfg = det_cfg(amp='auto')
+    cfg.optim_wrapper.update(wrapper, loss_scale='dynamic')
+    out, _ = apply_gpu_recipe(cfg)
+    assert out.optim_wrapper.type == 'AmpOptimWrapper'
+    assert out.optim_wrapper.dtype == 'auto'
+    assert out.optim_wrapper.loss_scale == 'dynamic'
+
+
 def test_config_levers_and_idempotence():
     cfg, _ = apply_gpu_recipe(
         det_cfg(
@@ -667,10 +680,12 @@ def test_compile_on_cuda_compiles_train_step_dynamic(tmp_path, monkeypatch):
 
 #: The tolerance of an AMP loss curve against fp32's (same seed, data order and initial
 #: weights; only the arithmetic differs): the first iteration's loss (the same weights
-#: and batch) within 1 %, and the 5-iteration moving average of the loss within 15 % of
-#: fp32's at every iteration. Measured on the CPU (bfloat16 autocast, 2 threads): 0.1 %
-#: and at most 7 % (RetinaNet-b0, 40 iterations), see docs/training_recipe.md.
-CURVE_TOLERANCE = dict(first=0.02, smoothed=0.15, window=5)
+#: and batch) within 2 %, and the 5-iteration moving average of the loss within 20 % of
+#: fp32's at every iteration. Measured on the CPU (bfloat16 autocast, 2 threads; torch
+#: 2.14 / 2.1): first 0.12 % / 0.12 % and moving average 3.0 % / 5.9 % (RetinaNet-b0, 30
+#: iterations), 0.74 % / 0.22 % and 6.4 % / 13.9 % (Mask R-CNN-b0, 24); see
+#: docs/training_recipe.md.
+CURVE_TOLERANCE = dict(first=0.02, smoothed=0.20, window=5)
 
 
 def curve_gap(fp32, other, window=CURVE_TOLERANCE['window']):

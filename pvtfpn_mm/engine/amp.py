@@ -17,7 +17,7 @@ loss scaling (what the PVT v2 release's apex O1 runs used).
 
 import copy
 import functools
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn as nn
@@ -31,7 +31,11 @@ from mmengine.device import (
 from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 
-from pvtfpn_mm.compat import is_autocast_enabled
+from pvtfpn_mm.compat import (
+    CPU_BF16_FLASH_SDPA_SAFE,
+    is_autocast_enabled,
+    math_sdpa,
+)
 
 
 def accelerator_available() -> bool:
@@ -148,7 +152,9 @@ def amp_optim_wrapper_type() -> str:
 @OPTIM_WRAPPERS.register_module()
 class CPUAmpOptimWrapper(OptimWrapper):
     """``OptimWrapper`` whose forward passes run under ``torch.autocast('cpu',
-    dtype=torch.bfloat16)``.
+    dtype=torch.bfloat16)`` (on torch < 2.14 with ``scaled_dot_product_attention``'s math
+    backend: torch 2.1's CPU flash attention corrupts memory in its bfloat16 backward,
+    :data:`pvtfpn_mm.compat.CPU_BF16_FLASH_SDPA_SAFE`).
 
     Args:
         loss_scale (str | float | dict, optional): Accepted so that an
@@ -183,6 +189,9 @@ class CPUAmpOptimWrapper(OptimWrapper):
         with (
             super().optim_context(model),
             torch.autocast('cpu', dtype=self.cast_dtype),
+            # torch < 2.14: attention through the math backend (its CPU flash
+            # attention's bfloat16 backward corrupts memory on torch 2.1)
+            nullcontext() if CPU_BF16_FLASH_SDPA_SAFE else math_sdpa(),
         ):
             yield
 

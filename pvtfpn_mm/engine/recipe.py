@@ -57,8 +57,14 @@ LEVERS: dict[str, object] = dict(
     compile=False,
     with_cp=False,
 )
-#: ``optim_wrapper.type`` values the ``amp`` lever may turn into ``AmpOptimWrapper``.
-PLAIN_WRAPPER_TYPES = (None, 'OptimWrapper', 'mmengine.OptimWrapper')
+#: ``optim_wrapper.type`` values the ``amp`` lever may turn into ``AmpOptimWrapper``
+#: (the CPU one is what ``tools/train.py --amp`` sets without a GPU).
+PLAIN_WRAPPER_TYPES = (
+    None,
+    'OptimWrapper',
+    'mmengine.OptimWrapper',
+    'CPUAmpOptimWrapper',
+)
 #: Optimizers ``fused_optimizer`` applies to (torch has fused kernels for them from 2.0).
 FUSABLE_OPTIMIZERS = ('Adam', 'AdamW', 'torch.optim.Adam', 'torch.optim.AdamW')
 #: The parts of a detector / segmentor :class:`ChannelsLastHook` converts by default.
@@ -172,7 +178,7 @@ def apply_gpu_recipe(cfg):
                 f'{RECIPE_KEY}.amp=False to keep {kind})'
             )
         dtype = wrapper.get('dtype')
-        if kind in AMP_WRAPPER_TYPES and dtype not in (None, recipe['amp']):
+        if dtype not in (None, recipe['amp']):
             raise ValueError(
                 f'{RECIPE_KEY}.amp={recipe["amp"]!r} but optim_wrapper.dtype={dtype!r}; '
                 'set the dtype in one place'
@@ -184,10 +190,7 @@ def apply_gpu_recipe(cfg):
             'autocast)'
         )
     if recipe['cudnn_benchmark']:
-        env = cfg.get('env_cfg') or {}
-        env = dict(env) if not isinstance(env, dict) else env
-        env['cudnn_benchmark'] = True
-        cfg['env_cfg'] = env
+        cfg['env_cfg'] = dict(cfg.get('env_cfg') or {}, cudnn_benchmark=True)
         notes.append(f'{RECIPE_KEY}: cudnn_benchmark=True')
     if recipe['with_cp']:
         if not _backbone_takes_with_cp(cfg):
