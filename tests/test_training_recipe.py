@@ -680,12 +680,12 @@ def test_compile_on_cuda_compiles_train_step_dynamic(tmp_path, monkeypatch):
 
 #: The tolerance of an AMP loss curve against fp32's (same seed, data order and initial
 #: weights; only the arithmetic differs): the first iteration's loss (the same weights
-#: and batch) within 2 %, and the 5-iteration moving average of the loss within 20 % of
+#: and batch) within 2 %, and the 5-iteration moving average of the loss within 15 % of
 #: fp32's at every iteration. Measured on the CPU (bfloat16 autocast, 2 threads; torch
-#: 2.14 / 2.1): first 0.12 % / 0.12 % and moving average 3.0 % / 5.9 % (RetinaNet-b0, 30
-#: iterations), 0.74 % / 0.22 % and 6.4 % / 13.9 % (Mask R-CNN-b0, 24); see
+#: 2.14 / 2.1): first 0.12 % / 0.12 % and moving average 3.0 % / 3.8 % (RetinaNet-b0, 24
+#: iterations), 0.74 % / 0.22 % and 6.2 % / 6.4 % (Mask R-CNN-b0, 20); see
 #: docs/training_recipe.md.
-CURVE_TOLERANCE = dict(first=0.02, smoothed=0.20, window=5)
+CURVE_TOLERANCE = dict(first=0.02, smoothed=0.15, window=5)
 
 
 def curve_gap(fp32, other, window=CURVE_TOLERANCE['window']):
@@ -760,7 +760,7 @@ TOY_MODELS = {
         'stacked_convs=2, anchor_generator=dict(octave_base_scale=3, '
         'scales_per_octave=2, strides=[8, 16, 32]))',
         False,
-        30,
+        24,
     ),
     'mask-rcnn': (
         'neck=dict(out_channels=64), '
@@ -773,7 +773,7 @@ TOY_MODELS = {
         'rpn_proposal=dict(nms_pre=200, max_per_img=100), '
         'rcnn=dict(sampler=dict(num=64)))',
         True,
-        24,
+        20,
     ),
 }
 
