@@ -11,7 +11,7 @@ in a fresh process):
    ``PyramidClsHead`` in mmpretrain's. (The heads subclass mmseg's / mmpretrain's, so
    their model packages are imported where installed, with their own import effects);
    our engine pieces (``SafeRunner``, ``AtomicCheckpointHook``, ``StrictLoadHook``,
-   ``CPUAmpOptimWrapper``) in mmengine's root ``RUNNERS`` / ``HOOKS`` /
+   ``ChannelsLastHook``, ``CPUAmpOptimWrapper``) in mmengine's root ``RUNNERS`` / ``HOOKS`` /
    ``OPTIM_WRAPPERS``, so ``mim train`` / ``mim test`` runs of our configs use them.
 2. **Lets resuming read mmengine's checkpoints safely** (torch >= 2.5): adds the
    globals those checkpoints hold (mmengine's ``HistoryBuffer``, numpy arrays and

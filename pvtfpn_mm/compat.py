@@ -12,6 +12,11 @@ constraints.txt) has; each gap gets a fallback here that behaves the same:
   allowlist there; our own loading passes ``weights_only=True`` on every version, so on
   torch < 2.5 it refuses checkpoints holding mmengine's message hub (``HistoryBuffer``):
   read their weights on a newer torch).
+* torch 2.1's CPU flash attention corrupts memory in its bfloat16 backward pass with more
+  than one thread (pytorch#132871: "double free or corruption"; seen here with torch
+  2.1.2, not with 2.14.1): :data:`CPU_BF16_FLASH_SDPA_SAFE` says where it is known to be
+  safe, and :func:`math_sdpa` routes ``scaled_dot_product_attention`` to its math backend
+  elsewhere (:class:`pvtfpn_mm.engine.CPUAmpOptimWrapper` does under CPU autocast).
 * torch < 2.3 has no ``torch.compiler.is_compiling`` and torch < 2.4 no
   ``torch.is_autocast_enabled(device_type)``: :func:`is_compiling` and
   :func:`is_autocast_enabled` ask what those versions have (the fast paths of
@@ -23,6 +28,7 @@ of pvtfpn_mm: everything else may import it.
 """
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 
 import torch
 from packaging.version import Version
@@ -50,6 +56,23 @@ else:  # torch < 2.3
 def is_compiling() -> bool:
     """True while torch.compile / dynamo traces (``torch.compiler.is_compiling``)."""
     return bool(_is_compiling())
+
+
+#: Whether the CPU flash-attention backward is safe in bfloat16: known broken on torch 2.1.2,
+#: known good on 2.14.1 (the two stacks tested here); the versions between count as unsafe.
+CPU_BF16_FLASH_SDPA_SAFE = TORCH_VERSION >= Version('2.14')
+
+
+def math_sdpa() -> AbstractContextManager:
+    """A context in which ``scaled_dot_product_attention`` runs its math backend (plain
+    matmul and softmax ops) on every device."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3
+        return torch.backends.cuda.sdp_kernel(
+            enable_flash=False, enable_math=True, enable_mem_efficient=False
+        )
+    return sdpa_kernel([SDPBackend.MATH])
 
 
 try:

@@ -21,7 +21,8 @@ torch.set_num_threads(int(os.environ.get('PVTFPN_TEST_THREADS', '2')))
 #: CPU fast path against its plain path, with the version-gated checks of pvtfpn_mm.compat
 #: in use), weight formats and safe loading, install requirements met by the stack,
 #: training with a real Runner and resuming, the quickstart data, the argument checks
-#: against the upstream classes (timm 0.9's features_only), the import's effects.
+#: against the upstream classes (timm 0.9's features_only), the import's effects, the GPU
+#: recipe's levers on the CPU (torch 2.1 has no fused CPU AdamW: the fallback).
 OLDEST_STACK_TESTS = (
     'tests/test_foundation.py',
     'tests/test_compat.py',
@@ -43,6 +44,9 @@ OLDEST_STACK_TESTS = (
     'tests/test_quickstart_data.py',
     'tests/test_model_checks.py',
     'tests/test_import_effects.py',
+    'tests/test_training_recipe.py::test_every_lever_leaves_a_cpu_run_working',
+    'tests/test_training_recipe.py::test_fused_fallback_run_on_the_cpu',
+    'tests/test_training_recipe.py::test_fp32_islands_let_mmdet_parts_run_under_bfloat16',
 )
 
 

@@ -172,3 +172,41 @@ def test_is_autocast_enabled():
         assert compat.is_autocast_enabled('cpu') is True
         assert compat.is_autocast_enabled('cuda') is False
     assert compat.is_autocast_enabled('cpu') is False
+
+
+def _sdpa_backward_node(q, k):
+    return type(
+        torch.nn.functional.scaled_dot_product_attention(q, k, k).grad_fn
+    ).__name__
+
+
+def test_math_sdpa_leaves_the_flash_kernel():
+    """CPU bfloat16 flash attention's backward corrupts memory on torch 2.1 (2 threads);
+    the math backend is plain matmul / softmax ops."""
+    q = torch.randn(1, 2, 16, 8).bfloat16().requires_grad_()
+    k = torch.randn(1, 2, 4, 8).bfloat16().requires_grad_()
+    assert 'Flash' in _sdpa_backward_node(q, k)
+    with compat.math_sdpa():
+        assert 'Flash' not in _sdpa_backward_node(q, k)
+    assert 'Flash' in _sdpa_backward_node(q, k)  # restored
+    assert compat.CPU_BF16_FLASH_SDPA_SAFE is (
+        compat.TORCH_VERSION >= compat.Version('2.14')
+    )
+
+
+@pytest.mark.parametrize('safe', [True, False])
+def test_cpu_amp_attention_backend(monkeypatch, safe):
+    from pvtfpn_mm.engine import CPUAmpOptimWrapper
+    from pvtfpn_mm.engine import amp as amp_module
+
+    monkeypatch.setattr(amp_module, 'CPU_BF16_FLASH_SDPA_SAFE', safe)
+    model = torch.nn.Linear(8, 8)
+    wrapper = CPUAmpOptimWrapper(
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1)
+    )
+    x = torch.randn(1, 2, 16, 8)
+    with wrapper.optim_context(model):
+        q = model(x)  # bfloat16 under autocast
+        node = _sdpa_backward_node(q, model(x[:, :, :4]))
+    assert q.dtype == torch.bfloat16
+    assert ('Flash' in node) is safe

@@ -403,59 +403,6 @@ def test_cpu_amp_refuses_float16():
         )
 
 
-def test_cpu_amp_gives_mmcv_ops_float32():
-    """Two-stage detectors under CPU autocast: the RPN's boxes and scores and the RoI
-    features come out of convs in bfloat16, which mmcv's CPU nms / RoIAlign kernels
-    refuse; within a CPUAmpOptimWrapper step they run on float32 copies."""
-    from mmcv.ops import RoIAlign, batched_nms
-    from mmcv.ops import nms as nms_module_function
-    from mmcv.ops.nms import NMSop
-
-    from pvtfpn_mm.engine.amp import mmcv_ops_in_float32
-
-    gen = torch.Generator().manual_seed(0)
-    xy = torch.rand(50, 2, generator=gen) * 40
-    boxes = torch.cat([xy, xy + 8 + torch.rand(50, 2, generator=gen) * 20], 1)
-    scores = torch.rand(50, generator=gen)
-    feats = torch.rand(1, 4, 16, 16, generator=gen).requires_grad_()
-    rois = torch.tensor([[0, 1.0, 2.0, 30.0, 40.0], [0, 0.0, 0.0, 60.0, 60.0]])
-    roi_align = RoIAlign(7, spatial_scale=0.25, sampling_ratio=2)
-    bf16 = torch.bfloat16
-    with torch.autocast('cpu', dtype=bf16):
-        with pytest.raises(
-            RuntimeError, match='BFloat16'
-        ):  # this stack's mmcv
-            nms_module_function(boxes.to(bf16), scores.to(bf16), 0.5)
-        with pytest.raises(
-            RuntimeError, match="not implemented for 'BFloat16'"
-        ):
-            roi_align(feats.to(bf16), rois.to(bf16))
-        with mmcv_ops_in_float32():
-            dets, keep = batched_nms(
-                boxes.to(bf16),
-                scores.to(bf16),
-                torch.zeros(50, dtype=torch.long),
-                dict(type='nms', iou_threshold=0.5),
-            )
-            pooled = roi_align(feats.to(bf16), rois.to(bf16))
-    _, keep_fp32 = nms_module_function(
-        boxes.to(bf16).float(), scores.to(bf16).float(), 0.5
-    )
-    assert torch.equal(keep, keep_fp32)
-    assert pooled.dtype == bf16 and pooled.shape == (2, 4, 7, 7)
-    expected = roi_align(feats.to(bf16).float(), rois.to(bf16).float())
-    assert torch.equal(pooled, expected.to(bf16))
-    pooled.float().sum().backward()  # gradients reach the bfloat16 input's source
-    assert feats.grad is not None and float(feats.grad.abs().sum()) > 0
-    # restored: the kernels refuse bfloat16 again
-    assert 'apply' not in NMSop.__dict__
-    with pytest.raises(RuntimeError, match='BFloat16'):
-        nms_module_function(boxes.to(bf16), scores.to(bf16), 0.5)
-
-
-# ------------------------------------------------- 4. strict Pretrained of our modules
-
-
 def neck(**kwargs):
     from pvtfpn_mm.models.necks import TopDownFPN
 

@@ -8,6 +8,10 @@ Modes (the first argument; default ``configs``) live in ``pvtfpn_mm/benchmark/``
 ``configs`` -- per config (see pvtfpn_mm/benchmark/configs.py): parameters, FLOPs at the
 config's test size, inference latency (batch 1, median of interleaved rounds), training
 step time at the config's batch per GPU, peak memory; on CUDA when present, else the CPU.
+``compare`` -- ours against timm's and mmdet's models side by side.
+``recipe`` -- the GPU training recipe (configs/_base_/gpu_recipe.py) and each of its
+levers on/off against our fp32 config and mmdet's: training images/s, peak memory
+(CUDA), the recipe's per-part profile (docs/training_recipe.md).
 ``python tools/benchmark.py MODE --help`` lists a mode's options.
 """
 

@@ -1,26 +1,28 @@
-"""Mixed precision on machines without a GPU: bfloat16 autocast on the CPU.
+"""Mixed precision: the autocast dtype chosen by the machine, and bfloat16 on the CPU.
 
 mmengine 0.10.7's ``AmpOptimWrapper`` (what ``--amp`` selects in mmdet's / mmseg's
-``tools/train.py``) asserts that CUDA, NPU, MLU or MUSA is available. PyTorch's CPU
-autocast runs matmuls and convolutions in bfloat16 while the parameters, their
-gradients and the optimizer state stay float32; bfloat16 has float32's exponent range,
-so no loss scaling is needed. :class:`CPUAmpOptimWrapper` is that, as an optimizer
-wrapper; :func:`amp_optim_wrapper_type` picks it when no accelerator is present.
+``tools/train.py``) asserts that CUDA, NPU, MLU or MUSA is available, and takes one fixed
+``dtype``. PyTorch's CPU autocast runs matmuls and convolutions in bfloat16 while the
+parameters, their gradients and the optimizer state stay float32; bfloat16 has float32's
+exponent range, so no loss scaling is needed. :class:`CPUAmpOptimWrapper` is that, as an
+optimizer wrapper; :func:`amp_optim_wrapper_type` picks it when no accelerator is present.
 
-mmcv 2.1's CPU kernels of ``nms`` (float32 only) and ``RoIAlign`` (float16/32/64) refuse
-the bfloat16 tensors autocast gives them (two-stage detectors: the RPN's proposals, the
-RoI features); on a GPU their kernels take float16. Within a training step of
-:class:`CPUAmpOptimWrapper` they get float32 copies (:func:`mmcv_ops_in_float32`).
+:func:`resolve_amp_config` (used by :class:`~pvtfpn_mm.engine.SafeRunner` when it builds
+the optimizer wrapper) turns an ``AmpOptimWrapper`` config into what this machine runs:
+``CPUAmpOptimWrapper`` without an accelerator, and ``dtype='auto'`` into bfloat16 on a
+CUDA GPU that computes in it (compute capability >= 8.0: A100, H100, RTX 30xx ...,
+:func:`cuda_bf16_supported`), without loss scaling, else float16 with mmengine's dynamic
+loss scaling (what the PVT v2 release's apex O1 runs used).
 """
 
-import importlib
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from typing import Any
+import copy
+import functools
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn as nn
 from mmengine.device import (
+    get_device,
     is_cuda_available,
     is_mlu_available,
     is_musa_available,
@@ -28,6 +30,12 @@ from mmengine.device import (
 )
 from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
+
+from pvtfpn_mm.compat import (
+    CPU_BF16_FLASH_SDPA_SAFE,
+    is_autocast_enabled,
+    math_sdpa,
+)
 
 
 def accelerator_available() -> bool:
@@ -40,6 +48,99 @@ def accelerator_available() -> bool:
     )
 
 
+#: ``optim_wrapper.type`` values that mean mmengine's ``AmpOptimWrapper``.
+AMP_WRAPPER_TYPES = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper')
+#: ``dtype`` values :func:`resolve_amp_config` knows (besides ``torch.dtype``\ s).
+AMP_DTYPES = ('auto', 'float16', 'bfloat16')
+
+
+def cuda_bf16_supported() -> bool:
+    """Whether the current CUDA GPU computes in bfloat16 natively (compute capability
+    >= 8.0); torch >= 2.3's ``is_bf16_supported()`` also counts emulation (slow)."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # torch < 2.3 counts native support only
+        return bool(torch.cuda.is_bf16_supported())
+
+
+def auto_amp_dtype() -> str:
+    """What ``dtype='auto'`` means here: ``'bfloat16'`` on a CUDA GPU that computes in
+    it and on the CPU, ``'float16'`` on other GPUs and accelerators."""
+    if not accelerator_available():
+        return 'bfloat16'
+    if get_device() == 'cuda' and cuda_bf16_supported():
+        return 'bfloat16'
+    return 'float16'
+
+
+def _dtype_name(dtype) -> str | None:
+    if dtype is None or isinstance(dtype, str):
+        return dtype
+    if isinstance(dtype, torch.dtype):
+        return str(dtype).replace('torch.', '')
+    raise TypeError(
+        f'optim_wrapper.dtype must be a string or a torch.dtype, got {dtype!r}'
+    )
+
+
+def resolve_amp_config(optim_wrapper) -> tuple[dict, str] | None:
+    """The ``AmpOptimWrapper`` config ``optim_wrapper`` made what this machine runs, and
+    a line for the log; None when it is no ``AmpOptimWrapper`` config.
+
+    * no accelerator: ``CPUAmpOptimWrapper`` (bfloat16 autocast on the CPU; ``dtype``
+      ``'auto'`` or ``'bfloat16'``, float16 is refused by the wrapper);
+    * ``dtype='auto'``: :func:`auto_amp_dtype`; bfloat16 without loss scaling
+      (``loss_scale=dict(enabled=False)`` unless a float or dict is given), float16 with
+      the config's ``loss_scale`` (mmengine's default: dynamic);
+    * ``dtype='bfloat16'`` on a CUDA GPU without native bfloat16: ``ValueError``.
+    """
+    if (
+        not isinstance(optim_wrapper, dict)
+        or optim_wrapper.get('type') not in AMP_WRAPPER_TYPES
+    ):
+        return None
+    dtype = _dtype_name(optim_wrapper.get('dtype'))
+    out = copy.copy(optim_wrapper)
+    if not accelerator_available():
+        out['type'] = 'CPUAmpOptimWrapper'
+        if dtype == 'auto':
+            out.pop('dtype')
+        return out, (
+            'AMP without a GPU: training with CPUAmpOptimWrapper (bfloat16 '
+            'autocast on the CPU) instead of AmpOptimWrapper'
+        )
+    if dtype == 'auto':
+        dtype = auto_amp_dtype()
+        out['dtype'] = dtype
+        why = (
+            'the GPU computes in bfloat16'
+            if dtype == 'bfloat16'
+            else 'no native bfloat16 here'
+        )
+        if dtype == 'bfloat16' and not isinstance(
+            out.get('loss_scale'), float | dict
+        ):
+            out['loss_scale'] = dict(enabled=False)
+            scaling = 'no loss scaling'
+        else:
+            scaling = f'loss_scale={out.get("loss_scale", "dynamic")!r}'
+        return out, f"AMP dtype='auto': {dtype} ({why}), {scaling}"
+    if (
+        dtype == 'bfloat16'
+        and get_device() == 'cuda'
+        and not cuda_bf16_supported()
+    ):
+        raise ValueError(
+            "optim_wrapper.dtype='bfloat16', but this GPU "
+            f'({torch.cuda.get_device_name()}) does not compute in bfloat16 '
+            "(compute capability < 8.0); use dtype='auto' (float16 here, with "
+            "dynamic loss scaling) or 'float16'"
+        )
+    return out, f'AMP: AmpOptimWrapper, dtype={dtype or "float16"}'
+
+
 def amp_optim_wrapper_type() -> str:
     """``'AmpOptimWrapper'`` where an accelerator is present, else
     ``'CPUAmpOptimWrapper'``."""
@@ -48,87 +149,19 @@ def amp_optim_wrapper_type() -> str:
     )
 
 
-def _float32_args(fn: Callable) -> Callable:
-    """``fn`` called outside autocast with its bfloat16 tensor arguments as float32; a
-    floating-point tensor result is given back in bfloat16 (as autocast would have it)."""
-
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        cast = any(
-            isinstance(a, torch.Tensor) and a.dtype == torch.bfloat16
-            for a in args
-        )
-        if not cast:
-            return fn(*args, **kwargs)
-        args = tuple(
-            a.float()
-            if isinstance(a, torch.Tensor) and a.dtype == torch.bfloat16
-            else a
-            for a in args
-        )
-        with torch.autocast('cpu', enabled=False):
-            out = fn(*args, **kwargs)
-        if isinstance(out, torch.Tensor) and out.is_floating_point():
-            out = out.to(torch.bfloat16)
-        return out
-
-    wrapped.__wrapped__ = fn  # type: ignore[attr-defined]
-    return wrapped
-
-
-@contextmanager
-def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
-    missing = object()
-    before = owner.__dict__.get(name, missing)
-    setattr(owner, name, value)
-    try:
-        yield
-    finally:
-        if before is missing:
-            delattr(owner, name)
-        else:
-            setattr(owner, name, before)
-
-
-@contextmanager
-def mmcv_ops_in_float32() -> Iterator[None]:
-    """Within: mmcv's ``nms`` (``NMSop.apply``, which ``nms`` / ``batched_nms`` call)
-    and ``roi_align`` (what ``RoIAlign`` modules call) take bfloat16 tensors as float32
-    and run outside autocast; restored on exit. Nothing happens without mmcv's ops."""
-    try:  # the modules (mmcv.ops exports functions of the same names)
-        nms_module = importlib.import_module('mmcv.ops.nms')
-        roi_align_module = importlib.import_module('mmcv.ops.roi_align')
-    except ImportError:  # mmcv-lite: no ops to patch
-        yield
-        return
-    with ExitStack() as stack:
-        stack.enter_context(
-            _patched(
-                nms_module.NMSop,
-                'apply',
-                staticmethod(_float32_args(nms_module.NMSop.apply)),
-            )
-        )
-        stack.enter_context(
-            _patched(
-                roi_align_module,
-                'roi_align',
-                _float32_args(roi_align_module.roi_align),
-            )
-        )
-        yield
-
-
 @OPTIM_WRAPPERS.register_module()
 class CPUAmpOptimWrapper(OptimWrapper):
     """``OptimWrapper`` whose forward passes run under ``torch.autocast('cpu',
-    dtype=torch.bfloat16)``.
+    dtype=torch.bfloat16)`` (on torch < 2.14 with ``scaled_dot_product_attention``'s math
+    backend: torch 2.1's CPU flash attention corrupts memory in its bfloat16 backward,
+    :data:`pvtfpn_mm.compat.CPU_BF16_FLASH_SDPA_SAFE`).
 
     Args:
         loss_scale (str | float | dict, optional): Accepted so that an
             ``AmpOptimWrapper`` config (``loss_scale='dynamic'``) works unchanged; not
             used, bfloat16 needs no loss scaling. Defaults to None.
-        dtype (str | torch.dtype, optional): Only ``'bfloat16'`` (CPU autocast supports
-            no other). Defaults to None (bfloat16).
+        dtype (str | torch.dtype, optional): Only ``'bfloat16'`` or ``'auto'`` (CPU
+            autocast supports no other). Defaults to None (bfloat16).
         **kwargs: ``OptimWrapper``'s arguments (``optimizer``, ``accumulative_counts``,
             ``clip_grad``).
 
@@ -142,7 +175,7 @@ class CPUAmpOptimWrapper(OptimWrapper):
         dtype: str | torch.dtype | None = None,
         **kwargs,
     ):
-        if dtype not in (None, 'bfloat16', torch.bfloat16):
+        if dtype not in (None, 'auto', 'bfloat16', torch.bfloat16):
             raise ValueError(
                 f'CPUAmpOptimWrapper: CPU autocast runs in bfloat16 only, got '
                 f'dtype={dtype!r}'
@@ -156,7 +189,9 @@ class CPUAmpOptimWrapper(OptimWrapper):
         with (
             super().optim_context(model),
             torch.autocast('cpu', dtype=self.cast_dtype),
-            mmcv_ops_in_float32(),
+            # torch < 2.14: attention through the math backend (its CPU flash
+            # attention's bfloat16 backward corrupts memory on torch 2.1)
+            nullcontext() if CPU_BF16_FLASH_SDPA_SAFE else math_sdpa(),
         ):
             yield
 
@@ -173,16 +208,101 @@ class CPUAmpOptimWrapper(OptimWrapper):
         )
 
 
-def cpu_amp_config(optim_wrapper: dict) -> dict | None:
-    """The ``CPUAmpOptimWrapper`` version of an ``AmpOptimWrapper`` config dict when no
-    accelerator is present; None when nothing is to change."""
-    if not isinstance(optim_wrapper, dict) or accelerator_available():
-        return None
-    if optim_wrapper.get('type') not in (
-        'AmpOptimWrapper',
-        'mmengine.AmpOptimWrapper',
-    ):
-        return None
-    out = type(optim_wrapper)(optim_wrapper)
-    out['type'] = 'CPUAmpOptimWrapper'
-    return out
+# ------------------------------------------------------------ fp32 under AMP
+
+
+def uses_amp(optim_wrapper) -> bool:
+    """Whether a built optimizer wrapper (or any of an ``OptimWrapperDict``'s) trains
+    under autocast."""
+    from mmengine.optim import AmpOptimWrapper, OptimWrapperDict
+
+    if isinstance(optim_wrapper, OptimWrapperDict):
+        return any(uses_amp(w) for w in optim_wrapper.values())
+    return isinstance(optim_wrapper, AmpOptimWrapper | CPUAmpOptimWrapper)
+
+
+#: Marks a method already wrapped by :func:`keep_fp32_islands`.
+_FP32_MARK = '_pvtfpn_fp32'
+
+
+def _to_float(value):
+    if isinstance(value, torch.Tensor):
+        return (
+            value.float()
+            if value.dtype in (torch.float16, torch.bfloat16)
+            else value
+        )
+    if isinstance(value, list | tuple):
+        return type(value)(_to_float(v) for v in value)
+    return value
+
+
+def _first_tensor(value) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, list | tuple):
+        for v in value:
+            found = _first_tensor(v)
+            if found is not None:
+                return found
+    return None
+
+
+def _run_in_fp32(method, cast_back: bool):
+    """``method`` with autocast off and its half-precision tensor arguments (also in
+    lists / tuples) made float32; ``cast_back``: the result back to the dtype of the
+    first tensor argument."""
+
+    @functools.wraps(method)
+    def fp32_method(*args, **kwargs):
+        first = _first_tensor(args)
+        if first is None or not is_autocast_enabled(first.device.type):
+            return method(*args, **kwargs)
+        with torch.autocast(first.device.type, enabled=False):
+            out = method(
+                *_to_float(args),
+                **{k: _to_float(v) for k, v in kwargs.items()},
+            )
+        if (
+            cast_back
+            and isinstance(out, torch.Tensor)
+            and out.is_floating_point()
+        ):
+            out = out.to(first.dtype)
+        return out
+
+    setattr(fp32_method, _FP32_MARK, True)
+    return fp32_method
+
+
+def keep_fp32_islands(model: nn.Module) -> list[str]:
+    """Under autocast, runs the parts of an mmdet detector that mmdet 2.x's fp16 training
+    kept in float32 (its ``@force_fp32``, active in the PVT v2 release's apex runs) in
+    float32: the RoI extractors (mmcv's ``RoIAlign`` has no bfloat16 kernels; the output
+    goes back to the features' dtype) and the dense heads' ``predict_by_feat`` (anchors,
+    box decoding and NMS: mmcv's NMS takes float32 boxes only, and bfloat16 anchors are
+    8 px apart beyond 1024). Wraps the methods of these module instances (nothing
+    global); a no-op for models without them and outside autocast. Returns the names of
+    the modules wrapped.
+    """
+    try:
+        from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
+        from mmdet.models.roi_heads.roi_extractors.base_roi_extractor import (
+            BaseRoIExtractor,
+        )
+    except ImportError:  # pragma: no cover - mmseg-only installs
+        return []
+    done = []
+    for name, module in model.named_modules():
+        if isinstance(module, BaseRoIExtractor):
+            method, cast_back = 'forward', True
+        elif isinstance(module, BaseDenseHead):
+            method, cast_back = 'predict_by_feat', False
+        else:
+            continue
+        bound = getattr(module, method)
+        if getattr(bound, _FP32_MARK, False):
+            continue
+        setattr(module, method, _run_in_fp32(bound, cast_back))
+        done.append(name)
+    return done

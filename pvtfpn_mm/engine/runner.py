@@ -21,7 +21,11 @@ Selected by ``runner_type = 'SafeRunner'`` in our configs, which mmdet's and mms
   :class:`~pvtfpn_mm.engine.StrictLoadHook` (added when the config has none);
 * trains ``AmpOptimWrapper`` configs (``--amp``) with
   :class:`~pvtfpn_mm.engine.CPUAmpOptimWrapper` (bfloat16 autocast) where no GPU is
-  present, instead of failing;
+  present, instead of failing, and resolves ``dtype='auto'`` (bfloat16 on a GPU that
+  computes in it, else float16; :func:`~pvtfpn_mm.engine.amp.resolve_amp_config`);
+* applies the config's ``gpu_recipe`` (:mod:`pvtfpn_mm.engine.recipe`: AMP, fused
+  AdamW, channels-last neck and heads, ``cudnn.benchmark``, ``torch.compile``,
+  ``with_cp``), each lever on CUDA only or refused up front where it cannot run;
 * raises a :class:`~pvtfpn_mm.engine.data_checks.DatasetError` naming the dataset when
   a dataset comes out empty or its class names are not categories of its annotation
   file, when the dataloader is built.
@@ -33,6 +37,7 @@ import os.path as osp
 import re
 from collections.abc import Callable
 
+import torch
 from mmengine.dist import (
     broadcast_object_list,
     get_world_size,
@@ -49,7 +54,7 @@ from mmengine.runner.checkpoint import (
 
 from pvtfpn_mm.weights import READ_ERRORS, CheckpointReadError, read_checkpoint
 
-from .amp import cpu_amp_config
+from .amp import keep_fp32_islands, uses_amp
 from .data_checks import (
     EMPTY_DATASET_MESSAGE,
     DatasetError,
@@ -65,7 +70,17 @@ from .files import (
     read_last_checkpoint,
 )
 from .lock import WorkDirLock
-from .strict_load import StrictLoadHook
+from .recipe import (
+    RECIPE_KEY,
+    apply_gpu_recipe,
+    compile_applies,
+    compile_arguments,
+    match_state_layout,
+    model_device,
+    optim_wrapper_for_device,
+    recipe_of,
+)
+from .strict_load import StrictLoadHook, unwrap_model
 
 #: Checkpoint hook types a ``SafeRunner`` replaces with ``AtomicCheckpointHook``.
 PLAIN_CHECKPOINT_HOOKS = (
@@ -118,6 +133,18 @@ class SafeRunner(Runner):
         if not any(isinstance(h, StrictLoadHook) for h in self._hooks):
             self.register_hook(StrictLoadHook())
         self._work_dir_lock = WorkDirLock(self.work_dir)
+
+    @classmethod
+    def from_cfg(cls, cfg) -> 'SafeRunner':
+        """As ``Runner.from_cfg`` (what ``RUNNERS.build(cfg)``, mmdet's / mmseg's
+        ``tools/train.py`` and ours call), after applying the config's ``gpu_recipe``
+        (:func:`~pvtfpn_mm.engine.recipe.apply_gpu_recipe`); the work dir's dumped config
+        shows the result."""
+        cfg, notes = apply_gpu_recipe(cfg)
+        runner = super().from_cfg(cfg)
+        for note in notes:
+            runner.logger.info(note)
+        return runner
 
     # ------------------------------------------------------------------- hooks
 
@@ -353,15 +380,57 @@ class SafeRunner(Runner):
 
     def build_optim_wrapper(self, optim_wrapper):
         """As ``Runner.build_optim_wrapper``; an ``AmpOptimWrapper`` config becomes a
-        ``CPUAmpOptimWrapper`` where no GPU (or NPU/MLU/MUSA) is present."""
-        cpu = cpu_amp_config(optim_wrapper)
-        if cpu is not None:
+        ``CPUAmpOptimWrapper`` where no GPU (or NPU/MLU/MUSA) is present and its
+        ``dtype='auto'`` the dtype this GPU computes in
+        (:func:`~pvtfpn_mm.engine.amp.resolve_amp_config`), and a detector trained
+        under AMP keeps RoI extraction and box decoding in float32
+        (:func:`~pvtfpn_mm.engine.amp.keep_fp32_islands`); with the ``gpu_recipe``
+        lever ``fused_optimizer``, Adam / AdamW get ``fused=True`` where torch has
+        fused kernels for the model's device
+        (:func:`~pvtfpn_mm.engine.recipe.fused_optimizer_config`)."""
+        optim_wrapper, notes = optim_wrapper_for_device(
+            optim_wrapper, recipe_of(self.cfg), model_device(self.model)
+        )
+        for note in notes:
+            self.logger.info(note)
+        built = super().build_optim_wrapper(optim_wrapper)
+        if uses_amp(built):
+            islands = keep_fp32_islands(unwrap_model(self.model))
+            if islands:
+                self.logger.info(
+                    f'AMP: {", ".join(islands)} run in float32 (RoI extraction, '
+                    'box decoding and NMS, as mmdet 2.x fp16 training did)'
+                )
+        return built
+
+    def resume(self, filename: str, *args, **kwargs) -> None:
+        """As ``Runner.resume``; then every optimizer state tensor gets its parameter's
+        memory layout (a checkpoint of a channels-last run resumed without it, or the
+        other way round; fused kernels need them alike)."""
+        super().resume(filename, *args, **kwargs)
+        match_state_layout(self.optim_wrapper)
+
+    def _maybe_compile(self, target: str) -> None:
+        """mmengine's ``compile`` key as before; the ``gpu_recipe`` lever ``compile``
+        compiles ``target`` with ``torch.compile(dynamic=True, ...)`` on CUDA and
+        leaves it as it is (with a log line) on other devices."""
+        recipe = recipe_of(self.cfg)
+        arguments = compile_arguments(recipe) if recipe is not None else None
+        if recipe is None or arguments is None:
+            return super()._maybe_compile(target)
+        device = model_device(self.model)
+        if not compile_applies(recipe, device):
             self.logger.info(
-                'AMP without a GPU: training with CPUAmpOptimWrapper (bfloat16 '
-                'autocast on the CPU) instead of AmpOptimWrapper'
+                f'{RECIPE_KEY}: compile is for CUDA; the model is on {device.type}: '
+                f'{target} is not compiled'
             )
-            optim_wrapper = cpu
-        return super().build_optim_wrapper(optim_wrapper)
+            return
+        compiled = torch.compile(getattr(self.model, target), **arguments)
+        setattr(self.model, target, compiled)
+        self.logger.info(
+            f'{RECIPE_KEY}: {target} compiled with torch.compile({arguments}); the first '
+            'iterations (and each new input shape) take longer'
+        )
 
     @staticmethod
     def build_dataloader(

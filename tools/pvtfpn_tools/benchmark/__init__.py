@@ -10,6 +10,8 @@ mmengine's analysis (with the attention counter ``import pvtfpn_mm`` adds,
   latency, training-step time, peak memory.
 - :mod:`.compare`: the ``compare`` mode, ours against timm's and mmdet's models side by
   side (backbone, training step, inference, memory).
+- :mod:`.recipe`: the ``recipe`` mode, the GPU training recipe (``configs/_base_/
+  gpu_recipe.py``) and each of its levers against our fp32 configs and mmdet's.
 
 Importing this package imports nothing heavy.
 """
@@ -23,6 +25,8 @@ MODES = {
     'configs': 'per config: params, FLOPs, inference latency, training step, peak memory',
     'compare': 'ours vs timm / mmdet side by side: backbone fwd and fwd+bwd by batch size, '
     'training step and inference with per-part profile, peak memory',
+    'recipe': 'the GPU training recipe and each lever on/off vs fp32 and mmdet: '
+    'training images/s, peak memory, per-part profile',
 }
 
 
