@@ -112,7 +112,11 @@ OUR_MODELS = ['PVTv2', 'TimmFeatures', 'TopDownFPN']
 OUR_SEG_HEADS = ['FPNConcatHead', 'FPNDepthHead']
 OUR_CLS_HEADS = ['PyramidClsHead']
 OUR_ENGINE = {
-    'mmengine.registry.HOOKS': ['AtomicCheckpointHook', 'StrictLoadHook'],
+    'mmengine.registry.HOOKS': [
+        'AtomicCheckpointHook',
+        'ChannelsLastHook',
+        'StrictLoadHook',
+    ],
     'mmengine.registry.RUNNERS': ['SafeRunner'],
     'mmengine.registry.OPTIM_WRAPPERS': ['CPUAmpOptimWrapper'],
 }
