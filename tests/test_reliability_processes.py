@@ -17,6 +17,8 @@ import torch
 from mmengine.runner.checkpoint import _load_checkpoint
 from test_tools import MIM, ROOT, TESTS, run, tiny_config, tool, toy  # noqa: F401
 
+import pvtfpn_mm  # noqa: F401  (as in the runs: mmengine's checkpoints load safely)
+
 pytestmark = pytest.mark.slow
 
 #: Saves every 2 iterations, keeping only the newest checkpoint (as the quickstart).
@@ -69,7 +71,7 @@ def pointed(work):
 
 
 def loads(path):
-    # the runner's loader
+    # mmengine's loader (torch's safe loading with the globals pvtfpn_mm allows)
     checkpoint = _load_checkpoint(path, map_location='cpu')
     return checkpoint['meta']['iter']
 
