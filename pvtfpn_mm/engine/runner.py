@@ -52,6 +52,7 @@ from mmengine.runner.checkpoint import (
     _load_checkpoint_to_model,
 )
 
+from pvtfpn_mm.compat import HAS_SAFE_GLOBALS
 from pvtfpn_mm.weights import READ_ERRORS, CheckpointReadError, read_checkpoint
 
 from .amp import keep_fp32_islands, uses_amp
@@ -81,6 +82,21 @@ from .recipe import (
     recipe_of,
 )
 from .strict_load import StrictLoadHook, unwrap_model
+
+
+def load_checkpoint_file(
+    filename: str, map_location: str | Callable | None = 'cpu'
+) -> dict:
+    """A checkpoint as a runner loads it: a local file through
+    :func:`pvtfpn_mm.weights.read_checkpoint` (safe loading with the globals mmengine's
+    checkpoints need; errors name the file and say what is wrong with it), URLs and
+    ``open-mmlab://``-style names through mmengine's loaders. On torch < 2.5, where
+    safe loading cannot allow those globals (:data:`pvtfpn_mm.compat.HAS_SAFE_GLOBALS`),
+    local files too go through mmengine's loader, as they always did there."""
+    if not HAS_SAFE_GLOBALS or re.match(r'^[\w+.-]+://', str(filename)):
+        return _load_checkpoint(filename, map_location=map_location)
+    return read_checkpoint(filename, map_location=map_location)
+
 
 #: Checkpoint hook types a ``SafeRunner`` replaces with ``AtomicCheckpointHook``.
 PLAIN_CHECKPOINT_HOOKS = (
@@ -304,7 +320,7 @@ class SafeRunner(Runner):
         failures = []
         for path in candidates:
             try:
-                checkpoint = read_checkpoint(path, map_location='cpu')
+                checkpoint = load_checkpoint_file(path, map_location='cpu')
                 lacks = [
                     k
                     for k in RESUME_KEYS
@@ -346,20 +362,12 @@ class SafeRunner(Runner):
         strict: bool = False,
         revise_keys: list = [(r'^module.', '')],  # noqa: B006  (Runner's default)
     ):
-        """``Runner.load_checkpoint`` (``load_from``, ``--resume``, testing), with a local
-        file read by :func:`pvtfpn_mm.weights.read_checkpoint` (safe loading; errors
-        name the file and say what is wrong with it) and other sources by mmengine's
-        loaders. The :class:`StrictLoadHook` makes the load strict."""
+        """``Runner.load_checkpoint`` (``load_from``, ``--resume``, testing), the file
+        read by :func:`load_checkpoint_file`. The :class:`StrictLoadHook` makes the load
+        strict."""
         self._pvtfpn_loading = filename
         try:
-            if re.match(r'^[\w+.-]+://', str(filename)):
-                checkpoint = _load_checkpoint(
-                    filename, map_location=map_location
-                )
-            else:
-                checkpoint = read_checkpoint(
-                    filename, map_location=map_location
-                )
+            checkpoint = load_checkpoint_file(filename, map_location)
             # mmengine 0.10's Runner.load_checkpoint from here on
             self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
             model = (
