@@ -14,15 +14,20 @@ by other processes), with the load average at that moment. Parts (``--parts``):
     the features printed): forward without gradients and forward + backward (a sum of
     the feature means), per arch, input size and batch size. With ``--unfused`` also
     ours with :class:`~pvtfpn_mm.models.backbones.pvt_v2.MixFFN`'s row-blocked CPU
-    path switched off (where the gain comes from). Roofline fraction of the forward:
-    FLOPs (2 x multiply-adds, attention included) per second over ``peak``.
+    path switched off (where the gain comes from). Roofline fraction (with ``peak``):
+    the model's FLOPs per second over ``peak``; FLOPs are 2 x multiply-adds, attention
+    included: of the forward by mmengine's analyzer, of forward + backward by torch's
+    ``FlopCounterMode`` (:func:`counted_flops`: our MLP counted op by op, so the blocked
+    backward's recomputation is not counted as work).
 ``train``
     The whole training step (``model.train_step``: data preprocessing, forward, losses,
     backward, the config's optimizer) of our configs against the same model built from
     mmdet's parts (:data:`PAIRS`): RetinaNet-b0/b2 against mmdet's own
     ``configs/pvt`` configs, Mask R-CNN-b0 against mmdet's PVTv2 + mmdet's FPN, UPerNet-b0
     against mmdet's PVTv2. Per part: backbone, neck, heads (their forward calls),
-    loss + assigner (the rest of the forward), backward, optimizer step.
+    loss + assigner (the rest of the forward), backward, optimizer step. With ``peak``,
+    each model's roofline fraction (its own forward + backward FLOPs per second of the
+    whole step, over ``peak``).
 ``infer``
     Inference end to end (``model.test_step``, batch 1: preprocessing, forward, box
     decoding and NMS) of RetinaNet-b0 at 800 x 1333 against mmdet's config, per part.
@@ -41,6 +46,7 @@ score threshold is not a trained model's. On CUDA every timed call is synchroniz
 ``--amp bf16|fp16`` runs forward passes under autocast.
 """
 
+import contextlib
 import copy
 import functools
 import gc
@@ -49,7 +55,7 @@ import os
 import os.path as osp
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import torch
@@ -290,6 +296,106 @@ def backbone_flops(model: nn.Module, x: torch.Tensor) -> float:
         return 2.0 * analyzer.total()
 
 
+def _sdpa_cpu_flop(
+    query_shape, key_shape, value_shape, *args, **kwargs
+) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _sdpa_cpu_backward_flop(
+    grad_out_shape, query_shape, key_shape, value_shape, *args, **kwargs
+) -> int:
+    from torch.utils.flop_counter import sdpa_backward_flop_count
+
+    return sdpa_backward_flop_count(
+        grad_out_shape, query_shape, key_shape, value_shape
+    )
+
+
+def _conv_backward_flop(
+    grad_out_shape,
+    x_shape,
+    w_shape,
+    bias,
+    stride,
+    padding,
+    dilation,
+    transposed,
+    output_padding,
+    groups,
+    output_mask,
+    **kwargs,
+) -> int:
+    """The input and weight gradients of a convolution: each the forward's FLOPs
+    (torch 2.14's own formula leaves out ``groups``: 512 times too many for a depthwise
+    convolution of 512 channels)."""
+    from torch.utils.flop_counter import conv_flop_count
+
+    forward = conv_flop_count(x_shape, w_shape, grad_out_shape, transposed)
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
+@contextlib.contextmanager
+def op_by_op(*models: nn.Module) -> Iterator[None]:
+    """Our MLPs (:class:`~pvtfpn_mm.models.backbones.pvt_v2.MixFFN`) in ``models`` op by
+    op inside the block (their own ``fused`` attributes restored after it)."""
+    from pvtfpn_mm.models.backbones.pvt_v2 import MixFFN
+
+    mlps = [
+        m for model in models for m in model.modules() if isinstance(m, MixFFN)
+    ]
+    saved = [vars(m).get('fused') for m in mlps]
+    for m in mlps:
+        m.fused = False
+    try:
+        yield
+    finally:
+        for m, value in zip(mlps, saved, strict=True):
+            if value is None:
+                del m.fused
+            else:
+                m.fused = value
+
+
+def counted_flops(fn: Callable[[], Any], *models: nn.Module) -> float:
+    """FLOPs (2 x multiply-adds of the matrix products, convolutions and attention, with
+    their backward) that ``fn()`` runs, counted by torch's ``FlopCounterMode`` (plus the
+    CPU flash attention it has no formula for, and convolution gradients with their
+    ``groups``), with our MLPs in ``models`` op by op: the model's work, not the
+    row-blocked backward's recomputation."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    aten = torch.ops.aten
+    formulas = {
+        'convolution_backward': _conv_backward_flop,
+        '_scaled_dot_product_flash_attention_for_cpu': _sdpa_cpu_flop,
+        '_scaled_dot_product_flash_attention_for_cpu_backward': (
+            _sdpa_cpu_backward_flop
+        ),
+    }
+    mapping = {
+        getattr(aten, name): f
+        for name, f in formulas.items()
+        if hasattr(aten, name)
+    }
+    with (
+        op_by_op(*models),
+        FlopCounterMode(display=False, custom_mapping=mapping) as counter,
+    ):
+        fn()
+    return float(counter.get_total_flops())
+
+
+def roofline_text(roofline: Mapping[str, float], flops: float) -> str:
+    return (
+        ' | roofline '
+        + ', '.join(f'{n} {100 * f:.0f}%' for n, f in roofline.items())
+        + f' ({flops / 1e9:.1f} GFLOP)'
+    )
+
+
 def _autocast(device: torch.device, amp: str | None) -> torch.autocast:
     if amp is None:
         return torch.autocast(device.type, enabled=False)
@@ -351,11 +457,19 @@ def measure_backbones(
                     if n != 'ours'
                 }
                 del outs
-                flops = (
-                    backbone_flops(models['ours'], x)
+                flops = {
+                    'fwd': backbone_flops(models['ours'], x)
                     if 'fwd' in modes
-                    else None
-                )
+                    else None,
+                    'fwd+bwd': counted_flops(
+                        functools.partial(
+                            _forward_backward, models['ours'], x, device, None
+                        ),
+                        models['ours'],
+                    )
+                    if 'fwd+bwd' in modes and peak_gflops
+                    else None,
+                }
                 for mode in modes:
                     step = _forward if mode == 'fwd' else _forward_backward
                     fns = {
@@ -378,19 +492,17 @@ def measure_backbones(
                         f'{arch} {row["size"]} batch {batch} {mode}: {times_text(times)}'
                         f' | {ratio_text(times)}'
                     )
-                    if mode == 'fwd' and flops and peak_gflops:
+                    mode_flops = flops[mode]
+                    if mode_flops and peak_gflops:
+                        row['flops'] = mode_flops
                         row['roofline'] = {
-                            n: flops
+                            n: mode_flops
                             / (statistics.median(t) / 1000)
                             / 1e9
                             / peak_gflops
                             for n, t in times.items()
                         }
-                        line += ' | roofline ' + ', '.join(
-                            f'{n} {100 * f:.0f}%'
-                            for n, f in row['roofline'].items()
-                        )
-                        line += f' ({flops / 1e9:.1f} GFLOP)'
+                        line += roofline_text(row['roofline'], mode_flops)
                     if mode == 'fwd':
                         line += ' | max|diff| ' + ', '.join(
                             f'{n} {d:.1e}' for n, d in diffs.items()
@@ -603,6 +715,22 @@ class StepCandidate:
         times['optimizer'] = 1000 * (self.now() - start)
         self.parts.append(times)
 
+    def train_flops(self) -> float:
+        """FLOPs of the forward and backward of one training step
+        (:func:`counted_flops`); no parameter changes, no time recorded."""
+        model = self.model
+        model.train()
+
+        def step() -> None:
+            data = model.data_preprocessor(copy.copy(self.train_data), True)
+            loss, _ = model.parse_losses(model._run_forward(data, mode='loss'))
+            loss.backward()
+
+        flops = counted_flops(step, model)
+        self.optim_wrapper.zero_grad()
+        self.timer.take()
+        return flops
+
     def test_step(self) -> None:
         model, device = self.model, self.device
         model.eval()
@@ -639,8 +767,11 @@ def measure_steps(
     amp: str | None = None,
     echo: Callable[[str], None] = print,
     clock: str = 'wall',
+    peak_gflops: float | None = None,
 ) -> list[dict[str, Any]]:
-    """The ``train`` (``kind='train'``) or ``infer`` part for ``pairs``."""
+    """The ``train`` (``kind='train'``) or ``infer`` part for ``pairs``; with
+    ``peak_gflops``, training steps get their roofline fractions (each model's own
+    FLOPs, :meth:`StepCandidate.train_flops`)."""
     rows = []
     for pair in pairs:
         ours_cfg, ref_cfg, ref_options = PAIRS[pair]
@@ -659,6 +790,11 @@ def measure_steps(
             n: (c.train_step if kind == 'train' else c.test_step)
             for n, c in cands.items()
         }
+        flops = (
+            {n: c.train_flops() for n, c in cands.items()}
+            if kind == 'train' and peak_gflops
+            else None
+        )
         times = rounds_of(fns, rounds, device, clock)
         for c in cands.values():
             c.parts = c.parts[-rounds:]  # not the warm-up call
@@ -673,10 +809,21 @@ def measure_steps(
             ratios=ratios(times),
             parts={n: _median_parts(c.parts) for n, c in cands.items()},
         )
-        echo(
+        line = (
             f'{kind} {pair} {row["size"]} batch {row["batch"]}: {times_text(times)} | '
-            f'{ratio_text(times)} | {row["load"]}'
+            f'{ratio_text(times)}'
         )
+        if flops and peak_gflops:
+            row['flops'] = flops
+            row['roofline'] = {
+                n: flops[n] / (statistics.median(t) / 1000) / 1e9 / peak_gflops
+                for n, t in times.items()
+            }
+            line += ' | roofline ' + ', '.join(
+                f'{n} {100 * f:.0f}% ({flops[n] / 1e9:.0f} GFLOP)'
+                for n, f in row['roofline'].items()
+            )
+        echo(f'{line} | {row["load"]}')
         for name, parts in row['parts'].items():
             echo(f'    {name}: {parts_text(parts)}')
         rows.append(row)
@@ -1062,6 +1209,7 @@ def run(args) -> list[dict[str, Any]]:
             args.amp,
             echo,
             args.clock,
+            peak,
         )
     if 'infer' in args.parts:
         results += measure_steps(
