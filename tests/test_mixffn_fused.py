@@ -489,3 +489,72 @@ def test_function_every_requires_grad_subset(monkeypatch, relu):
             else:
                 _assert_relative(got, exp, 1e-5, f'{flags} grad {i}')
     assert len(calls) == 127
+
+
+def test_onednn_matmul_only_where_allowed(monkeypatch):
+    x = torch.randn(2, 3)
+    expected = (
+        hasattr(torch.ops.mkldnn, '_linear_pointwise')
+        and torch.backends.mkldnn.is_available()
+    )
+    assert mixffn_fused.use_onednn_matmul(x) == expected
+    assert not mixffn_fused.use_onednn_matmul(x.double())
+    with torch.backends.mkldnn.flags(enabled=False):
+        assert not mixffn_fused.use_onednn_matmul(x)
+    monkeypatch.setattr(mixffn_fused, 'ONEDNN_MATMUL', False)
+    assert not mixffn_fused.use_onednn_matmul(x)
+
+
+@pytest.mark.parametrize('relu', [False, True])
+def test_mkl_and_onednn_kernels_agree(monkeypatch, relu):
+    """The blocked kernels with MKL's and with oneDNN's matmul: the same forward and
+    gradients (fp32, within 1e-5 of the largest), both equal to op by op."""
+    mlp = random_params_(MixFFN(8, 24, extra_relu=relu), seed=7)
+    x = torch.randn(2, 6 * 5, 8, requires_grad=True)
+    mlp.fused = False
+    out = mlp(x, (6, 5))
+    grad_out = torch.randn_like(out)
+    expected = torch.autograd.grad(out, (x, *_params(mlp)), grad_out)
+    params = [p.detach() for p in _params(mlp)]
+    for onednn in (False, True):
+        monkeypatch.setattr(mixffn_fused, 'ONEDNN_MATMUL', onednn)
+        fwd = mixffn_fused.mixffn_forward(
+            x.detach(), (6, 5), *params, relu, rows=2
+        )
+        _assert_relative(fwd, out.detach(), 1e-5, f'onednn={onednn}')
+        grads = mixffn_fused.mixffn_backward(
+            grad_out, x.detach(), (6, 5), *params, relu, [True] * 7, rows=2
+        )
+        for i, (grad, exp) in enumerate(zip(grads, expected, strict=True)):
+            _assert_relative(grad, exp, 1e-5, f'onednn={onednn} grad {i}')
+
+
+def test_smaller_limit_with_onednn(monkeypatch):
+    """With oneDNN's matmul both blocked paths start at ONEDNN_MIN_BYTES (MKL: their own
+    limits), so a forward with and without autograd runs the same kernels."""
+    calls = Calls(monkeypatch)
+    applied = []
+    apply = mixffn_fused.MixFFNFunction.apply
+    monkeypatch.setattr(
+        pvt_v2.MixFFNFunction,
+        'apply',
+        lambda *args: applied.append(1) or apply(*args),
+    )
+    monkeypatch.setattr(pvt_v2, 'FUSED_MIN_BYTES', 1 << 30)
+    monkeypatch.setattr(pvt_v2, 'ONEDNN_MIN_BYTES', 9 * 24 * 4 + 1)
+    mlp = make_mlp().train()
+    _run(mlp)  # 9 tokens x 24 hidden channels x 4 bytes: below both
+    _run(mlp, grad=True)
+    assert calls.n == 0 and applied == []
+    monkeypatch.setattr(pvt_v2, 'ONEDNN_MIN_BYTES', 9 * 24 * 4)
+    _run(mlp)
+    with torch.no_grad():
+        fast = mlp(torch.ones(1, 9, 8), (3, 3))
+    slow = mlp(torch.ones(1, 9, 8), (3, 3))
+    onednn = mixffn_fused.use_onednn_matmul(torch.ones(1))
+    assert calls.n == 2 * onednn and applied == [1] * onednn
+    assert torch.equal(fast, slow.detach())
+    monkeypatch.setattr(mixffn_fused, 'ONEDNN_MATMUL', False)
+    _run(mlp)
+    _run(mlp, grad=True)
+    assert calls.n == 2 * onednn and applied == [1] * onednn

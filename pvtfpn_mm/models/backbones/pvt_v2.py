@@ -39,10 +39,12 @@ from pvtfpn_mm.compat import (
 from pvtfpn_mm.models.backbones.mixffn_fused import (
     FUSED_AUTOGRAD_MIN_BYTES,
     FUSED_MIN_BYTES,
+    ONEDNN_MIN_BYTES,
     MixFFNFunction,
     any_global_module_hook,
     has_hooks,
     mixffn_forward,
+    use_onednn_matmul,
 )
 from pvtfpn_mm.registry import register_model
 from pvtfpn_mm.weights import load_pretrained, parse_pretrained
@@ -236,7 +238,10 @@ class MixFFN(nn.Module):
     (:data:`~.mixffn_fused.FUSED_MIN_BYTES`); with autograd, where they are larger
     still (:data:`~.mixffn_fused.FUSED_AUTOGRAD_MIN_BYTES`),
     :class:`~.mixffn_fused.MixFFNFunction` does the same and recomputes them block by
-    block in the backward pass instead of keeping them. That path calls no submodule,
+    block in the backward pass instead of keeping them. Where those kernels multiply
+    with oneDNN (:func:`~.mixffn_fused.use_onednn_matmul`: fp32, twice MKL's rate on
+    AMD CPUs), a smaller limit applies to both
+    (:data:`~.mixffn_fused.ONEDNN_MIN_BYTES`). That path calls no submodule,
     so it is taken only when nothing could tell the difference: no hook on ``fc1``,
     ``relu``, ``dwconv``, ``act``, ``drop``, ``fc2`` (nor a global module hook), the
     submodules of the stock types, dropout inactive, no autocast, no functorch
@@ -314,15 +319,23 @@ class MixFFN(nn.Module):
         ):
             return None
         # Blocks pay only where the hidden tensors are too large for the cache (and,
-        # with autograd, where that outweighs recomputing fc1 in the backward pass).
+        # with autograd, where that outweighs recomputing fc1 in the backward pass),
+        # or where the kernels multiply with oneDNN (twice MKL's rate on some CPUs).
         hidden_bytes = (
             x.shape[0] * x.shape[1] * self.fc1.out_features * x.element_size()
         )
+        onednn = use_onednn_matmul(x)
         if not torch.is_grad_enabled() or not (
             x.requires_grad or any(p.requires_grad for p in self.parameters())
         ):
-            return 'no_grad' if hidden_bytes >= FUSED_MIN_BYTES else None
-        return 'autograd' if hidden_bytes >= FUSED_AUTOGRAD_MIN_BYTES else None
+            limit = FUSED_MIN_BYTES
+            if onednn:
+                limit = min(limit, ONEDNN_MIN_BYTES)
+            return 'no_grad' if hidden_bytes >= limit else None
+        limit = FUSED_AUTOGRAD_MIN_BYTES
+        if onednn:
+            limit = min(limit, ONEDNN_MIN_BYTES)
+        return 'autograd' if hidden_bytes >= limit else None
 
     def forward(
         self, x: torch.Tensor, hw_shape: tuple[int, int]
