@@ -6,8 +6,10 @@ medians, and the median of the per-round ratios -- neighbours in time, less dist
 by other processes), with the load average at that moment. Parts (``--parts``):
 
 ``peak``
-    This machine's matmul peak (``torch.mm`` of 2048 x 2048 fp32 matrices, at the
-    benchmark's threads): the denominator of the roofline fractions below.
+    This machine's matmul peak: products of 2048 x 2048 fp32 matrices at the benchmark's
+    threads, by ``torch.mm`` (MKL) and by oneDNN (:func:`matmul_rates`); the faster is
+    the denominator of the roofline fractions below (on AMD CPUs oneDNN's, about twice
+    MKL's).
 ``backbone``
     ``PVTv2`` against timm's ``pvt_v2_*`` (``features_only``) and mmdet's
     ``PyramidVisionTransformerV2``, loaded with the same random weights (max |diff| of
@@ -222,20 +224,38 @@ def rounds_of(
 # ------------------------------------------------------------------------------ peak
 
 
+def matmul_rates(
+    device: torch.device,
+    size: int = 2048,
+    rounds: int = 7,
+    clock: str = 'wall',
+) -> dict[str, float]:
+    """GFLOP/s of a product of two ``size`` x ``size`` fp32 matrices (best round):
+    ``torch.mm`` (MKL on the CPU) and, on the CPU where torch has it, oneDNN's matmul
+    (``torch.ops.mkldnn._linear_pointwise``, what the blocked MLP multiplies with). On
+    AMD CPUs MKL runs its AVX2 code: oneDNN's rate is about twice MKL's there."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    out = torch.empty(size, size, device=device)
+    fns: dict[str, Callable[[], Any]] = {
+        'torch.mm': lambda: torch.mm(a, b, out=out)
+    }
+    if device.type == 'cpu' and hasattr(torch.ops.mkldnn, '_linear_pointwise'):
+        fns['oneDNN'] = lambda: torch.ops.mkldnn._linear_pointwise(
+            a, b, None, 'none', [], ''
+        )
+    times = rounds_of(fns, rounds, device, clock)
+    return {n: 2 * size**3 / (min(t) / 1000) / 1e9 for n, t in times.items()}
+
+
 def matmul_peak(
     device: torch.device,
     size: int = 2048,
     rounds: int = 7,
     clock: str = 'wall',
 ) -> float:
-    """GFLOP/s of ``torch.mm`` of two ``size`` x ``size`` fp32 matrices (best round)."""
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
-    out = torch.empty(size, size, device=device)
-    times = rounds_of(
-        {'mm': lambda: torch.mm(a, b, out=out)}, rounds, device, clock
-    )
-    return 2 * size**3 / (min(times['mm']) / 1000) / 1e9
+    """The roofline's denominator: the fastest of :func:`matmul_rates`."""
+    return max(matmul_rates(device, size, rounds, clock).values())
 
 
 # -------------------------------------------------------------------------- backbone
@@ -1177,11 +1197,15 @@ def run(args) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     peak = None
     if 'peak' in args.parts:
-        peak = matmul_peak(device, clock=args.clock)
-        results.append(dict(part='peak', gflops=peak, load=load_text()))
+        rates = matmul_rates(device, clock=args.clock)
+        peak = max(rates.values())
+        results.append(
+            dict(part='peak', gflops=peak, rates=rates, load=load_text())
+        )
         echo(
-            f'matmul peak (2048^2 fp32 torch.mm, {torch.get_num_threads()} threads): '
-            f'{peak:.0f} GFLOP/s | {load_text()}'
+            f'matmul peak (2048^2 fp32, {torch.get_num_threads()} threads): '
+            + ', '.join(f'{n} {r:.0f}' for n, r in rates.items())
+            + f' GFLOP/s; rooflines over {peak:.0f} | {load_text()}'
         )
     if 'backbone' in args.parts:
         results += measure_backbones(
