@@ -46,6 +46,7 @@ from pvtfpn_mm.models.backbones.mixffn_fused import (
     mixffn_forward,
     use_onednn_matmul,
 )
+from pvtfpn_mm.models.backbones.onednn_linear import onednn_linear
 from pvtfpn_mm.registry import register_model
 from pvtfpn_mm.weights import load_pretrained, parse_pretrained
 
@@ -101,6 +102,23 @@ def _nhwc_as_nchw(x: torch.Tensor, hw_shape: tuple[int, int]) -> torch.Tensor:
 def _nchw_to_tokens(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, H, W)`` as ``(B, H*W, C)`` tokens (a view when ``x`` is channels-last)."""
     return x.flatten(2).transpose(1, 2)
+
+
+def _cpu_kernels_allowed(x: torch.Tensor) -> bool:
+    """Whether our CPU kernels (the blocked MLP, oneDNN's linear layers) may stand in for
+    module calls, as far as the whole process is concerned: not tracing or compiling,
+    a plain CPU tensor, no autocast, no functorch transform, no global module hook."""
+    return not (
+        # Tracing first: torch 2.1's dynamo cannot evaluate type(x) below.
+        is_compiling()
+        or torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or type(x) is not torch.Tensor
+        or x.device.type != 'cpu'
+        or is_autocast_enabled('cpu')
+        or torch._C._are_functorch_transforms_active()
+        or any_global_module_hook()
+    )
 
 
 class OverlapPatchEmbed(nn.Module):
@@ -167,6 +185,9 @@ class SpatialReductionAttention(nn.Module):
     # None without a spatial reduction (sr_ratio 1, not linear): set together
     sr: nn.Conv2d | None
     norm: nn.LayerNorm | None
+    #: Let oneDNN compute ``q``, ``kv`` and ``proj`` on the CPU (see :meth:`_linear`;
+    #: set False on a module or the class to compare).
+    onednn: bool = True
 
     def __init__(
         self,
@@ -199,12 +220,25 @@ class SpatialReductionAttention(nn.Module):
             self.sr = None
             self.norm = None
 
+    def _linear(
+        self, layer: nn.Module, x: torch.Tensor, onednn: bool
+    ) -> torch.Tensor:
+        """``layer(x)``; by oneDNN's matmul (:func:`.onednn_linear.onednn_linear`, about
+        twice MKL's rate on AMD CPUs) where nobody could tell: ``onednn`` (see
+        :meth:`forward`), a stock ``nn.Linear`` without hooks."""
+        if onednn and type(layer) is nn.Linear and not has_hooks(layer):
+            return onednn_linear(x, layer.weight, layer.bias)
+        return layer(x)
+
     def forward(
         self, x: torch.Tensor, hw_shape: tuple[int, int]
     ) -> torch.Tensor:
         B, N, C = x.shape
+        onednn = (
+            self.onednn and _cpu_kernels_allowed(x) and use_onednn_matmul(x)
+        )
         q = (
-            self.q(x)
+            self._linear(self.q, x, onednn)
             .view(B, N, self.num_heads, self.head_dims)
             .transpose(1, 2)
         )
@@ -217,7 +251,7 @@ class SpatialReductionAttention(nn.Module):
             if self.act is not None:
                 x = self.act(x)
         kv = (
-            self.kv(x)
+            self._linear(self.kv, x, onednn)
             .view(B, -1, 2, self.num_heads, self.head_dims)
             .permute(2, 0, 3, 1, 4)
         )
@@ -226,7 +260,7 @@ class SpatialReductionAttention(nn.Module):
             q, k, v, dropout_p=self.attn_drop if self.training else 0.0
         )
         x = x.transpose(1, 2).reshape(B, N, C)
-        return self.proj_drop(self.proj(x))
+        return self.proj_drop(self._linear(self.proj, x, onednn))
 
 
 class MixFFN(nn.Module):
@@ -280,16 +314,8 @@ class MixFFN(nn.Module):
         module calls would, to every observer (see the class docstring); else None."""
         if (
             not self.fused
-            # Tracing first: torch 2.1's dynamo cannot evaluate type(x) below.
-            or is_compiling()
-            or torch.jit.is_tracing()
-            or torch.jit.is_scripting()
-            or type(x) is not torch.Tensor
-            or x.device.type != 'cpu'
-            or is_autocast_enabled('cpu')
-            or torch._C._are_functorch_transforms_active()
+            or not _cpu_kernels_allowed(x)
             or (self.training and self.drop.p > 0)
-            or any_global_module_hook()
         ):
             return None
         children = (
