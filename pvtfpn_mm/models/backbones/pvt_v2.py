@@ -46,7 +46,11 @@ from pvtfpn_mm.models.backbones.mixffn_fused import (
     mixffn_forward,
     use_onednn_matmul,
 )
-from pvtfpn_mm.models.backbones.onednn_linear import onednn_linear
+from pvtfpn_mm.models.backbones.onednn_ops import (
+    ATTENTION_MIN_SCORES,
+    onednn_attention,
+    onednn_linear,
+)
 from pvtfpn_mm.registry import register_model
 from pvtfpn_mm.weights import load_pretrained, parse_pretrained
 
@@ -185,8 +189,10 @@ class SpatialReductionAttention(nn.Module):
     # None without a spatial reduction (sr_ratio 1, not linear): set together
     sr: nn.Conv2d | None
     norm: nn.LayerNorm | None
-    #: Let oneDNN compute ``q``, ``kv`` and ``proj`` on the CPU (see :meth:`_linear`;
-    #: set False on a module or the class to compare).
+    #: Let oneDNN compute ``q``, ``kv``, ``proj`` (see :meth:`_linear`) and, without
+    #: attention dropout and with at least :data:`.onednn_ops.ATTENTION_MIN_SCORES`
+    #: scores per head, the attention (:func:`.onednn_ops.onednn_attention`) on the CPU
+    #: (set False on a module or the class to compare).
     onednn: bool = True
 
     def __init__(
@@ -223,7 +229,7 @@ class SpatialReductionAttention(nn.Module):
     def _linear(
         self, layer: nn.Module, x: torch.Tensor, onednn: bool
     ) -> torch.Tensor:
-        """``layer(x)``; by oneDNN's matmul (:func:`.onednn_linear.onednn_linear`, about
+        """``layer(x)``; by oneDNN's matmul (:func:`.onednn_ops.onednn_linear`, about
         twice MKL's rate on AMD CPUs) where nobody could tell: ``onednn`` (see
         :meth:`forward`), a stock ``nn.Linear`` without hooks."""
         if onednn and type(layer) is nn.Linear and not has_hooks(layer):
@@ -256,9 +262,15 @@ class SpatialReductionAttention(nn.Module):
             .permute(2, 0, 3, 1, 4)
         )
         k, v = kv.unbind(0)
-        x = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.0
-        )
+        dropout = self.attn_drop if self.training else 0.0
+        if (
+            onednn
+            and dropout == 0.0
+            and N * k.shape[2] >= ATTENTION_MIN_SCORES
+        ):
+            x = onednn_attention(q, k, v)
+        else:
+            x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
         x = x.transpose(1, 2).reshape(B, N, C)
         return self.proj_drop(self._linear(self.proj, x, onednn))
 

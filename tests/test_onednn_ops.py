@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pvtfpn_mm.models.backbones import mixffn_fused, pvt_v2
-from pvtfpn_mm.models.backbones.onednn_linear import onednn_linear
+from pvtfpn_mm.models.backbones.onednn_ops import onednn_linear
 from pvtfpn_mm.models.backbones.pvt_v2 import SpatialReductionAttention
 
 from _helpers import random_params_
@@ -121,3 +121,89 @@ def test_attention_uses_onednn_only_where_unobservable(monkeypatch, grad):
     monkeypatch.setattr(mixffn_fused, 'ONEDNN_MATMUL', False)
     attn(x, (4, 6))
     assert calls.n == 7 * ONEDNN
+
+
+def _qkv(B=2, h=3, N=13, M=5, d=4):
+    """Queries and keys / values laid out as the attention makes them: heads of
+    ``(B, N, h, d)`` tokens, keys and values interleaved (strided, not dense)."""
+    q = torch.randn(B, N, h, d).transpose(1, 2)
+    kv = torch.randn(B, M, 2, h, d).permute(2, 0, 3, 1, 4)
+    k, v = kv.unbind(0)
+    return q, k, v
+
+
+@needs_onednn
+@pytest.mark.parametrize('h', [1, 3])
+def test_attention_equals_sdpa_every_gradient_subset(monkeypatch, h):
+    """Blocks of 3 queries (13 = 4 blocks + 1), one head and three; forward and, for
+    every subset of q / k / v requiring grad, the gradients, within 1e-5 of torch's."""
+    from pvtfpn_mm.models.backbones import onednn_ops
+
+    monkeypatch.setattr(onednn_ops, 'ATTENTION_BLOCK_BYTES', 3 * 5 * 4)
+    q0, k0, v0 = _qkv(h=h)
+    grad = torch.randn(2, h, 13, 4)
+    with torch.no_grad():
+        out = onednn_ops.onednn_attention(q0, k0, v0)
+        expected = F.scaled_dot_product_attention(q0, k0, v0)
+    assert out.shape == expected.shape
+    assert _relative(out, expected) < 1e-5
+    # the heads' tokens side by side: flattening them is free
+    assert out.transpose(1, 2).is_contiguous()
+    for flags in itertools.product((False, True), repeat=3):
+        if not any(flags):
+            continue
+        grads = []
+        for fn in (
+            onednn_ops.onednn_attention,
+            F.scaled_dot_product_attention,
+        ):
+            leaves = [
+                t.detach().clone().requires_grad_(f)
+                for t, f in zip((q0, k0, v0), flags, strict=True)
+            ]
+            fn(*leaves).backward(grad)
+            grads.append([t.grad for t in leaves])
+        for got, exp in zip(*grads, strict=True):
+            if exp is None:
+                assert got is None, flags
+            else:
+                assert _relative(got, exp) < 1e-5, flags
+
+
+def test_attention_module_uses_onednn_attention_where_it_pays(monkeypatch):
+    from pvtfpn_mm.models.backbones import onednn_ops
+
+    calls = []
+    original = pvt_v2.onednn_attention
+    monkeypatch.setattr(
+        pvt_v2,
+        'onednn_attention',
+        lambda *args: calls.append(1) or original(*args),
+    )
+    attn = random_params_(SpatialReductionAttention(8, 2, sr_ratio=2)).train()
+    x = torch.randn(2, 4 * 6, 8, requires_grad=True)
+    attn(x, (4, 6))  # 24 queries x 6 keys: below ATTENTION_MIN_SCORES
+    assert calls == []
+    monkeypatch.setattr(pvt_v2, 'ATTENTION_MIN_SCORES', 24 * 6)
+    monkeypatch.setattr(onednn_ops, 'ATTENTION_BLOCK_BYTES', 5 * 6 * 4)
+    plain = SpatialReductionAttention(8, 2, sr_ratio=2).train()
+    plain.load_state_dict(attn.state_dict())
+    plain.onednn = False
+    out = attn(x, (4, 6))
+    assert calls == [1] * ONEDNN
+    expected = plain(x, (4, 6))
+    assert _relative(out, expected) < 1e-5
+    inputs = [x, *attn.parameters()]
+    grads = torch.autograd.grad(out.square().sum(), inputs)
+    ref = torch.autograd.grad(
+        expected.square().sum(), [x, *plain.parameters()]
+    )
+    for g, r in zip(grads, ref, strict=True):
+        assert _relative(g, r) < 1e-5
+    attn.attn_drop = 0.1  # dropout on the attention weights: torch's
+    attn(x, (4, 6))
+    assert calls == [1] * ONEDNN
+    attn.eval()
+    with torch.no_grad():
+        attn(x, (4, 6))
+    assert calls == [1, 1] * ONEDNN
