@@ -207,3 +207,14 @@ def test_attention_module_uses_onednn_attention_where_it_pays(monkeypatch):
     with torch.no_grad():
         attn(x, (4, 6))
     assert calls == [1, 1] * ONEDNN
+
+
+@needs_onednn
+@pytest.mark.parametrize('a_cols, b_cols', [(3, 7), (7, 3), (5, 5)])
+def test_matmul_tn_either_orientation(a_cols, b_cols):
+    from pvtfpn_mm.models.backbones.onednn_ops import matmul_tn
+
+    a, b = torch.randn(11, a_cols), torch.randn(11, b_cols)
+    out = matmul_tn(a, b)
+    assert out.shape == (a_cols, b_cols)
+    assert _relative(out, a.t() @ b) < 1e-6

@@ -36,6 +36,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules import module as _module
 
+from pvtfpn_mm.models.backbones.onednn_ops import matmul_tn
+
 #: Hidden-tensor bytes of one row block (about). Measured on a 2-core AMD EPYC (1 MiB
 #: L2 per core, 32 MiB L3): with one thread 1-4 MiB are equally fast, 0.25 MiB too small
 #: for the linear layers, 16 MiB out of the cache; with two threads on a busy machine
@@ -195,13 +197,13 @@ def _linear(
 
 
 def _accumulate(
-    acc: torch.Tensor, a: torch.Tensor, b_t: torch.Tensor, onednn: bool
+    acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor, onednn: bool
 ) -> None:
-    """``acc += a @ b_t^T`` (a weight gradient: ``a`` and ``b_t`` transposed views)."""
+    """``acc += a^T @ b`` (a weight gradient: the rows of ``a`` and ``b`` are tokens)."""
     if onednn:
-        acc.add_(_linear(a, b_t, None, True))
+        acc.add_(matmul_tn(a, b))
     else:
-        acc.addmm_(a, b_t.t())
+        acc.addmm_(a.t(), b)
 
 
 def _fc1_rows(
@@ -374,7 +376,7 @@ def mixffn_backward(
             if g_w2 is not None:
                 # g_d holds what it needs of d: GELU in place on d's own rows
                 act = torch.ops.aten.gelu_(d[W : (n + 1) * W])
-                _accumulate(g_w2, go.t(), act.t(), onednn)
+                _accumulate(g_w2, go, act, onednn)
             if g_dw is not None or g_db is not None:
                 _, gw, gb = torch.ops.aten.convolution_backward(
                     _as_image(g_d_win[W : (n + 1) * W], n, W),
@@ -410,7 +412,7 @@ def mixffn_backward(
                     grad_x[b, r0 * W : r1 * W],
                 )
             if g_w1_t is not None:
-                _accumulate(g_w1_t, xb[r0 * W : r1 * W].t(), g_h1.t(), onednn)
+                _accumulate(g_w1_t, xb[r0 * W : r1 * W], g_h1, onednn)
             if g_b1 is not None:
                 g_b1.add_(g_h1.sum(0))
     g_w1 = None if g_w1_t is None else g_w1_t.t().contiguous()

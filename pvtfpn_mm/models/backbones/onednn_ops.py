@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    'matmul_tn',
     'OneDNNAttentionFunction',
     'OneDNNLinearFunction',
     'onednn_attention',
@@ -43,6 +44,16 @@ def _matmul(
     """``x @ weight^T (+ bias)`` of a 2-D ``x`` and an ``(N, K)`` ``weight``, any
     strides."""
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none', [], '')
+
+
+def matmul_tn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a^T @ b`` of two 2-D row-major tensors with as many rows (a weight gradient: the
+    rows are tokens), possibly as a transposed view. torch's oneDNN wrapper makes its
+    left operand contiguous (a transposing copy) but takes a transposed right one as it
+    is: the narrower of the two goes left."""
+    if a.shape[1] > b.shape[1]:
+        return _matmul(b.t(), a.t(), None).t()
+    return _matmul(a.t(), b.t(), None)
 
 
 class OneDNNLinearFunction(torch.autograd.Function):
@@ -72,7 +83,7 @@ class OneDNNLinearFunction(torch.autograd.Function):
         if need_x:
             grad_x = _matmul(g, weight.t(), None).view(x.shape)
         if need_w:
-            grad_w = _matmul(g.t(), x.reshape(-1, x.shape[-1]).t(), None)
+            grad_w = matmul_tn(g, x.reshape(-1, x.shape[-1])).contiguous()
         if need_b and ctx.has_bias:
             grad_b = g.sum(0)
         return grad_x, grad_w, grad_b
@@ -179,7 +190,7 @@ class OneDNNAttentionFunction(torch.autograd.Function):
                         .exp_()
                     )
                     if grad_v is not None:
-                        grad_v[b, i] += _matmul(probs.t(), g_rows.t(), None)
+                        grad_v[b, i] += matmul_tn(probs, g_rows)
                     if delta is None:
                         continue
                     g_scores = (
@@ -192,9 +203,7 @@ class OneDNNAttentionFunction(torch.autograd.Function):
                             g_scores, k_scaled.t(), None
                         )
                     if grad_k is not None:
-                        grad_k[b, i] += _matmul(
-                            g_scores.t(), q_rows.t(), None
-                        ).mul_(scale)
+                        grad_k[b, i] += matmul_tn(g_scores, q_rows).mul_(scale)
         return grad_q, grad_k, grad_v, None
 
 
