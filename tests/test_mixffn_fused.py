@@ -365,3 +365,196 @@ def test_whole_model_training_step_equals_op_by_op(monkeypatch, with_cp):
         torch.testing.assert_close(
             grad, grads[1][name], rtol=1e-4, atol=1e-6, msg=name
         )
+
+
+# ---- fp32: every block size, every subset of wanted gradients ---------------------------
+
+
+def _assert_relative(grad, expected, rel, msg):
+    """``max |grad - expected| <= rel * max |expected|`` (fp32 sums in another order)."""
+    err = float((grad - expected).abs().max())
+    scale = float(expected.abs().max())
+    assert err <= rel * scale, (
+        f'{msg}: max|diff| {err:.3g} > {rel} * {scale:.3g}'
+    )
+
+
+@pytest.mark.parametrize('relu', [False, True])
+@pytest.mark.parametrize('b, h, w', [(2, 5, 3), (1, 7, 4), (2, 1, 5)])
+def test_blocked_backward_fp32_every_subset(b, h, w, relu):
+    """fp32 gradients within 1e-5 (relative to the largest) of autograd's, for every one
+    of the 127 non-empty subsets of wanted gradients (the unwanted ones are None), with
+    blocks of 1 and 3 rows (carried rows overlap the moved ones), 4 rows and one block
+    for the image."""
+    mlp = random_params_(MixFFN(6, 20, extra_relu=relu), seed=4)
+    mlp.fused = False
+    x = torch.randn(b, h * w, 6, requires_grad=True)
+    out = mlp(x, (h, w))
+    grad_out = torch.randn_like(out)
+    inputs = (x, *_params(mlp))
+    expected = torch.autograd.grad(out, inputs, grad_out)
+    detached = [t.detach() for t in inputs]
+    for rows in sorted({1, 3, 4, h + 1}):
+        for needs in itertools.product((False, True), repeat=7):
+            if not any(needs):
+                continue
+            grads = mixffn_fused.mixffn_backward(
+                grad_out,
+                detached[0],
+                (h, w),
+                *detached[1:],
+                relu,
+                needs,
+                rows=rows,
+            )
+            for i, (need, grad, exp) in enumerate(
+                zip(needs, grads, expected, strict=True)
+            ):
+                msg = f'rows={rows} needs={needs} grad {i}'
+                if not need:
+                    assert grad is None, msg
+                else:
+                    assert grad.shape == exp.shape and grad.is_contiguous()
+                    _assert_relative(grad, exp, 1e-5, msg)
+
+
+def test_blocked_backward_without_biases():
+    mlp = random_params_(MixFFN(5, 15, extra_relu=True), seed=5)
+    mlp.fused = False
+    for m in (mlp.fc1, mlp.dwconv, mlp.fc2):
+        m.bias = None
+    x = torch.randn(2, 6 * 5, 5, requires_grad=True)
+    out = mlp(x, (6, 5))
+    grad_out = torch.randn_like(out)
+    weights = (mlp.fc1.weight, mlp.dwconv.weight, mlp.fc2.weight)
+    expected = torch.autograd.grad(out, (x, *weights), grad_out)
+    for rows in (1, 2, 4, 7):
+        grads = mixffn_fused.mixffn_backward(
+            grad_out,
+            x.detach(),
+            (6, 5),
+            mlp.fc1.weight.detach(),
+            None,
+            mlp.dwconv.weight.detach(),
+            None,
+            mlp.fc2.weight.detach(),
+            None,
+            True,
+            [True] * 7,
+            rows=rows,
+        )
+        assert grads[2] is None and grads[4] is None and grads[6] is None
+        for grad, exp in zip(
+            (grads[0], grads[1], grads[3], grads[5]), expected, strict=True
+        ):
+            _assert_relative(grad, exp, 1e-5, f'rows={rows}')
+
+
+@pytest.mark.parametrize('relu', [False, True])
+def test_function_every_requires_grad_subset(monkeypatch, relu):
+    """Through the module (MixFFNFunction, ctx.needs_input_grad): for every subset of
+    x and the six parameters requiring grad, the same .grad as op by op, and no .grad
+    where none is required."""
+    monkeypatch.setattr(pvt_v2, 'FUSED_AUTOGRAD_MIN_BYTES', 0)
+    monkeypatch.setattr(
+        mixffn_fused, 'BLOCK_MIN_TOKENS', 2 * 5
+    )  # 2-row blocks
+    calls = []
+    apply = mixffn_fused.MixFFNFunction.apply
+    monkeypatch.setattr(
+        pvt_v2.MixFFNFunction,
+        'apply',
+        lambda *args: calls.append(1) or apply(*args),
+    )
+    fused = random_params_(MixFFN(4, 12, extra_relu=relu), seed=6).train()
+    plain = MixFFN(4, 12, extra_relu=relu).train()
+    plain.load_state_dict(fused.state_dict())
+    plain.fused = False
+    x0 = torch.randn(2, 7 * 5, 4)
+    weight = torch.linspace(-1, 1, 4)
+    for flags in itertools.product((False, True), repeat=7):
+        if not any(flags):
+            continue
+        results = []
+        for mlp in (fused, plain):
+            x = x0.clone().requires_grad_(flags[0])
+            for p, flag in zip(_params(mlp), flags[1:], strict=True):
+                p.requires_grad_(flag)
+                p.grad = None
+            (mlp(x, (7, 5)) * weight).square().sum().backward()
+            results.append([x.grad] + [p.grad for p in _params(mlp)])
+        for i, (got, exp) in enumerate(zip(*results, strict=True)):
+            if exp is None:
+                assert got is None, (flags, i)
+            else:
+                _assert_relative(got, exp, 1e-5, f'{flags} grad {i}')
+    assert len(calls) == 127
+
+
+def test_onednn_matmul_only_where_allowed(monkeypatch):
+    x = torch.randn(2, 3)
+    expected = (
+        hasattr(torch.ops.mkldnn, '_linear_pointwise')
+        and torch.backends.mkldnn.is_available()
+    )
+    assert mixffn_fused.use_onednn_matmul(x) == expected
+    assert not mixffn_fused.use_onednn_matmul(x.double())
+    with torch.backends.mkldnn.flags(enabled=False):
+        assert not mixffn_fused.use_onednn_matmul(x)
+    monkeypatch.setattr(mixffn_fused, 'ONEDNN_MATMUL', False)
+    assert not mixffn_fused.use_onednn_matmul(x)
+
+
+@pytest.mark.parametrize('relu', [False, True])
+def test_mkl_and_onednn_kernels_agree(monkeypatch, relu):
+    """The blocked kernels with MKL's and with oneDNN's matmul: the same forward and
+    gradients (fp32, within 1e-5 of the largest), both equal to op by op."""
+    mlp = random_params_(MixFFN(8, 24, extra_relu=relu), seed=7)
+    x = torch.randn(2, 6 * 5, 8, requires_grad=True)
+    mlp.fused = False
+    out = mlp(x, (6, 5))
+    grad_out = torch.randn_like(out)
+    expected = torch.autograd.grad(out, (x, *_params(mlp)), grad_out)
+    params = [p.detach() for p in _params(mlp)]
+    for onednn in (False, True):
+        monkeypatch.setattr(mixffn_fused, 'ONEDNN_MATMUL', onednn)
+        fwd = mixffn_fused.mixffn_forward(
+            x.detach(), (6, 5), *params, relu, rows=2
+        )
+        _assert_relative(fwd, out.detach(), 1e-5, f'onednn={onednn}')
+        grads = mixffn_fused.mixffn_backward(
+            grad_out, x.detach(), (6, 5), *params, relu, [True] * 7, rows=2
+        )
+        for i, (grad, exp) in enumerate(zip(grads, expected, strict=True)):
+            _assert_relative(grad, exp, 1e-5, f'onednn={onednn} grad {i}')
+
+
+def test_smaller_limit_with_onednn(monkeypatch):
+    """With oneDNN's matmul both blocked paths start at ONEDNN_MIN_BYTES (MKL: their own
+    limits), so a forward with and without autograd runs the same kernels."""
+    calls = Calls(monkeypatch)
+    applied = []
+    apply = mixffn_fused.MixFFNFunction.apply
+    monkeypatch.setattr(
+        pvt_v2.MixFFNFunction,
+        'apply',
+        lambda *args: applied.append(1) or apply(*args),
+    )
+    monkeypatch.setattr(pvt_v2, 'FUSED_MIN_BYTES', 1 << 30)
+    monkeypatch.setattr(pvt_v2, 'ONEDNN_MIN_BYTES', 9 * 24 * 4 + 1)
+    mlp = make_mlp().train()
+    _run(mlp)  # 9 tokens x 24 hidden channels x 4 bytes: below both
+    _run(mlp, grad=True)
+    assert calls.n == 0 and applied == []
+    monkeypatch.setattr(pvt_v2, 'ONEDNN_MIN_BYTES', 9 * 24 * 4)
+    _run(mlp)
+    with torch.no_grad():
+        fast = mlp(torch.ones(1, 9, 8), (3, 3))
+    slow = mlp(torch.ones(1, 9, 8), (3, 3))
+    onednn = mixffn_fused.use_onednn_matmul(torch.ones(1))
+    assert calls.n == 2 * onednn and applied == [1] * onednn
+    assert torch.equal(fast, slow.detach())
+    monkeypatch.setattr(mixffn_fused, 'ONEDNN_MATMUL', False)
+    _run(mlp)
+    _run(mlp, grad=True)
+    assert calls.n == 2 * onednn and applied == [1] * onednn

@@ -18,7 +18,14 @@ whole image, so the result equals the op-by-op one up to fp32 summation order.
 With autograd, :class:`MixFFNFunction` keeps only the MLP's input for the backward
 pass (autograd would keep three hidden tensors) and :func:`mixffn_backward` recomputes
 the hidden rows block by block, carrying the rows that the depthwise convolution's
-backward needs from one block to the next.
+backward needs from one block to the next. Keeping ``fc1``'s output instead would not
+pay: a fresh 64 MiB tensor (b2's stage 0 at 512 x 512, batch 2) costs about 26 ms of page
+faults alone, more than recomputing ``fc1`` (about 24 ms). The backward runs every
+hidden-size step in place or into two window buffers allocated once per call: GELU in
+place on the recomputed convolution output, the ReLU's gradient by ``threshold_backward``
+in place, the convolution's input gradient as the convolution with the flipped kernel
+(oneDNN's forward kernel, faster than ``convolution_backward``), and ``fc1``'s weight
+gradient as ``x^T @ g`` (faster than ``g^T @ x``). docs/speed.md has the measurements.
 """
 
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules import module as _module
+
+from pvtfpn_mm.models.backbones.onednn_ops import matmul_tn
 
 #: Hidden-tensor bytes of one row block (about). Measured on a 2-core AMD EPYC (1 MiB
 #: L2 per core, 32 MiB L3): with one thread 1-4 MiB are equally fast, 0.25 MiB too small
@@ -45,6 +54,34 @@ FUSED_MIN_BYTES = 4 << 20
 #: has at least this many bytes (b2 at 512 x 512, batch 2: stages 0 and 1). Smaller
 #: ones stay in the cache anyway, and recomputing ``fc1`` makes it slower there.
 FUSED_AUTOGRAD_MIN_BYTES = 16 << 20
+#: Replaces :data:`FUSED_MIN_BYTES` and :data:`FUSED_AUTOGRAD_MIN_BYTES` where the
+#: kernels multiply with oneDNN (:func:`use_onednn_matmul`; where smaller): at twice
+#: MKL's rate, the blocked kernels pay for smaller tensors too (the 2-core AMD EPYC, one
+#: thread: forward + backward 1.14x op by op at 0.62 MiB, 1.45x at 0.96 MiB, slower
+#: below 0.4 MiB). One limit for both paths: a forward with and without autograd runs
+#: the same kernels and gives the same numbers.
+ONEDNN_MIN_BYTES = 512 << 10
+
+
+#: Multiply with oneDNN's matmul (``torch.ops.mkldnn._linear_pointwise``) where torch has
+#: it (fp32, oneDNN available and enabled by ``torch.backends.mkldnn``), else with
+#: ``torch.mm`` / ``torch.addmm`` (MKL). On the 2-core AMD EPYC, MKL's sgemm runs at
+#: about 100 GFLOP/s (its AVX2 code: MKL keeps AVX-512 for Intel CPUs), oneDNN's at
+#: 170-230 for the MLP's shapes, the weight gradients with transposed operands included.
+ONEDNN_MATMUL = True
+
+
+def use_onednn_matmul(x: torch.Tensor) -> bool:
+    """Whether the blocked kernels multiply ``x``'s dtype with oneDNN
+    (:data:`ONEDNN_MATMUL`)."""
+    return (
+        ONEDNN_MATMUL
+        and x.dtype == torch.float32
+        and x.device.type == 'cpu'
+        and hasattr(torch.ops.mkldnn, '_linear_pointwise')
+        and torch.backends.mkldnn.is_available()
+        and bool(torch.backends.mkldnn.enabled)
+    )
 
 
 def has_hooks(module: nn.Module) -> bool:
@@ -94,67 +131,79 @@ def _as_tokens(image: torch.Tensor) -> torch.Tensor:
 
 class _RowWindow:
     """Image rows ``lo .. hi - 1`` of a per-token quantity of one image, as
-    ``(rows * W, C)`` tokens, for windows that slide down the image: rows the previous
-    window held are copied over, only new rows are computed (``compute(a, b, out)``
-    writes image rows ``a .. b - 1``, ``0 <= a < b <= H``, into ``out``). Rows outside
-    the image are zeros, so convolutions of a window need no padding along H. Two
-    buffers take turns: a window stays valid until the next-but-one :meth:`get`."""
+    ``(rows * W, C)`` tokens in ``buffer``, for windows that slide down the image: the
+    rows the previous window held move to the front of the buffer, only new rows are
+    computed (``compute(a, b, out)`` writes image rows ``a .. b - 1``,
+    ``0 <= a < b <= H``, into ``out``). Rows outside the image are zeros, so convolutions
+    of a window need no padding along H. A window stays valid until the next
+    :meth:`get`; :meth:`reset` starts the next image in the same buffer."""
 
     def __init__(
         self,
-        like: torch.Tensor,
+        buffer: torch.Tensor,
         width: int,
         height: int,
-        channels: int,
-        max_rows: int,
         compute: Callable[[int, int, torch.Tensor], None],
     ) -> None:
-        self.w, self.h, self.compute = width, height, compute
-        self.buffers = [
-            like.new_empty(max_rows * width, channels) for _ in range(2)
-        ]
-        self.cur = 0
+        self.buffer, self.w, self.h = buffer, width, height
+        self.reset(compute)
+
+    def reset(self, compute: Callable[[int, int, torch.Tensor], None]) -> None:
+        self.compute = compute
         self.lo = self.hi = 0
         self.valid = False
 
     def get(self, lo: int, hi: int) -> torch.Tensor:
-        W = self.w
-        prev, self.cur = self.buffers[self.cur], 1 - self.cur
-        buf = self.buffers[self.cur]
+        W, buf = self.w, self.buffer
         start = lo
         if self.valid and self.lo <= lo < self.hi:
-            keep = min(self.hi, hi) - lo
-            buf[: keep * W].copy_(
-                prev[(lo - self.lo) * W : (lo - self.lo + keep) * W]
-            )
+            shift, keep = lo - self.lo, min(self.hi, hi) - lo
+            if shift:
+                src = buf[shift * W : (shift + keep) * W]
+                # copy_ refuses overlapping source and destination
+                buf[: keep * W].copy_(src.clone() if shift < keep else src)
             start = lo + keep
+        if start < min(hi, 0):
+            buf[(start - lo) * W : (min(hi, 0) - lo) * W].zero_()
         a, b = max(start, 0), min(hi, self.h)
         if b > a:
             self.compute(a, b, buf[(a - lo) * W : (b - lo) * W])
-        if start < min(hi, 0):
-            buf[(start - lo) * W : (min(hi, 0) - lo) * W].zero_()
         top = max(start, self.h)
         if top < hi:
             buf[(top - lo) * W : (hi - lo) * W].zero_()
         self.lo, self.hi, self.valid = lo, hi, True
         return buf[: (hi - lo) * W]
 
-    def rows(self, a: int, b: int) -> torch.Tensor:
-        """Image rows ``a .. b - 1`` of the current window."""
-        return self.buffers[self.cur][
-            (a - self.lo) * self.w : (b - self.lo) * self.w
-        ]
+
+def _no_rows(a: int, b: int, out: torch.Tensor) -> None:
+    raise AssertionError('a _RowWindow computed rows before its reset')
 
 
-def _linear_into(
+def _linear(
     x: torch.Tensor,
-    weight_t: torch.Tensor,
+    weight: torch.Tensor,
     bias: torch.Tensor | None,
-    out: torch.Tensor,
+    onednn: bool,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
+    """``x @ weight^T (+ bias)`` for a ``(N, K)`` ``weight`` of any strides, into ``out``
+    if given (oneDNN returns a new tensor: copied)."""
+    if onednn:
+        y = torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none', [], '')
+        return y if out is None else out.copy_(y)
     if bias is None:
-        return torch.mm(x, weight_t, out=out)
-    return torch.addmm(bias, x, weight_t, out=out)
+        return torch.mm(x, weight.t(), out=out)
+    return torch.addmm(bias, x, weight.t(), out=out)
+
+
+def _accumulate(
+    acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor, onednn: bool
+) -> None:
+    """``acc += a^T @ b`` (a weight gradient: the rows of ``a`` and ``b`` are tokens)."""
+    if onednn:
+        acc.add_(matmul_tn(a, b))
+    else:
+        acc.addmm_(a.t(), b)
 
 
 def _fc1_rows(
@@ -163,12 +212,12 @@ def _fc1_rows(
     weight: torch.Tensor,
     bias: torch.Tensor | None,
     relu: bool,
+    onednn: bool,
 ) -> Callable[[int, int, torch.Tensor], None]:
     """``compute`` of a :class:`_RowWindow` of ``relu?(fc1(x))`` for one image."""
-    weight_t = weight.t()
 
     def compute(a: int, b: int, out: torch.Tensor) -> None:
-        _linear_into(x[a * width : b * width], weight_t, bias, out)
+        _linear(x[a * width : b * width], weight, bias, onednn, out)
         if relu:
             out.relu_()
 
@@ -216,52 +265,21 @@ def mixffn_forward(
     B, N, _ = x.shape
     H, W = hw_shape
     hidden = fc1_weight.shape[0]
-    rows = rows or block_rows(W, hidden, x.element_size())
+    rows = min(rows or block_rows(W, hidden, x.element_size()), H)
     x = x.contiguous()
     out = x.new_empty(B, N, fc2_weight.shape[0])
-    fc2_weight_t = fc2_weight.t()
+    onednn = use_onednn_matmul(x)
+    h1 = _RowWindow(x.new_empty((rows + 2) * W, hidden), W, H, _no_rows)
     for b in range(B):
-        h1 = _RowWindow(
-            x,
-            W,
-            H,
-            hidden,
-            rows + 2,
-            _fc1_rows(x[b], W, fc1_weight, fc1_bias, relu),
-        )
+        h1.reset(_fc1_rows(x[b], W, fc1_weight, fc1_bias, relu, onednn))
         for r0, r1 in _row_blocks(H, rows):
             hid = _dwconv(
                 h1.get(r0 - 1, r1 + 1), r1 - r0 + 2, W, dw_weight, dw_bias
             )
             # a fresh tensor only this function holds: GELU in place
             hid = torch.ops.aten.gelu_(hid)
-            _linear_into(hid, fc2_weight_t, fc2_bias, out[b, r0 * W : r1 * W])
+            _linear(hid, fc2_weight, fc2_bias, onednn, out[b, r0 * W : r1 * W])
     return out
-
-
-def _conv_backward(
-    grad: torch.Tensor,
-    grad_rows: int,
-    inp: torch.Tensor,
-    in_rows: int,
-    width: int,
-    weight: torch.Tensor,
-    mask: list[bool],
-) -> Any:
-    """``convolution_backward`` of :func:`_dwconv` (padding only along W)."""
-    return torch.ops.aten.convolution_backward(
-        _as_image(grad, grad_rows, width),
-        _as_image(inp, in_rows, width),
-        weight,
-        [weight.shape[0]],
-        [1, 1],
-        [0, 1],
-        [1, 1],
-        False,
-        [0, 0],
-        weight.shape[0],
-        mask,
-    )
 
 
 def mixffn_backward(
@@ -282,94 +300,96 @@ def mixffn_backward(
     ``dw_weight``, ``dw_bias``, ``fc2_weight``, ``fc2_bias`` (None where ``needs`` is
     False), recomputing the hidden rows block by block.
 
-    Per block of rows ``r0 .. r1 - 1``: ``relu?(fc1(x))`` on rows ``r0 - 2 .. r1 + 1``,
-    the convolution's output ``d`` and its gradient ``g_d`` on rows ``r0 - 1 .. r1``
-    (each row computed once, the overlap carried over), then the gradients of the
-    block's own rows.
+    Per block of rows ``r0 .. r1 - 1``: ``h1 = relu?(fc1(x))`` on rows
+    ``r0 - 2 .. r1 + 1`` and the convolution's gradient ``g_d`` on rows
+    ``r0 - 1 .. r1`` (the rows the previous block computed carried over), the
+    convolution's output ``d`` on rows ``r0 - 1 .. r1``; then the block's own rows:
+    ``fc2``'s gradients from ``gelu(d)`` (GELU in place on ``d``), the convolution's
+    weight gradient, its input gradient (the convolution of ``g_d`` with the flipped
+    kernel, no padding along H), the ReLU's (in place), ``fc1``'s and the input's.
     """
     B, N, _ = x.shape
     H, W = hw_shape
     hidden = fc1_weight.shape[0]
-    rows = rows or block_rows(W, hidden, x.element_size())
+    rows = min(rows or block_rows(W, hidden, x.element_size()), H)
     x, grad_out = x.contiguous(), grad_out.contiguous()
-    # fc2's gradients need no flag: g_w2 / g_b2 below are None where not needed
-    need_x, need_w1, need_b1, need_dw, need_db, _, _ = needs
+    onednn = use_onednn_matmul(x)
+    need_x, need_w1, need_b1, need_dw, need_db, need_w2, need_b2 = needs
     need_b1 = need_b1 and fc1_bias is not None
     need_db = need_db and dw_bias is not None
-    need_h1 = need_x or need_w1 or need_b1
+    need_b2 = need_b2 and fc2_bias is not None
+    need_h1 = need_x or need_w1 or need_b1  # the gradient of fc1's output
+    need_d = need_h1 or need_dw or need_db  # the gradient of the conv's output
     grad_x = x.new_empty(x.shape) if need_x else None
-    grads = [
-        torch.zeros_like(t) if need and t is not None else None
-        for need, t in zip(
-            needs[1:],
-            (fc1_weight, fc1_bias, dw_weight, dw_bias, fc2_weight, fc2_bias),
-            strict=True,
-        )
-    ]
-    g_w1, g_b1, g_dw, g_db, g_w2, g_b2 = grads
-    for b in range(B):
+    # fc1's weight gradient transposed: x^T @ g_h1 multiplies faster than g_h1^T @ x
+    g_w1_t = fc1_weight.new_zeros(fc1_weight.shape[::-1]) if need_w1 else None
+    g_b1 = (
+        fc1_bias.new_zeros(hidden)
+        if need_b1 and fc1_bias is not None
+        else None
+    )
+    g_dw = torch.zeros_like(dw_weight) if need_dw else None
+    g_db = (
+        dw_bias.new_zeros(hidden) if need_db and dw_bias is not None else None
+    )
+    g_w2 = torch.zeros_like(fc2_weight) if need_w2 else None
+    g_b2 = grad_out.sum((0, 1)) if need_b2 else None
+    if need_d or need_w2:
+        h1 = _RowWindow(x.new_empty((rows + 4) * W, hidden), W, H, _no_rows)
+        g_d = _RowWindow(x.new_empty((rows + 2) * W, hidden), W, H, _no_rows)
+        flipped = dw_weight.flip((2, 3))
+    for b in range(B if need_d or need_w2 else 0):
         xb, gob = x[b], grad_out[b]
-        h1 = _RowWindow(
-            x,
-            W,
-            H,
-            hidden,
-            rows + 4,
-            _fc1_rows(xb, W, fc1_weight, fc1_bias, relu),
-        )
-
-        # The windows' fill functions see this image's windows (bound as defaults).
-        def conv_rows(
-            a: int, b_: int, out: torch.Tensor, h1: _RowWindow = h1
-        ) -> None:
-            out.copy_(
-                _dwconv(
-                    h1.rows(a - 1, b_ + 1),
-                    b_ - a + 2,
-                    W,
-                    dw_weight,
-                    dw_bias,
-                )
-            )
-
-        d = _RowWindow(x, W, H, hidden, rows + 2, conv_rows)
-
-        def grad_d_rows(
-            a: int,
-            b_: int,
-            out: torch.Tensor,
-            gob: torch.Tensor = gob,
-            d: _RowWindow = d,
-        ) -> None:
-            g_act = torch.mm(gob[a * W : b_ * W], fc2_weight)
-            torch.ops.aten.gelu_backward.grad_input(
-                g_act,
-                d.rows(a, b_),
-                grad_input=out,
-            )
-
-        g_d = _RowWindow(x, W, H, hidden, rows + 2, grad_d_rows)
+        h1.reset(_fc1_rows(xb, W, fc1_weight, fc1_bias, relu, onednn))
+        g_d.reset(_no_rows)  # its compute changes with d, block by block
         for r0, r1 in _row_blocks(H, rows):
             n = r1 - r0
             h1_win = h1.get(r0 - 2, r1 + 2)
-            d.get(r0 - 1, r1 + 1)
-            g_d_win = g_d.get(r0 - 1, r1 + 1)
+            # rows r0 - 1 .. r1; a fresh tensor only this function holds
+            d = _dwconv(h1_win, n + 4, W, dw_weight, dw_bias)
+            if need_d:
+
+                def grad_d_rows(
+                    a: int,
+                    b_: int,
+                    out: torch.Tensor,
+                    gob: torch.Tensor = gob,
+                    d: torch.Tensor = d,
+                    lo: int = r0 - 1,
+                ) -> None:
+                    # MKL: into out, then GELU's backward in place
+                    g_act = _linear(
+                        gob[a * W : b_ * W],
+                        fc2_weight.t(),
+                        None,
+                        onednn,
+                        None if onednn else out,
+                    )
+                    torch.ops.aten.gelu_backward.grad_input(
+                        g_act, d[(a - lo) * W : (b_ - lo) * W], grad_input=out
+                    )
+
+                g_d.compute = grad_d_rows
+                g_d_win = g_d.get(r0 - 1, r1 + 1)
             go = gob[r0 * W : r1 * W]
             # each g_* (and grad_x) is None where its gradient is not needed
             if g_w2 is not None:
-                act = F.gelu(d.rows(r0, r1))
-                g_w2.addmm_(go.t(), act)
-            if g_b2 is not None:
-                g_b2.add_(go.sum(0))
-            if need_dw or need_db:
-                _, gw, gb = _conv_backward(
-                    g_d.rows(r0, r1),
-                    n,
-                    h1.rows(r0 - 1, r1 + 1),
-                    n + 2,
-                    W,
+                # g_d holds what it needs of d: GELU in place on d's own rows
+                act = torch.ops.aten.gelu_(d[W : (n + 1) * W])
+                _accumulate(g_w2, go, act, onednn)
+            if g_dw is not None or g_db is not None:
+                _, gw, gb = torch.ops.aten.convolution_backward(
+                    _as_image(g_d_win[W : (n + 1) * W], n, W),
+                    _as_image(h1_win[W : (n + 3) * W], n + 2, W),
                     dw_weight,
-                    [False, need_dw, need_db],
+                    [hidden],
+                    [1, 1],
+                    [0, 1],
+                    [1, 1],
+                    False,
+                    [0, 0],
+                    hidden,
+                    [False, g_dw is not None, g_db is not None],
                 )
                 if g_dw is not None:
                     g_dw.add_(gw)
@@ -377,24 +397,25 @@ def mixffn_backward(
                     g_db.add_(gb)
             if not need_h1:
                 continue
-            g_h1 = _conv_backward(
-                g_d_win,
-                n + 2,
-                h1_win,
-                n + 4,
-                W,
-                dw_weight,
-                [True, False, False],
-            )[0]
-            g_h1 = _as_tokens(g_h1[:, :, 2 : 2 + n])
+            # the transposed convolution: the convolution with the kernel flipped
+            g_h1 = _dwconv(g_d_win, n + 2, W, flipped, None)
             if relu:
-                g_h1 = g_h1.masked_fill(h1.rows(r0, r1) <= 0, 0)
+                torch.ops.aten.threshold_backward.grad_input(
+                    g_h1, h1_win[2 * W : (n + 2) * W], 0, grad_input=g_h1
+                )
             if grad_x is not None:
-                torch.mm(g_h1, fc1_weight, out=grad_x[b, r0 * W : r1 * W])
-            if g_w1 is not None:
-                g_w1.addmm_(g_h1.t(), xb[r0 * W : r1 * W])
+                _linear(
+                    g_h1,
+                    fc1_weight.t(),
+                    None,
+                    onednn,
+                    grad_x[b, r0 * W : r1 * W],
+                )
+            if g_w1_t is not None:
+                _accumulate(g_w1_t, xb[r0 * W : r1 * W], g_h1, onednn)
             if g_b1 is not None:
                 g_b1.add_(g_h1.sum(0))
+    g_w1 = None if g_w1_t is None else g_w1_t.t().contiguous()
     return [grad_x, g_w1, g_b1, g_dw, g_db, g_w2, g_b2]
 
 

@@ -38,10 +38,17 @@ from pvtfpn_mm.compat import (
 from pvtfpn_mm.models.backbones.mixffn_fused import (
     FUSED_AUTOGRAD_MIN_BYTES,
     FUSED_MIN_BYTES,
+    ONEDNN_MIN_BYTES,
     MixFFNFunction,
     any_global_module_hook,
     has_hooks,
     mixffn_forward,
+    use_onednn_matmul,
+)
+from pvtfpn_mm.models.backbones.onednn_ops import (
+    ATTENTION_MIN_SCORES,
+    onednn_attention,
+    onednn_linear,
 )
 from pvtfpn_mm.registry import register_model
 from pvtfpn_mm.weights import load_pretrained, parse_pretrained
@@ -112,6 +119,23 @@ def _nchw_to_tokens(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(2).transpose(1, 2)
 
 
+def _cpu_kernels_allowed(x: torch.Tensor) -> bool:
+    """Whether our CPU kernels (the blocked MLP, oneDNN's linear layers) may stand in for
+    module calls, as far as the whole process is concerned: not tracing or compiling,
+    a plain CPU tensor, no autocast, no functorch transform, no global module hook."""
+    return not (
+        # Tracing first: torch 2.1's dynamo cannot evaluate type(x) below.
+        is_compiling()
+        or torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or type(x) is not torch.Tensor
+        or x.device.type != 'cpu'
+        or is_autocast_enabled('cpu')
+        or torch._C._are_functorch_transforms_active()
+        or any_global_module_hook()
+    )
+
+
 class OverlapPatchEmbed(nn.Module):
     """Overlapping patch embedding: a strided convolution and a LayerNorm.
 
@@ -176,6 +200,11 @@ class SpatialReductionAttention(nn.Module):
     # None without a spatial reduction (sr_ratio 1, not linear): set together
     sr: nn.Conv2d | None
     norm: nn.LayerNorm | None
+    #: Let oneDNN compute ``q``, ``kv``, ``proj`` (see :meth:`_linear`) and, without
+    #: attention dropout and with at least :data:`.onednn_ops.ATTENTION_MIN_SCORES`
+    #: scores per head, the attention (:func:`.onednn_ops.onednn_attention`) on the CPU
+    #: (set False on a module or the class to compare).
+    onednn: bool = True
 
     def __init__(
         self,
@@ -208,12 +237,25 @@ class SpatialReductionAttention(nn.Module):
             self.sr = None
             self.norm = None
 
+    def _linear(
+        self, layer: nn.Module, x: torch.Tensor, onednn: bool
+    ) -> torch.Tensor:
+        """``layer(x)``; by oneDNN's matmul (:func:`.onednn_ops.onednn_linear`, about
+        twice MKL's rate on AMD CPUs) where nobody could tell: ``onednn`` (see
+        :meth:`forward`), a stock ``nn.Linear`` without hooks."""
+        if onednn and type(layer) is nn.Linear and not has_hooks(layer):
+            return onednn_linear(x, layer.weight, layer.bias)
+        return layer(x)
+
     def forward(
         self, x: torch.Tensor, hw_shape: tuple[int, int]
     ) -> torch.Tensor:
         B, N, C = x.shape
+        onednn = (
+            self.onednn and _cpu_kernels_allowed(x) and use_onednn_matmul(x)
+        )
         q = (
-            self.q(x)
+            self._linear(self.q, x, onednn)
             .view(B, N, self.num_heads, self.head_dims)
             .transpose(1, 2)
         )
@@ -226,16 +268,22 @@ class SpatialReductionAttention(nn.Module):
             if self.act is not None:
                 x = self.act(x)
         kv = (
-            self.kv(x)
+            self._linear(self.kv, x, onednn)
             .view(B, -1, 2, self.num_heads, self.head_dims)
             .permute(2, 0, 3, 1, 4)
         )
         k, v = kv.unbind(0)
-        x = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.0
-        )
+        dropout = self.attn_drop if self.training else 0.0
+        if (
+            onednn
+            and dropout == 0.0
+            and N * k.shape[2] >= ATTENTION_MIN_SCORES
+        ):
+            x = onednn_attention(q, k, v)
+        else:
+            x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
         x = x.transpose(1, 2).reshape(B, N, C)
-        return self.proj_drop(self.proj(x))
+        return self.proj_drop(self._linear(self.proj, x, onednn))
 
 
 class MixFFN(nn.Module):
@@ -247,7 +295,10 @@ class MixFFN(nn.Module):
     (:data:`~.mixffn_fused.FUSED_MIN_BYTES`); with autograd, where they are larger
     still (:data:`~.mixffn_fused.FUSED_AUTOGRAD_MIN_BYTES`),
     :class:`~.mixffn_fused.MixFFNFunction` does the same and recomputes them block by
-    block in the backward pass instead of keeping them. That path calls no submodule,
+    block in the backward pass instead of keeping them. Where those kernels multiply
+    with oneDNN (:func:`~.mixffn_fused.use_onednn_matmul`: fp32, twice MKL's rate on
+    AMD CPUs), a smaller limit applies to both
+    (:data:`~.mixffn_fused.ONEDNN_MIN_BYTES`). That path calls no submodule,
     so it is taken only when nothing could tell the difference: no hook on ``fc1``,
     ``relu``, ``dwconv``, ``act``, ``drop``, ``fc2`` (nor a global module hook), the
     submodules of the stock types, dropout inactive, no autocast, no functorch
@@ -286,16 +337,8 @@ class MixFFN(nn.Module):
         module calls would, to every observer (see the class docstring); else None."""
         if (
             not self.fused
-            # Tracing first: torch 2.1's dynamo cannot evaluate type(x) below.
-            or is_compiling()
-            or torch.jit.is_tracing()
-            or torch.jit.is_scripting()
-            or type(x) is not torch.Tensor
-            or x.device.type != 'cpu'
-            or is_autocast_enabled('cpu')
-            or torch._C._are_functorch_transforms_active()
+            or not _cpu_kernels_allowed(x)
             or (self.training and self.drop.p > 0)
-            or any_global_module_hook()
         ):
             return None
         children = (
@@ -325,15 +368,23 @@ class MixFFN(nn.Module):
         ):
             return None
         # Blocks pay only where the hidden tensors are too large for the cache (and,
-        # with autograd, where that outweighs recomputing fc1 in the backward pass).
+        # with autograd, where that outweighs recomputing fc1 in the backward pass),
+        # or where the kernels multiply with oneDNN (twice MKL's rate on some CPUs).
         hidden_bytes = (
             x.shape[0] * x.shape[1] * self.fc1.out_features * x.element_size()
         )
+        onednn = use_onednn_matmul(x)
         if not torch.is_grad_enabled() or not (
             x.requires_grad or any(p.requires_grad for p in self.parameters())
         ):
-            return 'no_grad' if hidden_bytes >= FUSED_MIN_BYTES else None
-        return 'autograd' if hidden_bytes >= FUSED_AUTOGRAD_MIN_BYTES else None
+            limit = FUSED_MIN_BYTES
+            if onednn:
+                limit = min(limit, ONEDNN_MIN_BYTES)
+            return 'no_grad' if hidden_bytes >= limit else None
+        limit = FUSED_AUTOGRAD_MIN_BYTES
+        if onednn:
+            limit = min(limit, ONEDNN_MIN_BYTES)
+        return 'autograd' if hidden_bytes >= limit else None
 
     def forward(
         self, x: torch.Tensor, hw_shape: tuple[int, int]

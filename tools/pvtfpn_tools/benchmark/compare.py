@@ -6,23 +6,30 @@ medians, and the median of the per-round ratios -- neighbours in time, less dist
 by other processes), with the load average at that moment. Parts (``--parts``):
 
 ``peak``
-    This machine's matmul peak (``torch.mm`` of 2048 x 2048 fp32 matrices, at the
-    benchmark's threads): the denominator of the roofline fractions below.
+    This machine's matmul peak: products of 2048 x 2048 fp32 matrices at the benchmark's
+    threads, by ``torch.mm`` (MKL) and by oneDNN (:func:`matmul_rates`); the faster is
+    the denominator of the roofline fractions below (on AMD CPUs oneDNN's, about twice
+    MKL's).
 ``backbone``
     ``PVTv2`` against timm's ``pvt_v2_*`` (``features_only``) and mmdet's
     ``PyramidVisionTransformerV2``, loaded with the same random weights (max |diff| of
     the features printed): forward without gradients and forward + backward (a sum of
     the feature means), per arch, input size and batch size. With ``--unfused`` also
     ours with :class:`~pvtfpn_mm.models.backbones.pvt_v2.MixFFN`'s row-blocked CPU
-    path switched off (where the gain comes from). Roofline fraction of the forward:
-    FLOPs (2 x multiply-adds, attention included) per second over ``peak``.
+    path switched off (where the gain comes from). Roofline fraction (with ``peak``):
+    the model's FLOPs per second over ``peak``; FLOPs are 2 x multiply-adds, attention
+    included: of the forward by mmengine's analyzer, of forward + backward by torch's
+    ``FlopCounterMode`` (:func:`counted_flops`: our MLP counted op by op, so the blocked
+    backward's recomputation is not counted as work).
 ``train``
     The whole training step (``model.train_step``: data preprocessing, forward, losses,
     backward, the config's optimizer) of our configs against the same model built from
     mmdet's parts (:data:`PAIRS`): RetinaNet-b0/b2 against mmdet's own
     ``configs/pvt`` configs, Mask R-CNN-b0 against mmdet's PVTv2 + mmdet's FPN, UPerNet-b0
     against mmdet's PVTv2. Per part: backbone, neck, heads (their forward calls),
-    loss + assigner (the rest of the forward), backward, optimizer step.
+    loss + assigner (the rest of the forward), backward, optimizer step. With ``peak``,
+    each model's roofline fraction (its own forward + backward FLOPs per second of the
+    whole step, over ``peak``).
 ``infer``
     Inference end to end (``model.test_step``, batch 1: preprocessing, forward, box
     decoding and NMS) of RetinaNet-b0 at 800 x 1333 against mmdet's config, per part.
@@ -41,6 +48,7 @@ score threshold is not a trained model's. On CUDA every timed call is synchroniz
 ``--amp bf16|fp16`` runs forward passes under autocast.
 """
 
+import contextlib
 import copy
 import functools
 import gc
@@ -49,7 +57,7 @@ import os
 import os.path as osp
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import torch
@@ -216,20 +224,38 @@ def rounds_of(
 # ------------------------------------------------------------------------------ peak
 
 
+def matmul_rates(
+    device: torch.device,
+    size: int = 2048,
+    rounds: int = 7,
+    clock: str = 'wall',
+) -> dict[str, float]:
+    """GFLOP/s of a product of two ``size`` x ``size`` fp32 matrices (best round):
+    ``torch.mm`` (MKL on the CPU) and, on the CPU where torch has it, oneDNN's matmul
+    (``torch.ops.mkldnn._linear_pointwise``, what the blocked MLP multiplies with). On
+    AMD CPUs MKL runs its AVX2 code: oneDNN's rate is about twice MKL's there."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    out = torch.empty(size, size, device=device)
+    fns: dict[str, Callable[[], Any]] = {
+        'torch.mm': lambda: torch.mm(a, b, out=out)
+    }
+    if device.type == 'cpu' and hasattr(torch.ops.mkldnn, '_linear_pointwise'):
+        fns['oneDNN'] = lambda: torch.ops.mkldnn._linear_pointwise(
+            a, b, None, 'none', [], ''
+        )
+    times = rounds_of(fns, rounds, device, clock)
+    return {n: 2 * size**3 / (min(t) / 1000) / 1e9 for n, t in times.items()}
+
+
 def matmul_peak(
     device: torch.device,
     size: int = 2048,
     rounds: int = 7,
     clock: str = 'wall',
 ) -> float:
-    """GFLOP/s of ``torch.mm`` of two ``size`` x ``size`` fp32 matrices (best round)."""
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
-    out = torch.empty(size, size, device=device)
-    times = rounds_of(
-        {'mm': lambda: torch.mm(a, b, out=out)}, rounds, device, clock
-    )
-    return 2 * size**3 / (min(times['mm']) / 1000) / 1e9
+    """The roofline's denominator: the fastest of :func:`matmul_rates`."""
+    return max(matmul_rates(device, size, rounds, clock).values())
 
 
 # -------------------------------------------------------------------------- backbone
@@ -288,6 +314,106 @@ def backbone_flops(model: nn.Module, x: torch.Tensor) -> float:
     analyzer.uncalled_modules_warnings(False)
     with torch.no_grad():
         return 2.0 * analyzer.total()
+
+
+def _sdpa_cpu_flop(
+    query_shape, key_shape, value_shape, *args, **kwargs
+) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _sdpa_cpu_backward_flop(
+    grad_out_shape, query_shape, key_shape, value_shape, *args, **kwargs
+) -> int:
+    from torch.utils.flop_counter import sdpa_backward_flop_count
+
+    return sdpa_backward_flop_count(
+        grad_out_shape, query_shape, key_shape, value_shape
+    )
+
+
+def _conv_backward_flop(
+    grad_out_shape,
+    x_shape,
+    w_shape,
+    bias,
+    stride,
+    padding,
+    dilation,
+    transposed,
+    output_padding,
+    groups,
+    output_mask,
+    **kwargs,
+) -> int:
+    """The input and weight gradients of a convolution: each the forward's FLOPs
+    (torch 2.14's own formula leaves out ``groups``: 512 times too many for a depthwise
+    convolution of 512 channels)."""
+    from torch.utils.flop_counter import conv_flop_count
+
+    forward = conv_flop_count(x_shape, w_shape, grad_out_shape, transposed)
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
+@contextlib.contextmanager
+def op_by_op(*models: nn.Module) -> Iterator[None]:
+    """Our MLPs (:class:`~pvtfpn_mm.models.backbones.pvt_v2.MixFFN`) in ``models`` op by
+    op inside the block (their own ``fused`` attributes restored after it)."""
+    from pvtfpn_mm.models.backbones.pvt_v2 import MixFFN
+
+    mlps = [
+        m for model in models for m in model.modules() if isinstance(m, MixFFN)
+    ]
+    saved = [vars(m).get('fused') for m in mlps]
+    for m in mlps:
+        m.fused = False
+    try:
+        yield
+    finally:
+        for m, value in zip(mlps, saved, strict=True):
+            if value is None:
+                del m.fused
+            else:
+                m.fused = value
+
+
+def counted_flops(fn: Callable[[], Any], *models: nn.Module) -> float:
+    """FLOPs (2 x multiply-adds of the matrix products, convolutions and attention, with
+    their backward) that ``fn()`` runs, counted by torch's ``FlopCounterMode`` (plus the
+    CPU flash attention it has no formula for, and convolution gradients with their
+    ``groups``), with our MLPs in ``models`` op by op: the model's work, not the
+    row-blocked backward's recomputation."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    aten = torch.ops.aten
+    formulas = {
+        'convolution_backward': _conv_backward_flop,
+        '_scaled_dot_product_flash_attention_for_cpu': _sdpa_cpu_flop,
+        '_scaled_dot_product_flash_attention_for_cpu_backward': (
+            _sdpa_cpu_backward_flop
+        ),
+    }
+    mapping = {
+        getattr(aten, name): f
+        for name, f in formulas.items()
+        if hasattr(aten, name)
+    }
+    with (
+        op_by_op(*models),
+        FlopCounterMode(display=False, custom_mapping=mapping) as counter,
+    ):
+        fn()
+    return float(counter.get_total_flops())
+
+
+def roofline_text(roofline: Mapping[str, float], flops: float) -> str:
+    return (
+        ' | roofline '
+        + ', '.join(f'{n} {100 * f:.0f}%' for n, f in roofline.items())
+        + f' ({flops / 1e9:.1f} GFLOP)'
+    )
 
 
 def _autocast(device: torch.device, amp: str | None) -> torch.autocast:
@@ -351,11 +477,19 @@ def measure_backbones(
                     if n != 'ours'
                 }
                 del outs
-                flops = (
-                    backbone_flops(models['ours'], x)
+                flops = {
+                    'fwd': backbone_flops(models['ours'], x)
                     if 'fwd' in modes
-                    else None
-                )
+                    else None,
+                    'fwd+bwd': counted_flops(
+                        functools.partial(
+                            _forward_backward, models['ours'], x, device, None
+                        ),
+                        models['ours'],
+                    )
+                    if 'fwd+bwd' in modes and peak_gflops
+                    else None,
+                }
                 for mode in modes:
                     step = _forward if mode == 'fwd' else _forward_backward
                     fns = {
@@ -378,19 +512,17 @@ def measure_backbones(
                         f'{arch} {row["size"]} batch {batch} {mode}: {times_text(times)}'
                         f' | {ratio_text(times)}'
                     )
-                    if mode == 'fwd' and flops and peak_gflops:
+                    mode_flops = flops[mode]
+                    if mode_flops and peak_gflops:
+                        row['flops'] = mode_flops
                         row['roofline'] = {
-                            n: flops
+                            n: mode_flops
                             / (statistics.median(t) / 1000)
                             / 1e9
                             / peak_gflops
                             for n, t in times.items()
                         }
-                        line += ' | roofline ' + ', '.join(
-                            f'{n} {100 * f:.0f}%'
-                            for n, f in row['roofline'].items()
-                        )
-                        line += f' ({flops / 1e9:.1f} GFLOP)'
+                        line += roofline_text(row['roofline'], mode_flops)
                     if mode == 'fwd':
                         line += ' | max|diff| ' + ', '.join(
                             f'{n} {d:.1e}' for n, d in diffs.items()
@@ -603,6 +735,22 @@ class StepCandidate:
         times['optimizer'] = 1000 * (self.now() - start)
         self.parts.append(times)
 
+    def train_flops(self) -> float:
+        """FLOPs of the forward and backward of one training step
+        (:func:`counted_flops`); no parameter changes, no time recorded."""
+        model = self.model
+        model.train()
+
+        def step() -> None:
+            data = model.data_preprocessor(copy.copy(self.train_data), True)
+            loss, _ = model.parse_losses(model._run_forward(data, mode='loss'))
+            loss.backward()
+
+        flops = counted_flops(step, model)
+        self.optim_wrapper.zero_grad()
+        self.timer.take()
+        return flops
+
     def test_step(self) -> None:
         model, device = self.model, self.device
         model.eval()
@@ -639,8 +787,11 @@ def measure_steps(
     amp: str | None = None,
     echo: Callable[[str], None] = print,
     clock: str = 'wall',
+    peak_gflops: float | None = None,
 ) -> list[dict[str, Any]]:
-    """The ``train`` (``kind='train'``) or ``infer`` part for ``pairs``."""
+    """The ``train`` (``kind='train'``) or ``infer`` part for ``pairs``; with
+    ``peak_gflops``, training steps get their roofline fractions (each model's own
+    FLOPs, :meth:`StepCandidate.train_flops`)."""
     rows = []
     for pair in pairs:
         ours_cfg, ref_cfg, ref_options = PAIRS[pair]
@@ -659,6 +810,11 @@ def measure_steps(
             n: (c.train_step if kind == 'train' else c.test_step)
             for n, c in cands.items()
         }
+        flops = (
+            {n: c.train_flops() for n, c in cands.items()}
+            if kind == 'train' and peak_gflops
+            else None
+        )
         times = rounds_of(fns, rounds, device, clock)
         for c in cands.values():
             c.parts = c.parts[-rounds:]  # not the warm-up call
@@ -673,10 +829,21 @@ def measure_steps(
             ratios=ratios(times),
             parts={n: _median_parts(c.parts) for n, c in cands.items()},
         )
-        echo(
+        line = (
             f'{kind} {pair} {row["size"]} batch {row["batch"]}: {times_text(times)} | '
-            f'{ratio_text(times)} | {row["load"]}'
+            f'{ratio_text(times)}'
         )
+        if flops and peak_gflops:
+            row['flops'] = flops
+            row['roofline'] = {
+                n: flops[n] / (statistics.median(t) / 1000) / 1e9 / peak_gflops
+                for n, t in times.items()
+            }
+            line += ' | roofline ' + ', '.join(
+                f'{n} {100 * f:.0f}% ({flops[n] / 1e9:.0f} GFLOP)'
+                for n, f in row['roofline'].items()
+            )
+        echo(f'{line} | {row["load"]}')
         for name, parts in row['parts'].items():
             echo(f'    {name}: {parts_text(parts)}')
         rows.append(row)
@@ -1030,11 +1197,15 @@ def run(args) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     peak = None
     if 'peak' in args.parts:
-        peak = matmul_peak(device, clock=args.clock)
-        results.append(dict(part='peak', gflops=peak, load=load_text()))
+        rates = matmul_rates(device, clock=args.clock)
+        peak = max(rates.values())
+        results.append(
+            dict(part='peak', gflops=peak, rates=rates, load=load_text())
+        )
         echo(
-            f'matmul peak (2048^2 fp32 torch.mm, {torch.get_num_threads()} threads): '
-            f'{peak:.0f} GFLOP/s | {load_text()}'
+            f'matmul peak (2048^2 fp32, {torch.get_num_threads()} threads): '
+            + ', '.join(f'{n} {r:.0f}' for n, r in rates.items())
+            + f' GFLOP/s; rooflines over {peak:.0f} | {load_text()}'
         )
     if 'backbone' in args.parts:
         results += measure_backbones(
@@ -1062,6 +1233,7 @@ def run(args) -> list[dict[str, Any]]:
             args.amp,
             echo,
             args.clock,
+            peak,
         )
     if 'infer' in args.parts:
         results += measure_steps(
