@@ -25,8 +25,8 @@ class BuildPyWithMim(build_py):
     ``pvtfpn_mm/.mim`` of the build -- OpenMMLab's layout (mmdet's ``add_mim_extension``
     copies the same files into its source tree; here the source tree stays untouched).
 
-    An editable install (``pip install -e .``) gets no ``.mim``: there the configs sit
-    next to the package (``<repo>/configs``), where mmengine's inferencers look first.
+    An editable install (``pip install -e .``) links them instead
+    (:class:`EditableWheelWithMim`).
     """
 
     def run(self):
@@ -47,6 +47,69 @@ class BuildPyWithMim(build_py):
                 )
             else:
                 shutil.copyfile(src, dst)
+
+
+def link_mim_files() -> None:
+    """``pvtfpn_mm/.mim`` in the checkout, for an editable install: relative symlinks to
+    ``configs/``, ``tools/``, ``model-index.yml`` and ``README.md`` (mmdet's
+    ``add_mim_extension`` in develop mode; a copy where the file system has no symlinks).
+    Ignored by git. Anything there that is not such a link is left alone and named."""
+    target = osp.join(ROOT, 'pvtfpn_mm', '.mim')
+    os.makedirs(target, exist_ok=True)
+    for name in MIM_FILES:
+        src, dst = osp.join(ROOT, name), osp.join(target, name)
+        rel = osp.relpath(src, target)
+        if osp.islink(dst):
+            if os.readlink(dst) == rel:
+                continue
+            os.remove(dst)
+        elif osp.exists(dst):
+            raise FileExistsError(
+                f'{dst} exists and is not a link to {src}: remove it, then install '
+                'again (an editable install links the checkout\'s files there)'
+            )
+        try:
+            os.symlink(rel, dst, target_is_directory=osp.isdir(src))
+        except OSError:
+            if osp.isdir(src):
+                shutil.copytree(src, dst)
+            else:
+                shutil.copyfile(src, dst)
+
+
+def point_mim_at_checkout(dist_info_dir: str) -> None:
+    """Make mim and mmengine find ``.mim`` of an editable install.
+
+    Both look for ``<distribution location>/<name>/.mim`` and then
+    ``<location>/<first line of top_level.txt>/.mim``; an editable install's location is
+    site-packages, which holds no ``pvtfpn_mm`` folder (the package is imported from the
+    checkout by setuptools' finder). ``os.path.join`` keeps an absolute second part, so a
+    first line naming the checkout's package folder sends both there; the second line
+    keeps the module's name for every other reader.
+    """
+    path = osp.join(dist_info_dir, 'top_level.txt')
+    with open(path, 'w') as f:
+        f.write(f'{osp.join(ROOT, "pvtfpn_mm")}\npvtfpn_mm\n')
+
+
+CMDCLASS: dict = {'build_py': BuildPyWithMim}
+try:  # setuptools >= 64 (PEP 660 editable installs)
+    from setuptools.command.editable_wheel import editable_wheel
+except ImportError:  # pragma: no cover
+    editable_wheel = None
+if editable_wheel is not None and hasattr(editable_wheel, '_ensure_dist_info'):
+
+    class EditableWheelWithMim(editable_wheel):
+        """``pip install -e .``: the checkout gets ``pvtfpn_mm/.mim`` (links) and the
+        wheel's metadata points mim / mmengine at it (:func:`point_mim_at_checkout`), so
+        ``mim search / train / test pvtfpn_mm`` work as after ``pip install .``."""
+
+        def _ensure_dist_info(self):
+            super()._ensure_dist_info()
+            link_mim_files()
+            point_mim_at_checkout(str(self.dist_info_dir))
+
+    CMDCLASS['editable_wheel'] = EditableWheelWithMim
 
 
 # Lower bounds: the "oldest supported" stack (requirements/constraints-oldest.txt) that
@@ -85,7 +148,7 @@ setup(
     long_description=open(osp.join(ROOT, 'README.md')).read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['pvtfpn_mm', 'pvtfpn_mm.*']),
-    cmdclass={'build_py': BuildPyWithMim},
+    cmdclass=CMDCLASS,
     python_requires='>=3.10',  # tested: 3.10 (oldest stack), 3.11 (newest)
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

@@ -7,12 +7,16 @@
   and model index in OpenMMLab's ``pvtfpn_mm/.mim`` layout, and from there -- no checkout
   on the path -- ``mim search pvtfpn_mm`` lists every config, mmengine's inferencer
   lookup and ours find them by name, and ``mim train pvtfpn_mm <config name>`` trains.
+* So does this stack's editable install (``pip install -e .``: ``pvtfpn_mm/.mim`` links
+  in the checkout, found by mim through the install's metadata; see setup.py): ``mim
+  search``, ``mim train`` and ``mim test`` by name, run from outside the checkout.
 """
 
 import glob
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import zipfile
@@ -75,10 +79,35 @@ def test_install_changes_nothing_in_this_stack(tmp_path, target):
     assert installs == ['pvtfpn_mm'] or installs == ['pvtfpn-mm'], installs
 
 
-@pytest.fixture(scope='module')
-def installed(tmp_path_factory):
-    """The wheel built from this checkout, installed (without dependencies) into a folder."""
+def _editable_checkout():
+    """The checkout this stack's pvtfpn_mm is editable-installed from (PEP 610's
+    direct_url.json), or None."""
+    from importlib.metadata import distributions
+
+    # the installed one: the checkout's own pvtfpn_mm.egg-info is on the path too
+    for dist in distributions(name='pvtfpn_mm'):
+        info = json.loads(dist.read_text('direct_url.json') or '{}')
+        if info.get('dir_info', {}).get('editable'):
+            return info['url'].removeprefix('file://')
+    return None
+
+
+@pytest.fixture(scope='module', params=['wheel', 'editable'])
+def installed(request, tmp_path_factory):
+    """``wheel``: the wheel built from this checkout, installed (without dependencies)
+    into a folder. ``editable``: this stack's own ``pip install -e .`` of this checkout
+    (tools/setup_env.sh), used from outside it."""
     tmp = tmp_path_factory.mktemp('pkg')
+    if request.param == 'editable':
+        if _editable_checkout() != ROOT:
+            pytest.skip('this stack has no editable install of this checkout')
+        env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+        return dict(
+            kind='editable',
+            package=osp.join(ROOT, 'pvtfpn_mm'),
+            env=env,
+            cwd=str(tmp),
+        )
     pip(
         'wheel',
         '--no-deps',
@@ -92,10 +121,23 @@ def installed(tmp_path_factory):
     site = tmp / 'site'
     pip('install', '--no-deps', '--no-index', '--target', str(site), wheel[0])
     env = dict(os.environ, PYTHONPATH=str(site))
-    return dict(wheel=wheel[0], site=str(site), env=env, cwd=str(tmp))
+    return dict(
+        kind='wheel',
+        wheel=wheel[0],
+        site=str(site),
+        package=str(site / 'pvtfpn_mm'),
+        env=env,
+        cwd=str(tmp),
+    )
+
+
+def _wheel_only(installed):
+    if installed['kind'] != 'wheel':
+        pytest.skip('about the wheel')
 
 
 def test_wheel_carries_the_mim_files(installed):
+    _wheel_only(installed)
     with zipfile.ZipFile(installed['wheel']) as z:
         names = set(z.namelist())
     assert 'pvtfpn_mm/.mim/model-index.yml' in names
@@ -135,6 +177,7 @@ print('NAMES', ' '.join(sorted(names)))
 
 
 def test_lookup_by_name_from_the_install(installed):
+    _wheel_only(installed)
     out = run(
         [sys.executable, '-c', LOOKUP, installed['site']],
         cwd=installed['cwd'],
@@ -164,7 +207,8 @@ def test_mim_search_lists_every_config(installed):
 
 
 def test_mim_train_by_config_name(installed, tmp_path):
-    """``mim train pvtfpn_mm <name>``: the config and tools/train.py of the install."""
+    """``mim train pvtfpn_mm <name>``: the config and tools/train.py of the install;
+    then ``mim test pvtfpn_mm <name>`` of the checkpoint it wrote."""
     pytest.importorskip('mim')
     from pvtfpn_tools.toy_data import write_toy_data
 
@@ -205,10 +249,30 @@ def test_mim_train_by_config_name(installed, tmp_path):
         cwd=str(tmp_path),
         env=installed['env'],
     )
-    mim_configs = osp.join(installed['site'], 'pvtfpn_mm', '.mim', 'configs')
-    assert (
+    mim_configs = osp.join(installed['package'], '.mim', 'configs')
+    config = (
         f'{mim_configs}/quickstart/retinanet_pvtv2-b0_topdownfpn_toy-96.py'
-        in out
     )
+    # the editable install's .mim links to the checkout: mim names the file it links to
+    config = config if config in out else osp.realpath(config)
+    assert config in out, out[-3000:]
     assert 'coco/bbox_mAP' in out
     assert osp.isfile(work / 'iter_2.pth')
+    out = run(
+        [
+            sys.executable,
+            '-c',
+            'import sys; from mim.cli import cli; sys.exit(cli())',
+            'test',
+            'pvtfpn_mm',
+            'retinanet_pvtv2-b0_topdownfpn_toy-96.py',
+            '--checkpoint',
+            str(work / 'iter_2.pth'),
+            '--cfg-options',
+            *opts,
+        ],
+        cwd=str(tmp_path),
+        env=installed['env'],
+    )
+    assert config in out
+    assert re.search(r'coco/bbox_mAP: [\d.]+', out), out[-3000:]
