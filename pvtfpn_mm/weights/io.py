@@ -266,10 +266,13 @@ def timm_load_state_dict(path: str) -> dict[str, torch.Tensor]:
 
     Where timm's takes ``weights_only`` (timm >= 1.0), it gets True; timm 0.9's has no
     such argument (and loads unsafely on torch < 2.6), so there the file is read by
-    :func:`read_state_dict`.
+    :func:`read_state_dict`, as are ``.safetensors`` files (whose errors then name the
+    file).
     """
     from timm.models import load_state_dict
 
+    if is_safetensors_file(path):
+        return read_state_dict(path)
     if 'weights_only' in inspect.signature(load_state_dict).parameters:
         return load_state_dict(path, use_ema=False, weights_only=True)
     return read_state_dict(path)
