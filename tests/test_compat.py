@@ -224,6 +224,7 @@ FAKE_TRANSFORMERS = {
     ),
     'transformers/__init__.py': (
         "__version__ = '5.0.0'\n"
+        'from . import configuration_utils\n'  # torch 2.1's dynamo patches its class
         'from .modeling_utils import PreTrainedModel\n'
         'from .models.auto.auto_factory import _BaseAutoModelClass\n\n\n'
         'def __getattr__(name):\n'
@@ -233,6 +234,7 @@ FAKE_TRANSFORMERS = {
         '    return cls\n'
     ),
     'transformers/activations.py': 'ACT2FN = {}\n',
+    'transformers/configuration_utils.py': 'class PretrainedConfig: pass\n',
     'transformers/modeling_outputs.py': ''.join(
         f'class {name}: pass\n'
         for name in (
