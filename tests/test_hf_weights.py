@@ -8,6 +8,7 @@ hidden states. transformers' LayerNorms all use eps 1e-6: ``embed_norm_eps=1e-6`
 """
 
 import functools
+import os
 import os.path as osp
 import re
 
@@ -241,3 +242,32 @@ def test_safetensors_everywhere(tmp_path):
     assert all(
         torch.equal(written['backbone.' + k], v) for k, v in backbone.items()
     )
+
+
+def test_safetensors_url_is_downloaded_once_and_read(tmp_path, monkeypatch):
+    """An ``http(s)://...model.safetensors`` URL (the hub's resolve URLs) goes to
+    torch.hub's checkpoint folder, as ``load_state_dict_from_url`` files do, and is read
+    by safetensors."""
+    state = {'w': torch.arange(4.0)}
+    served = tmp_path / 'served.safetensors'
+    save_file(state, str(served))
+    calls = []
+
+    def download(url, dst, progress=True):
+        calls.append(url)
+        with open(dst, 'wb') as f:
+            f.write(served.read_bytes())
+
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', download)
+    url = 'https://huggingface.co/OpenGVLab/pvt_v2_b0/resolve/main/model.safetensors'
+    for _ in range(2):
+        assert torch.equal(read_checkpoint(url)['w'], state['w'])
+    assert calls == [url]
+    # another repo's model.safetensors is another file
+    other = url.replace('b0', 'b1')
+    read_checkpoint(other)
+    assert calls == [url, other]
+    cached = os.listdir(tmp_path / 'hub' / 'checkpoints')
+    assert len(cached) == 2
+    assert all(name.endswith('-model.safetensors') for name in cached)

@@ -172,12 +172,17 @@ def _read_safetensors(
 
 def _download_cached(url: str) -> str:
     """The local copy of ``url`` in torch.hub's checkpoint folder (where
-    ``torch.hub.load_state_dict_from_url`` keeps its files), downloaded if missing."""
+    ``torch.hub.load_state_dict_from_url`` keeps its files), downloaded if missing. The
+    name starts with a hash of the URL: the hub's files are all ``model.safetensors``."""
+    import hashlib
     from urllib.parse import urlparse
 
     folder = os.path.join(torch.hub.get_dir(), 'checkpoints')
     os.makedirs(folder, exist_ok=True)
-    cached = os.path.join(folder, os.path.basename(urlparse(url).path))
+    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+    cached = os.path.join(
+        folder, f'{digest}-{os.path.basename(urlparse(url).path)}'
+    )
     if not os.path.exists(cached):
         torch.hub.download_url_to_file(url, cached, progress=True)
     return cached
