@@ -264,6 +264,11 @@ def test_safetensors_url_is_downloaded_once_and_read(tmp_path, monkeypatch):
     for _ in range(2):
         assert torch.equal(read_checkpoint(url)['w'], state['w'])
     assert calls == [url]
+    # so does load_from = such a URL (SafeRunner), on every torch
+    from pvtfpn_mm.engine.runner import load_checkpoint_file
+
+    assert torch.equal(load_checkpoint_file(url)['w'], state['w'])
+    assert calls == [url]
     # another repo's model.safetensors is another file
     other = url.replace('b0', 'b1')
     read_checkpoint(other)
