@@ -137,7 +137,9 @@ EXTRAS_REQUIRE = {
     'deploy': ['onnx>=1.23.2', 'onnxruntime>=1.31.1', 'onnxscript>=0.7.2'],
     # mmdet's / mmseg's analysis tools (analyze_logs: seaborn; benchmark: psutil).
     'analysis': ['seaborn>=0.13.2', 'psutil>=7.2.2'],
-    'tests': ['pytest>=7'],
+    # transformers: the PvtV2 models the 'hf' weight format is tested against (4.39 added
+    # PvtV2; mmpretrain 1.2's multimodal models do not import with >= 4.52).
+    'tests': ['pytest>=7', 'transformers>=4.39,<4.52'],
 }
 
 setup(

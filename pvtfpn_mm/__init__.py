@@ -26,7 +26,14 @@ in a fresh process):
    mmseg's ``get_flops`` tools would otherwise count PVT-v2 without its attention.
 """
 
-from . import engine, models  # 1. (registering is importing them)
+from .compat import check_transformers_import
+
+try:
+    from . import engine, models  # 1. (registering is importing them)
+except (ImportError, TypeError) as err:
+    # mmpretrain 1.2 under transformers >= 4.52: one clear error, not BLIP's traceback
+    check_transformers_import(err)
+    raise
 from .engine.flops import register_flop_counters
 from .version import __version__
 from .weights import allow_mmengine_checkpoints

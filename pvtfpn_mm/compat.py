@@ -22,13 +22,24 @@ constraints.txt) has; each gap gets a fallback here that behaves the same:
   :func:`is_autocast_enabled` ask what those versions have (the fast paths of
   :mod:`pvtfpn_mm.models.backbones.pvt_v2` use them to step aside).
 
+* mmpretrain 1.2's multimodal models (BLIP, BLIP-2, OFA, RAM; imported by
+  ``mmpretrain.models`` and so by ``mmdet.models``) import names that transformers
+  >= 4.52 no longer has: transformers 4.52-4.55 fail with an ``ImportError`` (OFA's
+  ``GenerationMixin`` from ``transformers.modeling_utils``), 4.56 and 5.x with BLIP's
+  ``TypeError: NoneType takes no arguments``. :func:`check_transformers_import` turns
+  either into one :class:`IncompatibleTransformersError` naming the installed versions
+  and the fix (:data:`TRANSFORMERS_PIN`, the release pinned in
+  ``requirements/constraints.txt``); ``import pvtfpn_mm`` and the mmpretrain head use it.
+
 timm 0.9's ``load_state_dict`` takes no ``weights_only``; that gap is filled where files
 are read (:func:`pvtfpn_mm.weights.timm_load_state_dict`). This module imports nothing
 of pvtfpn_mm: everything else may import it.
 """
 
+import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from importlib import metadata
 
 import torch
 from packaging.version import Version
@@ -123,3 +134,68 @@ try:
     from timm.layers import calculate_drop_path_rates
 except ImportError:  # timm 0.9
     calculate_drop_path_rates = _drop_path_rates
+
+
+#: The newest transformers release mmpretrain 1.2's multimodal models import with (also
+#: pinned in requirements/constraints.txt): 4.52 dropped names they import.
+TRANSFORMERS_PIN = '4.51.3'
+#: mmpretrain's modules that import transformers (where its import fails).
+_MMPRETRAIN_HF_MODULES = tuple(
+    os.path.join('mmpretrain', 'models', *parts)
+    for parts in (
+        ('multimodal', ''),
+        ('utils', 'huggingface.py'),
+        ('utils', 'tokenizer.py'),
+    )
+)
+
+
+class IncompatibleTransformersError(ImportError):
+    """mmpretrain's multimodal models (and so mmdet's and pvtfpn_mm's import) fail with
+    the installed transformers."""
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return 'not installed'
+
+
+def _raised_in_mmpretrain_hf_modules(err: BaseException) -> bool:
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        tb = cause.__traceback__
+        while tb is not None:
+            filename = tb.tb_frame.f_code.co_filename
+            if any(m in filename for m in _MMPRETRAIN_HF_MODULES):
+                return True
+            tb = tb.tb_next
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def check_transformers_import(err: BaseException) -> None:
+    """Raises :class:`IncompatibleTransformersError` in place of ``err`` (an import's
+    error, raised in mmpretrain's multimodal models while transformers is installed);
+    returns for any other error, which the caller re-raises.
+
+    The message names the installed transformers and mmpretrain and the fix; the
+    original traceback (BLIP's) is left out, its last line kept.
+    """
+    transformers = _version('transformers')
+    if transformers == 'not installed' or not _raised_in_mmpretrain_hf_modules(
+        err
+    ):
+        return
+    detail = (str(err).splitlines() or [''])[0][:200]
+    raise IncompatibleTransformersError(
+        f'mmpretrain {_version("mmpretrain")} cannot import its multimodal models '
+        f'(BLIP, OFA, ...; mmdet imports them too) with transformers {transformers}: '
+        'they import names that transformers 4.52 and later no longer have. Install '
+        f'the tested release: pip install "transformers=={TRANSFORMERS_PIN}" (any '
+        'transformers < 4.52 works; or uninstall transformers). '
+        f"(mmpretrain's error: {type(err).__name__}: {detail})"
+    ) from None

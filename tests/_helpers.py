@@ -56,14 +56,24 @@ BAD_CHECKPOINTS = (
     'truncated-50k',
     'random',
     'module',
+    'truncated-safetensors',
 )
 
 
 def write_bad_checkpoint(folder, kind):
-    """Writes ``<folder>/<kind>.pth``, a checkpoint file broken as ``kind`` says (one of
-    :data:`BAD_CHECKPOINTS`); returns its path."""
+    """Writes ``<folder>/<kind>.pth`` (``.safetensors`` for ``'truncated-safetensors'``), a
+    checkpoint file broken as ``kind`` says (one of :data:`BAD_CHECKPOINTS`); returns its
+    path."""
     path = folder / f'{kind}.pth'
-    if kind == 'empty':
+    if (
+        kind == 'truncated-safetensors'
+    ):  # a Hugging Face model.safetensors cut short
+        from safetensors.torch import save_file
+
+        path = folder / f'{kind}.safetensors'
+        save_file({'w': torch.zeros(1000)}, str(path))
+        path.write_bytes(path.read_bytes()[:1500])
+    elif kind == 'empty':
         path.write_bytes(b'')
     elif kind == 'text':
         path.write_text('model weights: see https://example.com\n')

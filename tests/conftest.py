@@ -19,7 +19,9 @@ torch.set_num_threads(int(os.environ.get('PVTFPN_TEST_THREADS', '2')))
 #: registration, compatibility fallbacks, every config (names, index, build, parameters,
 #: forward), backbone / neck parity with timm, mmdet and torchvision (and the backbone's
 #: CPU fast path against its plain path, with the version-gated checks of pvtfpn_mm.compat
-#: in use), weight formats and safe loading, install requirements met by the stack,
+#: in use), weight formats (transformers' PvtV2 too) and safe loading, `.safetensors` files
+#: read by runs (below torch 2.5 mmengine's loader reads the other files), install
+#: requirements met by the stack,
 #: training with a real Runner and resuming, the quickstart data, the argument checks
 #: against the upstream classes (timm 0.9's features_only), the import's effects, the GPU
 #: recipe's levers on the CPU (torch 2.1 has no fused CPU AdamW: the fallback).
@@ -38,6 +40,8 @@ OLDEST_STACK_TESTS = (
     'tests/test_resnet_fpn.py',
     'tests/test_timm_features.py',
     'tests/test_weights.py',
+    'tests/test_hf_weights.py',
+    'tests/test_reliability.py::test_safetensors_whole_checkpoints_load_on_every_torch',
     'tests/test_checkpoint.py',
     'tests/test_packaging.py::test_install_changes_nothing_in_this_stack',
     'tests/test_tools.py::test_train_and_test_mmdet',

@@ -731,6 +731,11 @@ def test_empty_val_sets(toy, tmp_path):
             r"module\.pth' \(\d+ bytes\) holds Python objects \(torch\.nn\.modules\.linear"
             r"\.Linear\) that safe loading does not allow",
         ),
+        (
+            'truncated-safetensors',
+            r"truncated-safetensors\.safetensors' \(1500 bytes\) is a damaged or "
+            'truncated safetensors file',
+        ),
     ],
 )
 def test_bad_checkpoint_files_are_named(tmp_path, kind, match):

@@ -6,6 +6,7 @@ torch's own functions, on the oldest they are the ones in use.
 
 import ast
 import glob
+import os
 import os.path as osp
 
 import pytest
@@ -210,3 +211,119 @@ def test_cpu_amp_attention_backend(monkeypatch, safe):
         node = _sdpa_backward_node(q, model(x[:, :, :4]))
     assert q.dtype == torch.bfloat16
     assert ('Flash' in node) is safe
+
+
+# ------------------------------------------- mmpretrain 1.2 under transformers >= 4.52
+
+#: A stand-in for transformers 5: every top-level name there, but its ``modeling_utils``
+#: lacks ``apply_chunking_to_forward`` & co., so mmpretrain's BLIP (which imports them in
+#: a bare ``try``/``except``) subclasses None: ``TypeError: NoneType takes no arguments``.
+FAKE_TRANSFORMERS = {
+    'transformers-5.0.0.dist-info/METADATA': (
+        'Metadata-Version: 2.1\nName: transformers\nVersion: 5.0.0\n'
+    ),
+    'transformers/__init__.py': (
+        "__version__ = '5.0.0'\n"
+        'from . import configuration_utils\n'  # torch 2.1's dynamo patches its class
+        'from .modeling_utils import PreTrainedModel\n'
+        'from .models.auto.auto_factory import _BaseAutoModelClass\n\n\n'
+        'def __getattr__(name):\n'
+        "    bases = (_BaseAutoModelClass,) if name.startswith('AutoModel') else ()\n"
+        "    cls = type(name, bases, {'from_pretrained': classmethod(lambda c: None)})\n"
+        '    globals()[name] = cls\n'
+        '    return cls\n'
+    ),
+    'transformers/activations.py': 'ACT2FN = {}\n',
+    'transformers/configuration_utils.py': 'class PretrainedConfig: pass\n',
+    'transformers/modeling_outputs.py': ''.join(
+        f'class {name}: pass\n'
+        for name in (
+            'BaseModelOutputWithPastAndCrossAttentions',
+            'BaseModelOutputWithPoolingAndCrossAttentions',
+            'CausalLMOutputWithCrossAttentions',
+        )
+    ),
+    'transformers/modeling_utils.py': 'class PreTrainedModel: pass\n',
+    'transformers/models/__init__.py': '',
+    'transformers/models/auto/__init__.py': '',
+    'transformers/models/auto/auto_factory.py': (
+        'class _BaseAutoModelClass:\n'
+        '    @classmethod\n'
+        '    def from_config(cls, *args, **kwargs):\n'
+        '        raise NotImplementedError\n'
+    ),
+    'transformers/models/bert/__init__.py': '',
+    'transformers/models/bert/configuration_bert.py': 'class BertConfig: pass\n',
+}
+
+
+def _raise_in(filename, code):
+    """Runs ``code`` as if it were the module ``filename``; returns what it raises."""
+    try:
+        exec(compile(code, filename, 'exec'), {})
+    except Exception as err:
+        return err
+    raise AssertionError(f'{code!r} raised nothing')
+
+
+def test_transformers_error_is_recognized(monkeypatch):
+    """BLIP's TypeError (transformers >= 4.56) and OFA's ImportError (4.52-4.55), raised
+    in mmpretrain's multimodal models, become one error naming both versions and the fix;
+    anything else is left to the caller."""
+    versions = {'transformers': '5.0.0', 'mmpretrain': '1.2.0'}
+    monkeypatch.setattr(compat, '_version', versions.get)
+    blip = osp.join(
+        'site-packages', 'mmpretrain', 'models', 'multimodal', 'blip', 'lm.py'
+    )
+    errors = [
+        _raise_in(blip, 'class BertPreTrainedModel(None): pass'),
+        _raise_in(
+            blip.replace('blip', 'ofa'),
+            'from os import GenerationMixin',
+        ),
+    ]
+    for err in errors:
+        with pytest.raises(compat.IncompatibleTransformersError) as info:
+            compat.check_transformers_import(err)
+        message = str(info.value)
+        assert 'mmpretrain 1.2.0' in message
+        assert 'transformers 5.0.0' in message
+        assert (
+            f'pip install "transformers=={compat.TRANSFORMERS_PIN}"' in message
+        )
+        assert type(err).__name__ in message
+        assert info.value.__suppress_context__  # BLIP's traceback left out
+    # elsewhere, or without transformers: not ours to explain
+    other = _raise_in(osp.join('mmdet', 'models', 'x.py'), 'import nothing_x')
+    assert compat.check_transformers_import(other) is None
+    versions['transformers'] = 'not installed'
+    assert compat.check_transformers_import(errors[0]) is None
+
+
+@pytest.mark.slow
+def test_import_with_transformers_5_says_what_to_do(tmp_path):
+    """``import pvtfpn_mm`` in a fresh process with a transformers 5 stand-in first on the
+    path: mmpretrain's real BLIP fails as under transformers 5, and the error is ours."""
+    import subprocess
+    import sys
+
+    for name, text in FAKE_TRANSFORMERS.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    env = dict(os.environ, PYTHONPATH=f'{tmp_path}{os.pathsep}{ROOT}')
+    proc = subprocess.run(
+        [sys.executable, '-W', 'ignore', '-c', 'import pvtfpn_mm'],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith('pvtfpn_mm.compat.IncompatibleTransformersError: ')
+    assert 'with transformers 5.0.0' in last
+    assert 'mmpretrain 1.2.0' in last
+    assert 'NoneType takes no arguments' in last
+    assert f'transformers=={compat.TRANSFORMERS_PIN}' in last
+    assert 'language_model.py' not in proc.stderr  # no BLIP traceback

@@ -60,7 +60,8 @@ def pip(*args, **kwargs):
 
 
 @pytest.mark.parametrize(
-    'target', [['.'], ['-e', '.'], ['.[mmdet,mmseg,mmpretrain]']]
+    'target',
+    [['.'], ['-e', '.'], ['.[mmdet,mmseg,mmpretrain]'], ['.[tests]']],
 )
 def test_install_changes_nothing_in_this_stack(tmp_path, target):
     """Offline (--no-index): anything pip wanted to add or upgrade would fail or be listed."""

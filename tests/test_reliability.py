@@ -622,6 +622,49 @@ def test_a_released_layout_is_converted_right_before_the_strict_load(tmp_path):
     assert "converted on the fly from the 'mmdet' layout" in log_text(runner)
 
 
+def test_safetensors_whole_checkpoints_load_on_every_torch(tmp_path):
+    """load_from / tools/test.py with a ``.safetensors`` file (a bare state dict): read
+    by ``read_checkpoint`` on every torch (mmengine's loader cannot), converted on the
+    fly from a released layout, strictly; a truncated one is named."""
+    from safetensors.torch import save_file
+
+    from pvtfpn_mm.weights import from_ours
+
+    from _helpers import random_params_
+
+    source = random_params_(PVTDetector(), seed=4)
+    state = {
+        'backbone.' + k: v.contiguous()
+        for k, v in from_ours(source.backbone.state_dict(), 'mmdet').items()
+    }
+    state.update({'neck.' + k: v for k, v in source.neck.state_dict().items()})
+    path = tmp_path / 'mmdet_layout.safetensors'
+    save_file(state, str(path))
+    runner = make_runner(
+        tmp_path / 'work', model=PVTDetector(), load_from=str(path)
+    )
+    runner.load_or_resume()
+    for key, value in source.state_dict().items():
+        assert torch.equal(runner.model.state_dict()[key], value), key
+    assert "converted on the fly from the 'mmdet' layout" in log_text(runner)
+    # a file of another model is refused, naming it
+    save_file(
+        {'linear.weight': torch.zeros(1, 5)}, str(tmp_path / 'o.safetensors')
+    )
+    runner = make_runner(
+        tmp_path / 'work2', load_from=str(tmp_path / 'o.safetensors')
+    )
+    with pytest.raises(StateDictMismatchError, match=r"o\.safetensors"):
+        runner.load_or_resume()
+    bad = write_bad_checkpoint(tmp_path, 'truncated-safetensors')
+    runner = make_runner(tmp_path / 'work3', load_from=bad)
+    with pytest.raises(
+        CheckpointReadError,
+        match=r"truncated-safetensors\.safetensors' \(1500 bytes\) is a damaged",
+    ):
+        runner.load_or_resume()
+
+
 @pytest.mark.skipif(
     not HAS_SAFE_GLOBALS,
     reason='torch < 2.5: runs read checkpoints with mmengine\'s loader',

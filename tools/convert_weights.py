@@ -9,7 +9,9 @@ The output (``{'meta', 'state_dict'}``) is tested with ``tools/test.py`` / ``mim
 like any of our checkpoints; ``--config`` also checks that it loads into a config's model.
 
 Backbones (``--prefix``, or a checkpoint with no neck or head) convert between the formats
-of :mod:`pvtfpn_mm.weights` (timm, official, mmdet, ours; detected) into a bare state dict.
+of :mod:`pvtfpn_mm.weights` (timm, official, mmdet, hf: Hugging Face transformers' PvtV2,
+ours; detected) into a bare state dict. SRC may be a ``.safetensors`` file (e.g. the
+hub's ``model.safetensors``); a DST named ``*.safetensors`` is written as one.
 
 The output is written atomically; an existing DST is kept unless ``--force``, and DST
 may never be SRC. Examples::
@@ -18,6 +20,8 @@ may never be SRC. Examples::
         --config configs/retinanet/retinanet_pvtv2-b0_topdownfpn_1x_coco.py
     python tools/convert_weights.py pvt_v2_b2.pth pvt_v2_b2_mmdet.pth --to mmdet
     python tools/convert_weights.py retinanet.pth backbone_timm.pth --to timm --prefix backbone.
+    python tools/convert_weights.py pvt_v2_b2_linear/model.safetensors pvt_v2_b2_li.pth
+    python tools/convert_weights.py pvt_v2_b0.pth hf_b0/model.safetensors --to hf
 """
 
 import argparse

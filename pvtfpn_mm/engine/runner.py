@@ -53,7 +53,12 @@ from mmengine.runner.checkpoint import (
 )
 
 from pvtfpn_mm.compat import HAS_SAFE_GLOBALS
-from pvtfpn_mm.weights import READ_ERRORS, CheckpointReadError, read_checkpoint
+from pvtfpn_mm.weights import (
+    READ_ERRORS,
+    CheckpointReadError,
+    is_safetensors_file,
+    read_checkpoint,
+)
 
 from .amp import keep_fp32_islands, uses_amp
 from .data_checks import (
@@ -92,8 +97,17 @@ def load_checkpoint_file(
     checkpoints need; errors name the file and say what is wrong with it), URLs and
     ``open-mmlab://``-style names through mmengine's loaders. On torch < 2.5, where
     safe loading cannot allow those globals (:data:`pvtfpn_mm.compat.HAS_SAFE_GLOBALS`),
-    local files too go through mmengine's loader, as they always did there."""
-    if not HAS_SAFE_GLOBALS or re.match(r'^[\w+.-]+://', str(filename)):
+    local files too go through mmengine's loader, as they always did there -- except
+    ``.safetensors`` files and ``http(s)`` URLs of them (a bare state dict, which
+    mmengine cannot read), read by :func:`read_checkpoint` on every torch."""
+    name = str(filename)
+    is_url = re.match(r'^[\w+.-]+://', name) is not None
+    if (
+        name.startswith(('http://', 'https://'))
+        and name.split('?')[0].endswith('.safetensors')
+    ) or (not is_url and is_safetensors_file(name)):
+        return read_checkpoint(name, map_location=map_location)
+    if not HAS_SAFE_GLOBALS or is_url:
         return _load_checkpoint(filename, map_location=map_location)
     return read_checkpoint(filename, map_location=map_location)
 

@@ -2,7 +2,7 @@
 
 * :mod:`.io` -- reading (``.pth`` with safe loading, ``.safetensors``, URLs), the
   safe-load allowlist for mmengine's checkpoints, atomic writing;
-* :mod:`.formats` -- PVT-v2 backbone key formats (ours, timm, official, mmdet) as
+* :mod:`.formats` -- PVT-v2 backbone key formats (ours, timm, official, mmdet, hf) as
   rule tables, detected and converted;
 * :mod:`.layouts` -- whole detectors / segmentors of other codebases (the official
   release, mmdet's ``configs/pvt``) converted to our configs' layout, and whole files;
@@ -33,6 +33,7 @@ from .io import (
     atomic_write,
     check_output,
     checkpoint_read_error,
+    is_safetensors_file,
     publish,
     read_checkpoint,
     read_state_dict,
@@ -87,6 +88,7 @@ __all__ = [
     'detect_layout',
     'extract_state_dict',
     'from_ours',
+    'is_safetensors_file',
     'is_whole_checkpoint',
     'load_pretrained',
     'load_pretrained_cfg',

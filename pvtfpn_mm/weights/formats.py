@@ -22,10 +22,22 @@ Formats (:data:`FORMATS`):
     q and kv concatenated, ``attn.attn.out_proj``, ``ffn.layers.{0,1,4}`` are 1 x 1,
     depthwise and 1 x 1 convolutions) and ``layers.{i}.2`` (stage norm). mmdet has no
     linear spatial-reduction attention (b2_li).
+``'hf'``
+    Hugging Face transformers' ``PvtV2ForImageClassification`` -- the layout of the
+    hub's ``OpenGVLab/pvt_v2_b0`` ... ``b5`` and ``pvt_v2_b2_linear`` files:
+    ``pvt_v2.encoder.layers.{i}.patch_embedding.{proj,layer_norm}``,
+    ``pvt_v2.encoder.layers.{i}.blocks.{j}.{layer_norm_1,layer_norm_2}``,
+    ``....attention.{query,key,value,proj,spatial_reduction,layer_norm}`` (key and value
+    are two linears, ours one ``kv``), ``....mlp.{dense1,dwconv.dwconv,dense2}``,
+    ``pvt_v2.encoder.layers.{i}.layer_norm`` and ``classifier.*``. Read also without the
+    ``pvt_v2.`` prefix (``PvtV2Model`` / ``PvtV2Backbone`` state dicts); written with it
+    (what ``PvtV2Model``, ``PvtV2Backbone`` and ``PvtV2ForImageClassification``'s
+    ``from_pretrained`` read). transformers' LayerNorms all use eps 1e-6: build
+    ``PVTv2(embed_norm_eps=1e-6)`` for its weights (as for mmdet's).
 
 Block internals (``norm1``, ``attn.{q,kv,proj,sr,norm}``, ``norm2``,
 ``mlp.{fc1,dwconv,fc2}``) are named alike in ours, timm and the official release.
-Converting *to* ours drops a classification ``head.*`` (it is not part of the
+Converting *to* ours drops a classification ``head.*`` / ``classifier.*`` (it is not part of the
 backbone); any other key that a format does not know is kept under its own name, so
 strict loading reports it as unexpected.
 
@@ -46,7 +58,7 @@ from .io import unwrap_state_dict
 StateDict = dict[str, torch.Tensor]
 
 #: The checkpoint formats this module reads and writes.
-FORMATS = ('ours', 'timm', 'timm_features', 'official', 'mmdet')
+FORMATS = ('ours', 'timm', 'timm_features', 'official', 'mmdet', 'hf')
 #: Prefixes tried, in order, when a checkpoint's keys are not a known format as they are.
 AUTO_PREFIXES = ('backbone.', 'module.', 'module.backbone.')
 
@@ -124,6 +136,11 @@ def detect_known_format(state_dict: Mapping) -> str | None:
         '.ffn.layers.' in k for k in keys
     ):
         return 'mmdet'
+    if (
+        'pvt_v2.encoder.layers.0.patch_embedding.proj.weight' in keys
+        or 'encoder.layers.0.patch_embedding.proj.weight' in keys
+    ):
+        return 'hf'
     return None
 
 
@@ -147,7 +164,8 @@ def detect_format(state_dict: Mapping, source: str = 'state dict') -> str:
 # ------------------------------------------------------------------ key conversions
 # Each format has a key map to ours and one from ours: a list of (pattern, replacement)
 # rules, the first matching rule wins; a replacement of None drops the key. Tensor
-# changes (mmdet's fused in-projection and 1 x 1 convolutions) are done separately.
+# changes (mmdet's fused in-projection and 1 x 1 convolutions, transformers' separate
+# key and value) are done separately.
 
 Rule = tuple[str, str | Callable[[re.Match], str] | None]
 
@@ -164,6 +182,20 @@ def _shift(
 
     return replace
 
+
+# transformers' module names -> ours; key and value become ``attn.k`` / ``attn.v`` first,
+# then one ``attn.kv`` (:func:`_hf_to_ours`).
+_HF_ATTN_TO_OURS = {
+    'query': 'q',
+    'key': 'k',
+    'value': 'v',
+    'proj': 'proj',
+    'spatial_reduction': 'sr',
+    'layer_norm': 'norm',
+}
+_OURS_ATTN_TO_HF = {v: k for k, v in _HF_ATTN_TO_OURS.items()}
+_HF_MLP_TO_OURS = {'dense1': 'fc1', 'dwconv.dwconv': 'dwconv', 'dense2': 'fc2'}
+_OURS_MLP_TO_HF = {v: k for k, v in _HF_MLP_TO_OURS.items()}
 
 _KEY_RULES: dict[str, tuple[list[Rule], list[Rule]]] = {
     # format: (rules to ours, rules from ours)
@@ -296,6 +328,75 @@ _KEY_RULES: dict[str, tuple[list[Rule], list[Rule]]] = {
             (r'^stages\.(\d+)\.norm\.(.*)$', r'layers.\1.2.\2'),
         ],
     ),
+    'hf': (
+        [
+            (r'^classifier\.', None),
+            (
+                r'^(?:pvt_v2\.)?encoder\.layers\.(\d+)\.patch_embedding\.proj\.(.*)$',
+                r'stages.\1.patch_embed.proj.\2',
+            ),
+            (
+                r'^(?:pvt_v2\.)?encoder\.layers\.(\d+)\.patch_embedding\.layer_norm\.(.*)$',
+                r'stages.\1.patch_embed.norm.\2',
+            ),
+            (
+                r'^(?:pvt_v2\.)?encoder\.layers\.(\d+)\.blocks\.(\d+)\.layer_norm_([12])\.(.*)$',
+                r'stages.\1.blocks.\2.norm\3.\4',
+            ),
+            (
+                r'^(?:pvt_v2\.)?encoder\.layers\.(\d+)\.blocks\.(\d+)\.attention\.'
+                r'(query|key|value|proj|spatial_reduction|layer_norm)\.(.*)$',
+                lambda m: (
+                    f'stages.{m[1]}.blocks.{m[2]}.attn.'
+                    f'{_HF_ATTN_TO_OURS[m[3]]}.{m[4]}'
+                ),
+            ),
+            (
+                r'^(?:pvt_v2\.)?encoder\.layers\.(\d+)\.blocks\.(\d+)\.mlp\.'
+                r'(dense1|dwconv\.dwconv|dense2)\.(.*)$',
+                lambda m: (
+                    f'stages.{m[1]}.blocks.{m[2]}.mlp.'
+                    f'{_HF_MLP_TO_OURS[m[3]]}.{m[4]}'
+                ),
+            ),
+            (
+                r'^(?:pvt_v2\.)?encoder\.layers\.(\d+)\.layer_norm\.(.*)$',
+                r'stages.\1.norm.\2',
+            ),
+        ],
+        [
+            (
+                r'^stages\.(\d+)\.patch_embed\.proj\.(.*)$',
+                r'pvt_v2.encoder.layers.\1.patch_embedding.proj.\2',
+            ),
+            (
+                r'^stages\.(\d+)\.patch_embed\.norm\.(.*)$',
+                r'pvt_v2.encoder.layers.\1.patch_embedding.layer_norm.\2',
+            ),
+            (
+                r'^stages\.(\d+)\.blocks\.(\d+)\.norm([12])\.(.*)$',
+                r'pvt_v2.encoder.layers.\1.blocks.\2.layer_norm_\3.\4',
+            ),
+            (
+                r'^stages\.(\d+)\.blocks\.(\d+)\.attn\.(q|k|v|proj|sr|norm)\.(.*)$',
+                lambda m: (
+                    f'pvt_v2.encoder.layers.{m[1]}.blocks.{m[2]}.attention.'
+                    f'{_OURS_ATTN_TO_HF[m[3]]}.{m[4]}'
+                ),
+            ),
+            (
+                r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.(fc1|dwconv|fc2)\.(.*)$',
+                lambda m: (
+                    f'pvt_v2.encoder.layers.{m[1]}.blocks.{m[2]}.mlp.'
+                    f'{_OURS_MLP_TO_HF[m[3]]}.{m[4]}'
+                ),
+            ),
+            (
+                r'^stages\.(\d+)\.norm\.(.*)$',
+                r'pvt_v2.encoder.layers.\1.layer_norm.\2',
+            ),
+        ],
+    ),
 }
 
 
@@ -373,6 +474,43 @@ def _ours_to_mmdet(state_dict: StateDict) -> StateDict:
     return out
 
 
+_HF_KV = re.compile(r'^(.*\.attn\.)([kv])\.(weight|bias)$')
+
+
+def _hf_to_ours(state_dict: StateDict) -> StateDict:
+    """Joins transformers' key and value linears (renamed ``attn.k`` / ``attn.v``) into
+    our ``attn.kv``: rows of the key, then of the value. A key or value without its
+    partner (or of another shape) keeps its name, so strict loading reports it."""
+    out = OrderedDict()
+    for key, value in state_dict.items():
+        m = _HF_KV.match(key)
+        if m is None:
+            out[key] = value
+            continue
+        k_key = f'{m[1]}k.{m[3]}'
+        v_key = f'{m[1]}v.{m[3]}'
+        k, v = state_dict.get(k_key), state_dict.get(v_key)
+        if k is None or v is None or k.shape != v.shape:
+            out[key] = value
+        elif m[2] == 'k':  # the kv entry takes the key's place
+            out[f'{m[1]}kv.{m[3]}'] = torch.cat([k, v], dim=0)
+    return out
+
+
+def _ours_to_hf(state_dict: StateDict) -> StateDict:
+    """Splits our ``attn.kv`` into the key and value linears of transformers (as
+    ``attn.k`` / ``attn.v``, which the rules rename)."""
+    out = OrderedDict()
+    for key, value in state_dict.items():
+        if '.attn.kv.' in key:
+            dims = value.shape[0] // 2
+            out[key.replace('.kv.', '.k.')] = value[:dims]
+            out[key.replace('.kv.', '.v.')] = value[dims:]
+        else:
+            out[key] = value
+    return out
+
+
 def check_format(fmt: str) -> None:
     """Raises a ValueError naming ``fmt`` unless it is one of :data:`FORMATS`."""
     if fmt not in FORMATS:
@@ -394,17 +532,18 @@ def rename_to_ours(
     """:func:`to_ours` for a known ``src``; with a ``refused`` list, keys no rule maps
     (and a dropped classifier head) are appended to it instead of kept."""
     out = _rename(state_dict, _KEY_RULES[src][0], refused)
-    return _mmdet_to_ours(out) if src == 'mmdet' else out
+    if src == 'mmdet':
+        return _mmdet_to_ours(out)
+    return _hf_to_ours(out) if src == 'hf' else out
 
 
 def from_ours(state_dict: Mapping, dst: str) -> StateDict:
     """Converts a state dict of ours to format ``dst``."""
     check_format(dst)
-    state_dict = (
-        _ours_to_mmdet(OrderedDict(state_dict))
-        if dst == 'mmdet'
-        else state_dict
-    )
+    if dst == 'mmdet':
+        state_dict = _ours_to_mmdet(OrderedDict(state_dict))
+    elif dst == 'hf':
+        state_dict = _ours_to_hf(OrderedDict(state_dict))
     return _rename(state_dict, _KEY_RULES[dst][1])
 
 

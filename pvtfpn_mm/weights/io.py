@@ -1,9 +1,11 @@
 """Checkpoint files in and out: safe reading, the safe-load allowlist, atomic writing.
 
-Reading (:func:`read_checkpoint`) always uses ``torch.load(..., weights_only=True)``;
-an error names the file and says what is wrong with it (empty, truncated, a text file,
-objects safe loading refuses), and never suggests switching safe loading off.
-:func:`read_state_dict` reads a bare state dict as timm does (``.safetensors`` too).
+Reading (:func:`read_checkpoint`, the one reader of every checkpoint file) always uses
+``torch.load(..., weights_only=True)``, or safetensors for ``.safetensors`` files (by
+name or by content: Hugging Face's ``model.safetensors``); an error names the file and
+says what is wrong with it (empty, truncated, a text file, objects safe loading refuses),
+and never suggests switching safe loading off. :func:`read_state_dict` reads a bare
+state dict as timm does.
 
 mmengine 0.10.7 calls ``torch.load`` without ``weights_only``, which torch >= 2.6 makes
 True, so loading or resuming one of its own checkpoints needs the globals they hold
@@ -122,13 +124,78 @@ def checkpoint_read_error(
     )
 
 
+_SAFETENSORS_SUFFIX = '.safetensors'
+#: The largest safetensors header (its JSON) the safetensors library reads.
+_SAFETENSORS_MAX_HEADER = 100_000_000
+
+
+def is_safetensors_file(path: str) -> bool:
+    """Whether ``path`` is a safetensors file: named ``*.safetensors``, or starting as
+    one does (an 8-byte little-endian header length that fits the file, then ``{``)."""
+    if str(path).endswith(_SAFETENSORS_SUFFIX):
+        return True
+    try:
+        size = os.path.getsize(path)
+        with open(path, 'rb') as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    if len(head) < 9 or head[8:9] != b'{':
+        return False
+    length = int.from_bytes(head[:8], 'little')
+    return 2 <= length <= min(size - 8, _SAFETENSORS_MAX_HEADER)
+
+
+def _read_safetensors(
+    path: str, map_location: str | torch.device | Callable | None
+) -> dict[str, torch.Tensor]:
+    """A ``.safetensors`` file's state dict; errors name the file. A ``map_location``
+    that is not a device (a callable or dict) reads to the CPU."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    device: str | int = (
+        str(map_location)
+        if isinstance(map_location, (str, torch.device))
+        else 'cpu'
+    )
+    try:
+        return load_file(path, device=device)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        size = os.path.getsize(path)
+        detail = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise CheckpointReadError(
+            f'checkpoint file {path!r} ({size} bytes) is a damaged or truncated '
+            f'safetensors file (an interrupted save or download?): {detail}'
+        ) from None
+
+
+def _download_cached(url: str) -> str:
+    """The local copy of ``url`` in torch.hub's checkpoint folder (where
+    ``torch.hub.load_state_dict_from_url`` keeps its files), downloaded if missing. The
+    name starts with a hash of the URL: the hub's files are all ``model.safetensors``."""
+    import hashlib
+    from urllib.parse import urlparse
+
+    folder = os.path.join(torch.hub.get_dir(), 'checkpoints')
+    os.makedirs(folder, exist_ok=True)
+    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+    cached = os.path.join(
+        folder, f'{digest}-{os.path.basename(urlparse(url).path)}'
+    )
+    if not os.path.exists(cached):
+        torch.hub.download_url_to_file(url, cached, progress=True)
+    return cached
+
+
 def read_checkpoint(
     path: str, map_location: str | torch.device | Callable | None = 'cpu'
 ) -> Any:
     """Reads a checkpoint file or ``http(s)://`` URL with safe loading (``weights_only``).
 
-    ``~`` is expanded. Errors name the file and say what is wrong with it; none suggests
-    switching safe loading off.
+    ``~`` is expanded. A safetensors file (:func:`is_safetensors_file`; an URL ending in
+    ``.safetensors``) is read by safetensors as the state dict it holds. Errors name the
+    file and say what is wrong with it; none suggests switching safe loading off.
 
     Args:
         path (str): A file path or an ``http(s)://`` URL.
@@ -150,6 +217,8 @@ def read_checkpoint(
         )
     path = os.fspath(path)
     if path.startswith(('http://', 'https://')):
+        if path.split('?')[0].endswith(_SAFETENSORS_SUFFIX):
+            return _read_safetensors(_download_cached(path), map_location)
         return torch.hub.load_state_dict_from_url(
             path, map_location=map_location, weights_only=True
         )
@@ -162,6 +231,8 @@ def read_checkpoint(
         raise CheckpointReadError(
             f'checkpoint file {path!r} is empty (0 bytes): an interrupted save or download?'
         )
+    if is_safetensors_file(path):
+        return _read_safetensors(path, map_location)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except READ_ERRORS as err:
@@ -180,13 +251,9 @@ def unwrap_state_dict(checkpoint: Mapping) -> Mapping:
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """A state dict file read as timm's ``load_state_dict`` reads it, always safely.
 
-    ``.safetensors`` through safetensors, anything else with :func:`read_checkpoint`; a
-    ``state_dict`` / ``model`` entry is unwrapped and a ``module.`` prefix dropped.
+    Read by :func:`read_checkpoint` (``.safetensors`` too); a ``state_dict`` / ``model``
+    entry is unwrapped and a ``module.`` prefix dropped.
     """
-    if str(path).endswith('.safetensors'):
-        from safetensors.torch import load_file
-
-        return load_file(path)
     checkpoint = read_checkpoint(path)
     if not isinstance(checkpoint, Mapping):
         raise CheckpointReadError(
@@ -204,10 +271,13 @@ def timm_load_state_dict(path: str) -> dict[str, torch.Tensor]:
 
     Where timm's takes ``weights_only`` (timm >= 1.0), it gets True; timm 0.9's has no
     such argument (and loads unsafely on torch < 2.6), so there the file is read by
-    :func:`read_state_dict`.
+    :func:`read_state_dict`, as are ``.safetensors`` files (whose errors then name the
+    file).
     """
     from timm.models import load_state_dict
 
+    if is_safetensors_file(path):
+        return read_state_dict(path)
     if 'weights_only' in inspect.signature(load_state_dict).parameters:
         return load_state_dict(path, use_ema=False, weights_only=True)
     return read_state_dict(path)
@@ -375,7 +445,8 @@ def save_atomic(
     fsynced and renamed into place, so ``path`` is never left half-written.
 
     Args:
-        obj: What to save.
+        obj: What to save; to a ``.safetensors`` path, a flat dict of tensors, written
+            by safetensors.
         path (str): The file to write (``~`` expanded).
         force (bool): Overwrite an existing file. Defaults to False.
         source (str, optional): The file ``obj`` was read from; writing onto it (the
@@ -388,9 +459,31 @@ def save_atomic(
         FileNotFoundError: ``path``'s folder does not exist.
         IsADirectoryError: ``path`` is a folder.
         FileExistsError: ``path`` exists and ``force`` is False.
-        ValueError: ``path`` is ``source``.
+        ValueError: ``path`` is ``source``, or a ``.safetensors`` path for what is not a
+            flat dict of tensors.
     """
     path = os.path.expanduser(path)
     check_output(path, force, source)
-    atomic_write(path, lambda f: torch.save(obj, f))
+    if path.endswith(_SAFETENSORS_SUFFIX):
+        data = _safetensors_bytes(obj, path)
+        atomic_write(path, lambda f: f.write(data))
+    else:
+        atomic_write(path, lambda f: torch.save(obj, f))
     return path
+
+
+def _safetensors_bytes(obj: Any, path: str) -> bytes:
+    """``obj`` (a flat dict of tensors) as the bytes of a safetensors file; anything
+    else is a ValueError naming ``path``."""
+    from safetensors.torch import save
+
+    if not isinstance(obj, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor)
+        for k, v in obj.items()
+    ):
+        raise ValueError(
+            f'{path!r}: a .safetensors file holds a flat dict of tensors (a state dict); '
+            f'this is a {type(obj).__name__} with other entries: write it as a .pth file'
+        )
+    # safetensors refuses tensors that share memory (views of one tensor)
+    return save({k: v.detach().contiguous().clone() for k, v in obj.items()})

@@ -14,6 +14,7 @@ its tensors, :func:`load_pretrained` a PVT-v2 backbone checkpoint of any format.
 """
 
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -242,6 +243,7 @@ def load_pretrained(
     )
     state_dict, fmt = extract_state_dict(loaded, prefix=prefix, source=source)
     converted = to_ours(state_dict, fmt)
+    _warn_on_embed_eps(model, fmt, source)
     if allow_partial:
         print_log(
             load_state_dict_partial(
@@ -258,6 +260,29 @@ def load_pretrained(
             hint=PARTIAL_INIT_HINT,
         )
     return fmt
+
+
+#: The LayerNorm eps of the patch embeddings and spatial reductions of the backbone
+#: formats whose models differ from ours (1e-5) there: transformers' PvtV2 uses its
+#: ``layer_norm_eps`` (1e-6) for every LayerNorm.
+FORMAT_EMBED_EPS = {'hf': 1e-6}
+
+
+def _warn_on_embed_eps(model: nn.Module, fmt: str, source: str) -> None:
+    wanted = FORMAT_EMBED_EPS.get(fmt)
+    try:
+        norm = model.get_submodule('stages.0.patch_embed.norm')
+    except AttributeError:
+        return
+    eps = getattr(norm, 'eps', None)
+    if wanted is not None and eps is not None and eps != wanted:
+        warnings.warn(
+            f'{source} is in format {fmt!r}, whose model has LayerNorm eps {wanted:g} in '
+            f'the patch embeddings and spatial reductions; this PVTv2 has {eps:g}, so its '
+            f'features differ slightly (build it with embed_norm_eps={wanted:g} to '
+            'reproduce them)',
+            stacklevel=3,
+        )
 
 
 # ------------------------------------------------- init_cfg=dict(type='Pretrained')

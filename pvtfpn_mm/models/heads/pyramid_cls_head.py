@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor
 
+from pvtfpn_mm.compat import check_transformers_import
 from pvtfpn_mm.registry import register_model
 from pvtfpn_mm.weights import parse_pretrained
 
@@ -32,7 +33,9 @@ try:
 
     #: Whether mmpretrain is importable (the head is then an mmpretrain ``ClsHead``).
     MMPRETRAIN_AVAILABLE = True
-except ImportError:
+except ImportError as err:
+    # installed but broken by its transformers: say so instead of going without it
+    check_transformers_import(err)
     _HeadBase = BaseModule
     MMPRETRAIN_AVAILABLE = False
 
