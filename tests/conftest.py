@@ -32,6 +32,7 @@ OLDEST_STACK_TESTS = (
     'tests/test_configs.py',
     'tests/test_pvt_v2.py',
     'tests/test_mixffn_fused.py',
+    'tests/test_mmdeploy.py',
     'tests/test_onednn_ops.py',
     'tests/test_pvt_v2_hooks.py',
     'tests/test_compile.py::test_compiled_backbone_equals_eager_on_every_stack',

@@ -80,7 +80,9 @@ CHILD = textwrap.dedent(
     import pvtfpn_mm  # noqa: E402
     after = state()
     added_modules = sorted(set(sys.modules) - before_modules)
-    heavy = sorted(m for m in sys.modules
+    # what the import added: torch 2.1's torch.onnx (imported by mmengine through
+    # torch.distributed.optim) itself imports onnx and onnxruntime where installed
+    heavy = sorted(m for m in added_modules
                    if m.split('.')[0] in ('pvtfpn_tools', 'onnx', 'onnxruntime',
                                           'onnxscript')
                    or m.startswith('pvtfpn_mm.deploy'))

@@ -265,6 +265,10 @@ def test_dry_run_gpu_host_oldest(tmp_path):
     )
     assert "mmcv's own -std=c++17 (torch < 2.10: built unpatched)" in out
     assert (
+        'deploy extra   requirements/deploy-oldest.txt: mmdeploy==1.3.1'
+        ' onnx==1.15.0 onnxruntime==1.16.3'
+    ) in out
+    assert (
         'torch          2.1.2 from PyPI (a CUDA 12.1 build, for the GPU)'
         in out
     )
@@ -281,6 +285,10 @@ def test_dry_run_cpu_host_newest(tmp_path):
     assert 'CUDA_VISIBLE_DEVICES= FORCE_CUDA=0 MMCV_WITH_OPS=1' in out
     assert 'cp311-torch2.14.1+cu130-mmcv2.1.0-cpu' in out
     assert 'patched to -std=c++20' in out
+    assert (
+        'deploy extra   requirements/deploy.txt: onnx==1.23.2'
+        ' onnxruntime==1.31.1 onnxscript==0.7.2'
+    ) in out
     assert 'PyPI has only CUDA builds of torch for Linux' in out
     assert 'PVTFPN_TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu' in out
 

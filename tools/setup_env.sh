@@ -46,10 +46,16 @@ for arg in "$@"; do
         *) log "unknown argument '$arg' (allowed: --dry-run, newest, oldest)"; exit 2 ;;
     esac
 done
+# The deploy extra differs: the newest stack exports with torch.onnx.export(dynamo=True)
+# (tools/export_onnx.py: onnx, onnxruntime, onnxscript); the oldest has mmdeploy 1.3.1,
+# whose export needs the TorchScript exporter (not the default from torch 2.9) and
+# protobuf <= 3.20.2, with onnx and onnxruntime of its time (docs/deploy.md).
 case $STACK in
-    newest) VENV=${PVTFPN_VENV:-$ROOT/.venv}; OVERRIDES= ;;
+    newest) VENV=${PVTFPN_VENV:-$ROOT/.venv}; OVERRIDES=
+            DEPLOY=$ROOT/requirements/deploy.txt ;;
     oldest) VENV=${PVTFPN_VENV_OLDEST:-$ROOT/.venv-oldest}
-            OVERRIDES=$ROOT/requirements/constraints-oldest.txt ;;
+            OVERRIDES=$ROOT/requirements/constraints-oldest.txt
+            DEPLOY=$ROOT/requirements/deploy-oldest.txt ;;
 esac
 CACHE=${PVTFPN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pvtfpn_mm}
 
@@ -131,6 +137,8 @@ if [[ $DRY == 1 ]]; then
     echo "python         $PY ($PY_VER)"
     echo "pinned        $(for p in torch torchvision mmcv mmengine mmdet mmsegmentation timm numpy; do
         printf ' %s==%s' "$p" "$(pin "$p")"; done)"
+    echo "deploy extra   ${DEPLOY#$ROOT/}:$(for p in $(grep -v '^#' "$DEPLOY"); do
+        printf ' %s==%s' "$p" "$(pin "$p")"; done)"
     if torch_installed; then
         echo "torch          $TORCH_VER, installed"
     else
@@ -167,7 +175,7 @@ fi
 # The stamp records what the venv was built from; a matching stamp means nothing to do.
 STAMP=$VENV/.pvtfpn_mm_stamp
 want_stamp=$({
-    cat "$PINS" "$ROOT/requirements/stack.txt" "$ROOT/requirements/deploy.txt" \
+    cat "$PINS" "$ROOT/requirements/stack.txt" "$DEPLOY" \
         "$ROOT/setup.py" "$SELF" "$HELPER"
     gpu_signature
     echo "${PVTFPN_TORCH_INDEX_URL:-} ${PVTFPN_MMCV_OPS:-auto} ${TORCH_CUDA_ARCH_LIST:-}"
@@ -251,12 +259,10 @@ fi
 
 log "mmdet, mmseg, timm and the rest"
 pip_c -r "$ROOT/requirements/stack.txt"
-if [[ $STACK == newest ]]; then
-    # The deploy extra (ONNX export needs torch.onnx.export(dynamo=True), torch >= 2.5):
-    # tools/export_onnx.py and tests/test_deploy.py; the oldest stack goes without it.
-    log "onnx, onnxruntime, onnxscript (deploy extra)"
-    pip_c -r "$ROOT/requirements/deploy.txt"
-fi
+# The deploy extra: tools/export_onnx.py + tests/test_deploy.py (newest), mmdeploy +
+# tests/test_mmdeploy.py (oldest).
+log "$(grep -v '^#' "$DEPLOY" | paste -sd ' ') (deploy extra, ${DEPLOY#$ROOT/})"
+pip_c -r "$DEPLOY"
 # mim without its openxlab dependency (which pins old setuptools and requests).
 pip_c --no-deps openmim
 pip_c --no-deps -e "$ROOT"
