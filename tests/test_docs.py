@@ -48,3 +48,73 @@ def test_readme_is_a_landing_page():
         'Model zoo',
     ):
         assert wanted in headings, headings
+
+
+def _code(text: str) -> str:
+    """The fenced blocks and inline code spans of a Markdown page, one per line."""
+    blocks = re.findall(r'^```[^\n]*\n(.*?)^```', text, re.M | re.S)
+    spans = re.findall(
+        r'`([^`\n]+)`', re.sub(r'^```.*?^```', '', text, flags=re.M | re.S)
+    )
+    return '\n'.join(blocks + spans)
+
+
+def _documented_commands() -> list[tuple[str, ...]]:
+    """Every ``python tools/<script>.py [subcommand]`` and ``mim <command>`` in the code of
+    README.md and docs/ (a lower-case word after a script is its subcommand)."""
+    found: set[tuple[str, ...]] = set()
+    for page in [ROOT / 'README.md'] + sorted((ROOT / 'docs').glob('*.md')):
+        code = _code(page.read_text())
+        for m in re.finditer(
+            r'(?<![\w./])python (tools/[\w/]+\.py)(?: ([a-z][\w-]*)(?=\s|$))?',
+            code,
+        ):
+            found.add(tuple(filter(None, (m.group(1), m.group(2)))))
+        for m in re.finditer(r'(?<![\w./-])mim ([a-z]+)\b', code):
+            found.add(('mim', m.group(1)))
+    return sorted(found)
+
+
+COMMANDS = _documented_commands()
+
+
+def test_the_docs_name_the_tools():
+    """The extraction below finds what the pages show (so an empty list cannot pass)."""
+    scripts = {c[0] for c in COMMANDS}
+    for script in (
+        'tools/train.py',
+        'tools/test.py',
+        'tools/convert_weights.py',
+        'tools/benchmark.py',
+        'tools/export_onnx.py',
+        'mim',
+    ):
+        assert script in scripts, sorted(scripts)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('command', COMMANDS, ids=' '.join)
+def test_documented_command_has_help(command):
+    """``--help`` of every tool command the README and docs/ show: the script exists, its
+    arguments parse, the subcommand is real (issue 18)."""
+    import subprocess
+    import sys
+
+    if command[0] == 'mim':
+        pytest.importorskip('mim')
+        argv = [
+            sys.executable,
+            '-c',
+            'import sys; from mim.cli import cli; sys.exit(cli())',
+            *command[1:],
+            '--help',
+        ]
+    else:
+        argv = [sys.executable, *command, '--help']
+    proc = subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, (
+        f'{" ".join(command)} --help:\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}'
+    )
+    assert 'usage' in proc.stdout.lower(), proc.stdout[-2000:]
