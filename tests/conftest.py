@@ -109,3 +109,34 @@ def _keep_default_scope():
     yield
     DefaultScope._instance_dict.clear()
     DefaultScope._instance_dict.update(before)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: on the shared 2-core machine two threads that wait on each
+    other made an iteration 5x slower (3 s -> 15-20 s measured under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope='session')
+def learning_toy(tmp_path_factory):
+    """``learning_toy(size, num_train)``: the COCO folder of a toy dataset of ``size``-px
+    images (tests/_toy_learning.py ``DATA_ARGS``), written once a session."""
+    from _toy_learning import DATA_ARGS
+
+    from pvtfpn_tools.toy_data import write_toy_data
+
+    made: dict = {}
+
+    def get(size: int, num_train: int) -> str:
+        if (size, num_train) not in made:
+            root = str(tmp_path_factory.mktemp(f'learn{size}_{num_train}'))
+            made[size, num_train] = write_toy_data(
+                root, img_size=size, **dict(DATA_ARGS, num_train=num_train)
+            )['coco']
+        return made[size, num_train]
+
+    return get
