@@ -255,8 +255,16 @@ def test_retinanet_detections_equal(tmp_path):
 
 
 @pytest.mark.slow
-def test_mask_rcnn_detections_and_masks_equal(tmp_path):
+def test_mask_rcnn_detections_and_masks_equal(tmp_path, monkeypatch):
+    """The exported graph is the backbone's module-by-module path (export traces it; the
+    CPU kernels stand aside): against that path in PyTorch, masks are identical. With the
+    CPU kernels on (oneDNN's matmul: other fp32 summation order), mask probabilities at the
+    0.5 threshold may flip a few pixels; their count is bounded too."""
     from pvtfpn_mm.deploy import paste_masks
+    from pvtfpn_mm.models.backbones.pvt_v2 import (
+        MixFFN,
+        SpatialReductionAttention,
+    )
 
     cfg_path = config('mask_rcnn/mask-rcnn_pvtv2-b0_*1x_coco.py')
     ckpt = random_checkpoint(cfg_path, tmp_path / 'mask_rcnn.pth')
@@ -266,12 +274,24 @@ def test_mask_rcnn_detections_and_masks_equal(tmp_path):
         OnnxModel(out, threads=2),
     )
     assert onnx_model.outputs == ['boxes', 'scores', 'labels', 'mask_probs']
+    flipped, total = 0, 0
     for img in images():
         outs = onnx_run(onnx_model, img, 'det')
-        pred = torch_predict(model, img, 'det')
-        assert_same_detections(outs, pred, img)
         masks = paste_masks(outs['mask_probs'], outs['boxes'], *img.shape[1:])
-        assert np.array_equal(masks, pred.pred_instances.masks.numpy())
+        pred = torch_predict(model, img, 'det')  # the CPU kernels on
+        assert_same_detections(outs, pred, img)
+        flipped += int((masks != pred.pred_instances.masks.numpy()).sum())
+        total += masks.size
+        with monkeypatch.context() as m:
+            m.setattr(MixFFN, 'fused', False)
+            m.setattr(SpatialReductionAttention, 'onednn', False)
+            plain = torch_predict(model, img, 'det')
+        assert_same_detections(outs, plain, img)
+        assert np.array_equal(masks, plain.pred_instances.masks.numpy())
+    print(
+        f'Mask R-CNN: {flipped} of {total} mask pixels differ (CPU kernels on)'
+    )
+    assert flipped <= total * 1e-4, (flipped, total)
 
 
 @pytest.mark.slow
