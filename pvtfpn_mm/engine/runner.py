@@ -102,10 +102,8 @@ def load_checkpoint_file(
     mmengine cannot read), read by :func:`read_checkpoint` on every torch."""
     name = str(filename)
     is_url = re.match(r'^[\w+.-]+://', name) is not None
-    if (
-        name.startswith(('http://', 'https://'))
-        and name.split('?')[0].endswith('.safetensors')
-    ) or (not is_url and is_safetensors_file(name)):
+    is_http = name.startswith(('http://', 'https://'))
+    if (is_http or not is_url) and is_safetensors_file(name):
         return read_checkpoint(name, map_location=map_location)
     if not HAS_SAFE_GLOBALS or is_url:
         return _load_checkpoint(filename, map_location=map_location)

@@ -130,9 +130,13 @@ _SAFETENSORS_MAX_HEADER = 100_000_000
 
 
 def is_safetensors_file(path: str) -> bool:
-    """Whether ``path`` is a safetensors file: named ``*.safetensors``, or starting as
-    one does (an 8-byte little-endian header length that fits the file, then ``{``)."""
-    if str(path).endswith(_SAFETENSORS_SUFFIX):
+    """Whether ``path`` is a safetensors file: named ``*.safetensors`` (an ``http(s)``
+    URL too, its query aside), or a local file starting as one does (an 8-byte
+    little-endian header length that fits the file, then ``{``)."""
+    name = str(path)
+    if name.startswith(('http://', 'https://')):
+        return name.split('?')[0].endswith(_SAFETENSORS_SUFFIX)
+    if name.endswith(_SAFETENSORS_SUFFIX):
         return True
     try:
         size = os.path.getsize(path)
@@ -217,7 +221,7 @@ def read_checkpoint(
         )
     path = os.fspath(path)
     if path.startswith(('http://', 'https://')):
-        if path.split('?')[0].endswith(_SAFETENSORS_SUFFIX):
+        if is_safetensors_file(path):
             return _read_safetensors(_download_cached(path), map_location)
         return torch.hub.load_state_dict_from_url(
             path, map_location=map_location, weights_only=True
