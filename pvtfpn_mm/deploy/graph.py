@@ -1,38 +1,9 @@
 """End-to-end modules for ONNX export: image in, detections / label map out.
 
-Each wraps a built mmdet / mmseg model and re-states its test-time path with
-export-friendly operations that compute the same numbers:
-
-- preprocessing as the model's data preprocessor: BGR -> RGB (``bgr_to_rgb``), ``(x -
-  mean) / std``, zero padding at the bottom / right to ``pad_size_divisor``;
-- RetinaNet (mmdet ``RetinaHead``; any single-stage ``AnchorHead`` with sigmoid scores and
-  ``DeltaXYWHBBoxCoder``): per level the top ``nms_pre`` (anchor, class) scores -- the
-  same set as mmdet's ``filter_scores_and_topk`` (the top ``nms_pre`` of all scores, then
-  those above ``score_thr``) --, box decoding as mmdet's ``delta2bbox`` (the same
-  arithmetic, clipped to the image), rescaling by ``1 / scale_factor``, the
-  ``min_bbox_size`` filter, then mmcv's ``batched_nms``: boxes shifted by ``label *
-  (max coordinate + 1)`` so that one class-agnostic NMS (ONNX ``NonMaxSuppression``,
-  through ``torchvision.ops.nms``) suppresses within classes only, keeping the first
-  ``max_per_img``;
-- Mask R-CNN (``RPNHead`` + ``StandardRoIHead`` with ``Shared2FCBBoxHead`` and
-  ``FCNMaskHead``): RPN top-``nms_pre`` per level, decoding, ``min_bbox_size``, NMS per
-  level (the same shifted-box trick with level ids), ``max_per_img`` proposals; RoIAlign
-  on each RoI's level (mmdet's ``finest_scale`` rule; ONNX ``RoiAlign`` through
-  ``torchvision.ops.roi_align``, aligned, adaptive sampling), softmax, per-class decoding,
-  ``score_thr``, class-wise NMS, ``max_per_img``; the mask head on the detections gives
-  each one's 28 x 28 mask probabilities (the pasting into the image -- mmdet's
-  ``_do_paste_mask``, one image-sized mask per detection -- is left to the caller,
-  :func:`pvtfpn_mm.deploy.infer.paste_masks`);
-- segmentors (mmseg ``EncoderDecoder``, whole-image inference): logits resized to the
-  image (bilinear) and the arg-max label map.
-
-NMS ties: mmcv's NMS and ONNX Runtime's both visit boxes in descending score order and
-suppress a box whose IoU with a kept one is *above* the threshold; boxes of exactly equal
-score are visited in an unspecified order by both (an unstable sort, a heap), so with
-exact ties the kept box -- and the order of equal-score detections -- may differ. Inputs:
-``image`` ``(1, 3, H, W)`` float32, channels as the model's preprocessor expects them
-(BGR 0-255 for our configs), any ``H, W >= 32``; detectors also ``scale_factor`` ``(2,)``
-= (w, h) resize factors of the test pipeline (boxes come out in the original image).
+Each wraps a built mmdet / mmseg model and re-states its test-time path (preprocessing,
+model, box decoding, NMS) with export-friendly operations that compute the same numbers.
+What each computes, its inputs and the NMS-tie caveat: docs/deploy.md ("What the graph
+computes").
 """
 
 from collections.abc import Sequence
@@ -170,16 +141,68 @@ def batched_nms(
     return torchvision.ops.nms(boxes + offsets[:, None], scores, iou_threshold)
 
 
-def _valid_size(boxes: Tensor, min_size: float) -> Tensor:
-    w = boxes[:, 2] - boxes[:, 0]
-    h = boxes[:, 3] - boxes[:, 1]
-    return (w > min_size) & (h > min_size)
+class _DenseDetections:
+    """A dense head's test path for one image (mmdet's ``_predict_by_feat_single`` +
+    ``_bbox_post_process``), from its ``test_cfg``: per level the top ``nms_pre``
+    (prior, class) sigmoid scores above ``score_thr`` (the RPN: no threshold), box
+    decoding, rescaling, ``min_bbox_size``, batched NMS by class (the RPN: by level),
+    the first ``max_per_img``."""
 
+    def __init__(self, head, cfg, rpn: bool = False):
+        self.head, self.rpn = head, rpn
+        self.nms_pre = int(cfg.get('nms_pre', -1))
+        self.score_thr = None if rpn else float(cfg.get('score_thr', 0))
+        self.min_size = cfg.get('min_bbox_size', -1)
+        self.iou = _nms_iou(cfg, 'rpn' if rpn else type(head).__name__)
+        self.max_per_img = int(cfg.get('max_per_img', 1000 if rpn else 100))
+        self.coder = _coder_args(head.bbox_coder)
 
-def _top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """The ``min(k, n)`` largest of a flat ``scores`` (descending), with their indices."""
-    k = k if k > 0 else scores.shape[0]
-    return scores.topk(min(k, scores.shape[0]))
+    def __call__(self, feats, h, w, scale_factor: Tensor | None = None):
+        """``boxes``, ``scores`` and ``labels`` (the RPN: levels), by descending score."""
+        cls_scores, bbox_preds = self.head(feats)
+        priors = self.head.prior_generator.grid_priors(
+            [c.shape[-2:] for c in cls_scores],
+            dtype=feats[0].dtype,
+            device=feats[0].device,
+        )
+        num_classes = self.head.cls_out_channels
+        all_scores, all_idxs, all_deltas, all_priors = [], [], [], []
+        for level, (cls, reg, pri) in enumerate(
+            # plain zip: torch 2.1's dynamo refuses zip(strict=...)
+            zip(cls_scores, bbox_preds, priors)  # noqa: B905
+        ):
+            scores = cls[0].permute(1, 2, 0).reshape(-1).sigmoid()
+            n = scores.shape[0]
+            top, index = scores.topk(
+                min(self.nms_pre, n) if self.nms_pre > 0 else n
+            )
+            if self.score_thr is not None:
+                keep = top > self.score_thr
+                top, index = top[keep], index[keep]
+            anchor = torch.div(index, num_classes, rounding_mode='floor')
+            all_scores.append(top)
+            all_idxs.append(
+                torch.full_like(index, level)
+                if self.rpn
+                else index - anchor * num_classes
+            )
+            all_deltas.append(reg[0].permute(1, 2, 0).reshape(-1, 4)[anchor])
+            all_priors.append(pri[anchor])
+        scores, idxs = torch.cat(all_scores), torch.cat(all_idxs)
+        boxes = delta2bbox(
+            torch.cat(all_priors),
+            torch.cat(all_deltas),
+            max_hw=(h, w),
+            **self.coder,
+        )
+        if scale_factor is not None:  # mmdet: scale_boxes by 1/s
+            boxes = boxes * (1 / scale_factor).repeat(2)[None]
+        if self.min_size >= 0:
+            wh = boxes[:, 2:] - boxes[:, :2]
+            valid = (wh[:, 0] > self.min_size) & (wh[:, 1] > self.min_size)
+            boxes, scores, idxs = boxes[valid], scores[valid], idxs[valid]
+        keep = batched_nms(boxes, scores, idxs, self.iou)[: self.max_per_img]
+        return boxes[keep], scores[keep], idxs[keep]
 
 
 class SingleStageGraph(nn.Module):
@@ -203,50 +226,12 @@ class SingleStageGraph(nn.Module):
             )
         self.model = model
         self.pre = Preprocess(model.data_preprocessor)
-        cfg = head.test_cfg
-        self.nms_pre = int(cfg.get('nms_pre', -1))
-        self.score_thr = float(cfg.get('score_thr', 0))
-        self.min_size = cfg.get('min_bbox_size', -1)
-        self.iou = _nms_iou(cfg, type(head).__name__)
-        self.max_per_img = int(cfg.get('max_per_img', 100))
-        self.coder = _coder_args(head.bbox_coder)
+        self.detections = _DenseDetections(head, head.test_cfg)
 
     def forward(self, image: Tensor, scale_factor: Tensor):
-        head = self.model.bbox_head
         h, w = image.shape[-2:]
-        x = self.pre(image)
-        cls_scores, bbox_preds = head(self.model.extract_feat(x))
-        priors = head.prior_generator.grid_priors(
-            [c.shape[-2:] for c in cls_scores], dtype=x.dtype, device=x.device
-        )
-        num_classes = head.cls_out_channels
-        all_scores, all_labels, all_deltas, all_priors = [], [], [], []
-        # plain zip: torch 2.1's dynamo refuses zip(strict=...)
-        for cls, reg, pri in zip(cls_scores, bbox_preds, priors):  # noqa: B905
-            scores = cls[0].permute(1, 2, 0).reshape(-1, num_classes).sigmoid()
-            deltas = reg[0].permute(1, 2, 0).reshape(-1, 4)
-            top, index = _top_k(scores.reshape(-1), self.nms_pre)
-            keep = top > self.score_thr
-            top, index = top[keep], index[keep]
-            anchor = torch.div(index, num_classes, rounding_mode='floor')
-            all_scores.append(top)
-            all_labels.append(index - anchor * num_classes)
-            all_deltas.append(deltas[anchor])
-            all_priors.append(pri[anchor])
-        scores, labels = torch.cat(all_scores), torch.cat(all_labels)
-        boxes = delta2bbox(
-            torch.cat(all_priors),
-            torch.cat(all_deltas),
-            max_hw=(h, w),
-            **self.coder,
-        )
-        # mmdet: scale_boxes by 1/s
-        boxes = boxes * (1 / scale_factor).repeat(2)[None]
-        if self.min_size >= 0:
-            valid = _valid_size(boxes, self.min_size)
-            boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
-        keep = batched_nms(boxes, scores, labels, self.iou)[: self.max_per_img]
-        return boxes[keep], scores[keep], labels[keep]
+        feats = self.model.extract_feat(self.pre(image))
+        return self.detections(feats, h, w, scale_factor)
 
 
 class TwoStageGraph(nn.Module):
@@ -280,50 +265,13 @@ class TwoStageGraph(nn.Module):
             )
         self.model = model
         self.pre = Preprocess(model.data_preprocessor)
-        rpn_cfg, rcnn_cfg = model.test_cfg.rpn, model.test_cfg.rcnn
-        self.rpn_nms_pre = int(rpn_cfg.get('nms_pre', -1))
-        self.rpn_min_size = rpn_cfg.get('min_bbox_size', -1)
-        self.rpn_iou = _nms_iou(rpn_cfg, 'rpn')
-        self.rpn_max = int(rpn_cfg.get('max_per_img', 1000))
-        self.rpn_coder = _coder_args(rpn.bbox_coder)
+        rcnn_cfg = model.test_cfg.rcnn
+        self.proposals = _DenseDetections(rpn, model.test_cfg.rpn, rpn=True)
         self.score_thr = float(rcnn_cfg.get('score_thr', 0))
         self.iou = _nms_iou(rcnn_cfg, 'rcnn')
         self.max_per_img = int(rcnn_cfg.get('max_per_img', 100))
         self.coder = _coder_args(roi.bbox_head.bbox_coder)
         self.with_mask = bool(getattr(roi, 'with_mask', False))
-
-    def _proposals(self, feats: list[Tensor], h, w) -> Tensor:
-        rpn = self.model.rpn_head
-        cls_scores, bbox_preds = rpn(feats)
-        priors = rpn.prior_generator.grid_priors(
-            [c.shape[-2:] for c in cls_scores],
-            dtype=feats[0].dtype,
-            device=feats[0].device,
-        )
-        all_scores, all_deltas, all_priors, all_levels = [], [], [], []
-        for level, (cls, reg, pri) in enumerate(
-            # plain zip: torch 2.1's dynamo refuses zip(strict=...)
-            zip(cls_scores, bbox_preds, priors)  # noqa: B905
-        ):
-            scores = cls[0].permute(1, 2, 0).reshape(-1).sigmoid()
-            deltas = reg[0].permute(1, 2, 0).reshape(-1, 4)
-            top, index = _top_k(scores, self.rpn_nms_pre)
-            all_scores.append(top)
-            all_deltas.append(deltas[index])
-            all_priors.append(pri[index])
-            all_levels.append(torch.full_like(index, level))
-        scores, levels = torch.cat(all_scores), torch.cat(all_levels)
-        boxes = delta2bbox(
-            torch.cat(all_priors),
-            torch.cat(all_deltas),
-            max_hw=(h, w),
-            **self.rpn_coder,
-        )
-        if self.rpn_min_size >= 0:
-            valid = _valid_size(boxes, self.rpn_min_size)
-            boxes, scores, levels = boxes[valid], scores[valid], levels[valid]
-        keep = batched_nms(boxes, scores, levels, self.rpn_iou)[: self.rpn_max]
-        return boxes[keep]
 
     @staticmethod
     def _roi_features(
@@ -367,7 +315,7 @@ class TwoStageGraph(nn.Module):
         roi = self.model.roi_head
         h, w = image.shape[-2:]
         feats = self.model.extract_feat(self.pre(image))
-        proposals = self._proposals(feats, h, w)
+        proposals = self.proposals(feats, h, w)[0]
         cls_score, bbox_pred = roi.bbox_head(
             self._roi_features(roi.bbox_roi_extractor, feats, proposals)
         )
