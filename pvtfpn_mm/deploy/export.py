@@ -1,13 +1,10 @@
 """``tools/export_onnx.py``: a config + checkpoint -> one ONNX file, preprocessing to NMS.
 
-The model is built from the config, the checkpoint loaded strictly (a released checkpoint
-of a foreign layout is converted first, :func:`pvtfpn_mm.weights.convert_to_model_layout`),
-wrapped by :func:`pvtfpn_mm.deploy.graph.end_to_end` and exported with PyTorch's ONNX
-exporter (``torch.onnx.export(dynamo=True)``, which needs ``onnxscript``; the
-TorchScript exporter cannot express the data-dependent sizes of score filtering and NMS
-without baking the trace's sizes in), opset 18, image height and width dynamic. The
-file's metadata (``metadata_props``) holds what :mod:`pvtfpn_mm.deploy.infer` needs:
-the task, the class names, the test pipeline (resizing happens before the graph).
+The model is built from the config, the checkpoint loaded strictly (foreign layouts
+converted first), wrapped by :func:`pvtfpn_mm.deploy.graph.end_to_end` and exported with
+``torch.onnx.export(dynamo=True)`` (why not the TorchScript exporter: docs/deploy.md),
+image height and width dynamic. The file's metadata (``metadata_props``) holds what
+:mod:`pvtfpn_mm.deploy.infer` needs: the task, the class names, the test pipeline.
 """
 
 import contextlib
@@ -18,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .graph import end_to_end
 
@@ -29,12 +27,6 @@ OPSET = 18
 #: Image size of the example input traced; every pyramid level of it must be larger
 #: than 1 x 1 (size-1 dimensions are specialized by the tracer).
 TRACE_SIZE = (320, 384)
-
-INPUTS = {
-    'single_stage': ('image', 'scale_factor'),
-    'two_stage': ('image', 'scale_factor'),
-    'segmentor': ('image',),
-}
 
 
 def output_names(kind: str, model: 'BaseModel') -> tuple[str, ...]:
@@ -61,8 +53,7 @@ def load_model(
     from pvtfpn_mm.weights import (
         convert_to_model_layout,
         load_state_dict_strict,
-        read_checkpoint,
-        unwrap_state_dict,
+        read_state_dict,
     )
 
     cfg = load_model_config(config, cfg_options)
@@ -71,12 +62,9 @@ def load_model(
     if checkpoint is None:
         init_quietly(model)
     else:
-        state = dict(unwrap_state_dict(read_checkpoint(checkpoint)))
-        state = {
-            k[len('module.') :] if k.startswith('module.') else k: v
-            for k, v in state.items()
-        }
-        state, layout = convert_to_model_layout(state, model)
+        state, layout = convert_to_model_layout(
+            read_state_dict(checkpoint), model
+        )
         if layout is not None:
             print(
                 f'checkpoint {checkpoint!r}: converted from the {layout!r} layout'
@@ -92,8 +80,6 @@ def _upsample_by_factor(self, x):
     written as a scale factor (the same output: for these integer factors ``int(s *
     factor) == s * factor`` and the source coordinates are ``(d + 0.5) / factor - 0.5``
     either way) so that the size stays symbolic."""
-    import torch.nn.functional as F
-
     return F.interpolate(
         x,
         scale_factor=self.scale_factor,
@@ -105,8 +91,6 @@ def _upsample_by_factor(self, x):
 def _pool_matrix(size, bins: int, like):
     """``(bins, size)``: row ``i`` averages input rows ``floor(i size / bins)`` to
     ``ceil((i + 1) size / bins)`` (exclusive), PyTorch's adaptive-pooling bins."""
-    import torch
-
     index = torch.arange(bins, device=like.device)
     start = (index * size) // bins
     end = ((index + 1) * size + bins - 1) // bins
@@ -146,6 +130,9 @@ def exportable(model: nn.Module) -> Iterator[None]:
       scale_factor)`` interpolate by the (integer) factor instead;
     - adaptive average pooling (UPerNet's pyramid pooling, PVT-v2-li's attention) is
       computed with averaging matrices built from the symbolic size.
+
+    Each still matters on torch 2.14.1: unpatched, the Semantic FPN's logits are wrong and
+    UPerNet's graph fails in onnxruntime at sizes other than the traced one.
     """
     patched = []
     modules: list[Any] = list(model.modules())  # patched below, put back after
@@ -171,12 +158,17 @@ def exportable(model: nn.Module) -> Iterator[None]:
             delattr(module, name)
 
 
-def class_names(cfg, model: 'BaseModel') -> list:
-    """The class names of the config's test dataset (metainfo), else ``class i``."""
-    loader = cfg.get('test_dataloader') or {}
-    dataset = loader.get('dataset', {})
+def _test_dataset(cfg) -> dict:
+    """The config's test dataset (inside any dataset wrappers)."""
+    dataset = (cfg.get('test_dataloader') or {}).get('dataset', {})
     while 'dataset' in dataset:
         dataset = dataset['dataset']
+    return dataset
+
+
+def class_names(cfg, model: 'BaseModel') -> list:
+    """The class names of the config's test dataset (metainfo), else ``class i``."""
+    dataset = _test_dataset(cfg)
     classes = (dataset.get('metainfo') or {}).get('classes')
     if classes is None:
         try:
@@ -200,11 +192,9 @@ def class_names(cfg, model: 'BaseModel') -> list:
 
 def test_pipeline(cfg) -> list:
     """The config's test pipeline without annotation loading (the helper's input)."""
-    loader = cfg.get('test_dataloader') or {}
-    dataset = loader.get('dataset', {})
-    while 'dataset' in dataset:
-        dataset = dataset['dataset']
-    pipeline = dataset.get('pipeline') or cfg.get('test_pipeline') or []
+    pipeline = (
+        _test_dataset(cfg).get('pipeline') or cfg.get('test_pipeline') or []
+    )
     return [
         dict(step)
         for step in pipeline
@@ -237,7 +227,7 @@ def export_onnx(
     """
     import onnx
 
-    from pvtfpn_mm.weights import check_output
+    from pvtfpn_mm.weights import atomic_write, check_output
 
     out = os.path.expanduser(out)
     check_output(out, force, checkpoint)
@@ -245,57 +235,46 @@ def export_onnx(
     graph, kind = end_to_end(model)
     graph.eval()
     example = [torch.randint(0, 256, (1, 3, *TRACE_SIZE)).float()]
-    if kind != 'segmentor':
-        example.append(torch.ones(2))
-    with torch.no_grad():
-        # eager run: the models' own input checks see the example
-        graph(*example)
     # DYNAMIC, not AUTO: an export that would fix the image size fails instead
     dims: dict[str, dict[int, Any] | None] = {
         'image': {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
     }
     if kind != 'segmentor':
+        example.append(torch.ones(2))
         dims['scale_factor'] = None
-    folder = os.path.dirname(os.path.abspath(out))
-    tmp = os.path.join(folder, f'.{os.path.basename(out)}.tmp')
-    try:
-        with torch.no_grad(), exportable(model):
+    with torch.no_grad():
+        # eager run: the models' own input checks see the example
+        graph(*example)
+        with exportable(model):
             program = torch.onnx.export(
                 graph,
                 tuple(example),
                 dynamo=True,
                 opset_version=OPSET,
-                input_names=list(INPUTS[kind]),
+                input_names=list(dims),
                 output_names=list(output_names(kind, model)),
                 dynamic_shapes=dims,
                 external_data=False,
                 verbose=False,
             )
-        assert program is not None  # dynamo=True returns the program
-        proto = program.model_proto
-        meta = dict(
-            task=cfg.default_scope,
-            kind=kind,
-            classes=json.dumps(class_names(cfg, model)),
-            pipeline=json.dumps(test_pipeline(cfg)),
-            align_corners=bool(
-                getattr(
-                    getattr(model, 'decode_head', None), 'align_corners', False
-                )
-            ),
-            config=os.path.basename(config),
-            exporter=f'torch {torch.__version__} dynamo, opset {OPSET}',
-        )
-        for key, value in meta.items():
-            proto.metadata_props.add(key=key, value=str(value))
-        if check:
-            onnx.checker.check_model(proto)
-        with open(tmp, 'wb') as f:
-            f.write(proto.SerializeToString())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    assert program is not None  # dynamo=True returns the program
+    proto = program.model_proto
+    meta = dict(
+        task=cfg.default_scope,
+        kind=kind,
+        classes=json.dumps(class_names(cfg, model)),
+        pipeline=json.dumps(test_pipeline(cfg)),
+        align_corners=bool(
+            getattr(
+                getattr(model, 'decode_head', None), 'align_corners', False
+            )
+        ),
+        config=os.path.basename(config),
+        exporter=f'torch {torch.__version__} dynamo, opset {OPSET}',
+    )
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=str(value))
+    if check:
+        onnx.checker.check_model(proto)
+    atomic_write(out, lambda f: f.write(proto.SerializeToString()))
     return out

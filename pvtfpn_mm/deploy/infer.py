@@ -78,6 +78,8 @@ class OnnxModel:
         self, path: str, threads: int | None = None, mask_thr: float = 0.5
     ):
         import onnxruntime as ort
+        from mmengine.dataset import Compose
+        from mmengine.registry import init_default_scope
 
         options = ort.SessionOptions()
         if threads is not None:
@@ -97,31 +99,20 @@ class OnnxModel:
         self.align_corners = meta.get('align_corners', 'False') == 'True'
         self.mask_thr = mask_thr
         self.outputs = [o.name for o in self.session.get_outputs()]
-        self.pipeline = self._build_pipeline(
-            _tuples(json.loads(meta['pipeline']))
-        )
-
-    def _build_pipeline(self, steps):
-        from mmengine.dataset import Compose
-        from mmengine.registry import init_default_scope
-
+        # the task's TRANSFORMS registry imports its transforms when asked
         init_default_scope(self.task)
-        if self.task == 'mmdet':
-            import mmdet.datasets.transforms  # noqa: F401  (registers them)
-        else:
-            import mmseg.datasets.transforms  # noqa: F401
-        steps = [dict(s) for s in steps]
-        # an array or a file read here
+        steps = _tuples(json.loads(meta['pipeline']))
+        # an array or a file read by preprocess
         steps[0] = dict(type='LoadImageFromNDArray')
-        return Compose(steps)
+        self.pipeline = Compose(steps)
 
     def preprocess(self, image: ImageLike) -> dict:
         """The test pipeline on ``image`` (a path, or a BGR ``H x W x 3`` uint8 array)."""
         import mmcv
 
-        array = mmcv.imread(image) if isinstance(image, str) else image
-        data = self.pipeline(dict(img=array, img_id=0, img_path=None))
-        return data
+        return self.pipeline(
+            dict(img=mmcv.imread(image), img_id=0, img_path=None)
+        )
 
     def __call__(self, image: ImageLike) -> dict[str, np.ndarray]:
         """Detections (``boxes`` ``(N, 4)``, ``scores``, ``labels`` and for Mask R-CNN
@@ -179,9 +170,7 @@ class OnnxModel:
         import cv2
         import mmcv
 
-        canvas = (
-            mmcv.imread(image) if isinstance(image, str) else image
-        ).copy()
+        canvas = mmcv.imread(image).copy()
         palette = np.random.default_rng(0).integers(
             0, 255, size=(max(len(self.classes), 1) + 1, 3), dtype=np.uint8
         )
