@@ -2,34 +2,15 @@
 
 The oldest supported stack (requirements/constraints-oldest.txt: torch 2.1, timm 0.9.16,
 numpy 1.26, mmengine 0.10.3) lacks a few things the newest one (requirements/
-constraints.txt) has; each gap gets a fallback here that behaves the same:
-
-* timm 0.9 has no ``timm.layers.calculate_drop_path_rates`` (a timm 1.0 addition): our
-  own :func:`calculate_drop_path_rates` gives the same values (tests compare them).
-* torch < 2.5 has no ``torch.serialization.add_safe_globals`` taking named entries:
-  :data:`HAS_SAFE_GLOBALS` gates the allowlist of :mod:`pvtfpn_mm.weights.io` (torch < 2.6
-  loads with ``weights_only=False`` by default, so mmengine's own loading needs no
-  allowlist there; our own loading passes ``weights_only=True`` on every version, so on
-  torch < 2.5 it refuses checkpoints holding mmengine's message hub (``HistoryBuffer``):
-  read their weights on a newer torch).
-* torch 2.1's CPU flash attention corrupts memory in its bfloat16 backward pass with more
-  than one thread (pytorch#132871: "double free or corruption"; seen here with torch
-  2.1.2, not with 2.14.1): :data:`CPU_BF16_FLASH_SDPA_SAFE` says where it is known to be
-  safe, and :func:`math_sdpa` routes ``scaled_dot_product_attention`` to its math backend
-  elsewhere (:class:`pvtfpn_mm.engine.CPUAmpOptimWrapper` does under CPU autocast).
-* torch < 2.3 has no ``torch.compiler.is_compiling`` and torch < 2.4 no
-  ``torch.is_autocast_enabled(device_type)``: :func:`is_compiling` and
-  :func:`is_autocast_enabled` ask what those versions have (the fast paths of
-  :mod:`pvtfpn_mm.models.backbones.pvt_v2` use them to step aside).
-
-* mmpretrain 1.2's multimodal models (BLIP, BLIP-2, OFA, RAM; imported by
-  ``mmpretrain.models`` and so by ``mmdet.models``) import names that transformers
-  >= 4.52 no longer has: transformers 4.52-4.55 fail with an ``ImportError`` (OFA's
-  ``GenerationMixin`` from ``transformers.modeling_utils``), 4.56 and 5.x with BLIP's
-  ``TypeError: NoneType takes no arguments``. :func:`check_transformers_import` turns
-  either into one :class:`IncompatibleTransformersError` naming the installed versions
-  and the fix (:data:`TRANSFORMERS_PIN`, the release pinned in
-  ``requirements/constraints.txt``); ``import pvtfpn_mm`` and the mmpretrain head use it.
+constraints.txt) has; each gap gets a fallback here that behaves the same (docs/install.md
+lists them): timm 0.9's missing :func:`calculate_drop_path_rates` (tests compare the
+values); torch < 2.5's named safe-load allowlist (:data:`HAS_SAFE_GLOBALS`); torch 2.1's
+CPU bfloat16 flash-attention backward (:data:`CPU_BF16_FLASH_SDPA_SAFE`, :func:`math_sdpa`;
+docs/training_recipe.md); torch < 2.3's ``torch.compiler.is_compiling`` and torch < 2.4's
+``torch.is_autocast_enabled(device_type)`` (:func:`is_autocast_enabled`; the fast paths of
+:mod:`pvtfpn_mm.models.backbones.pvt_v2` use them to step aside); mmpretrain 1.2's
+import failure under transformers >= 4.52 (:func:`check_transformers_import`, used by
+``import pvtfpn_mm`` and the mmpretrain head; docs/models.md).
 
 timm 0.9's ``load_state_dict`` takes no ``weights_only``; that gap is filled where files
 are read (:func:`pvtfpn_mm.weights.timm_load_state_dict`). This module imports nothing
@@ -37,7 +18,7 @@ of pvtfpn_mm: everything else may import it.
 """
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from importlib import metadata
 
@@ -46,27 +27,17 @@ from packaging.version import Version
 
 TORCH_VERSION = Version(torch.__version__.split('+')[0])
 
-#: torch >= 2.4 lets safe loading (``weights_only=True``) allow more globals, and from 2.5
-#: under a name of our choosing (``(obj, 'module.name')`` pairs), which the allowlist of
+#: torch >= 2.5 lets safe loading (``weights_only=True``) allow globals under a name of our
+#: choosing (``(obj, 'module.name')`` pairs), which the allowlist of
 #: :mod:`pvtfpn_mm.weights.io` needs. Older torch loads with ``weights_only=False`` by
-#: default, so mmengine's own loading needs no allowlist there.
-HAS_SAFE_GLOBALS = hasattr(
-    torch.serialization, 'add_safe_globals'
-) and TORCH_VERSION >= Version('2.5')
+#: default, so mmengine's own loading needs no allowlist there; our own loading (always
+#: ``weights_only=True``) refuses checkpoints holding mmengine's message hub there.
+HAS_SAFE_GLOBALS = TORCH_VERSION >= Version('2.5')
 
-
-_found = getattr(getattr(torch, 'compiler', None), 'is_compiling', None)
-if _found is not None:
-    _is_compiling: Callable[[], bool] = _found
-else:  # torch < 2.3
-    from torch._dynamo import is_compiling as _dynamo_is_compiling
-
-    _is_compiling = _dynamo_is_compiling
-
-
-def is_compiling() -> bool:
-    """True while torch.compile / dynamo traces (``torch.compiler.is_compiling``)."""
-    return bool(_is_compiling())
+try:  # True while torch.compile / dynamo traces
+    from torch.compiler import is_compiling as is_compiling
+except ImportError:  # torch < 2.3
+    from torch._dynamo import is_compiling as is_compiling
 
 
 #: Whether the CPU flash-attention backward is safe in bfloat16: known broken on torch 2.1.2,
