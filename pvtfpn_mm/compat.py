@@ -2,22 +2,16 @@
 
 The oldest supported stack (requirements/constraints-oldest.txt: torch 2.1, timm 0.9.16,
 numpy 1.26, mmengine 0.10.3) lacks a few things the newest one (requirements/
-constraints.txt) has; each gap gets a fallback here that behaves the same (docs/install.md
-lists them): timm 0.9's missing :func:`calculate_drop_path_rates` (tests compare the
-values); torch < 2.5's named safe-load allowlist (:data:`HAS_SAFE_GLOBALS`); torch 2.1's
-CPU bfloat16 flash-attention backward (:data:`CPU_BF16_FLASH_SDPA_SAFE`, :func:`math_sdpa`;
-docs/training_recipe.md); torch < 2.3's ``torch.compiler.is_compiling`` and torch < 2.4's
-``torch.is_autocast_enabled(device_type)`` (:func:`is_autocast_enabled`; the fast paths of
-:mod:`pvtfpn_mm.models.backbones.pvt_v2` use them to step aside); mmpretrain 1.2's
-import failure under transformers >= 4.52 (:func:`check_transformers_import`, used by
-``import pvtfpn_mm`` and the mmpretrain head; docs/models.md).
-
-timm 0.9's ``load_state_dict`` takes no ``weights_only``; that gap is filled where files
-are read (:func:`pvtfpn_mm.weights.timm_load_state_dict`). This module imports nothing
-of pvtfpn_mm: everything else may import it.
+constraints.txt) has; each gap gets a fallback here that behaves the same (tests compare
+them), its gap said where it is defined. docs/install.md lists them; docs/training_recipe.md
+explains :data:`CPU_BF16_FLASH_SDPA_SAFE`, docs/models.md :func:`check_transformers_import`.
+timm 0.9's ``load_state_dict`` takes no ``weights_only``: that gap is filled where files are
+read (:func:`pvtfpn_mm.weights.timm_load_state_dict`). This module imports nothing of
+pvtfpn_mm: everything else may import it.
 """
 
 import os
+import traceback
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from importlib import metadata
@@ -57,16 +51,9 @@ def math_sdpa() -> AbstractContextManager:
     return sdpa_kernel([SDPBackend.MATH])
 
 
-try:
-    torch.is_autocast_enabled('cpu')
-    _AUTOCAST_TAKES_DEVICE = True
-except TypeError:  # torch < 2.4: no device argument
-    _AUTOCAST_TAKES_DEVICE = False
-
-
 def is_autocast_enabled(device_type: str) -> bool:
     """``torch.is_autocast_enabled(device_type)`` on every torch (cpu / cuda before 2.4)."""
-    if _AUTOCAST_TAKES_DEVICE:
+    if TORCH_VERSION >= Version('2.4'):
         return torch.is_autocast_enabled(device_type)
     if device_type == 'cpu':
         return torch.is_autocast_cpu_enabled()
@@ -91,14 +78,11 @@ def _drop_path_rates(
             raise ValueError(
                 'stagewise=True requires depths to be a list of stage depths'
             )
-        return [
-            x.item()
-            for x in torch.linspace(0, drop_path_rate, depths, device='cpu')
-        ]
+        depths = [depths]
     rates = torch.linspace(0, drop_path_rate, sum(depths), device='cpu')
     if stagewise:
         return [x.tolist() for x in rates.split(list(depths))]
-    return [x.item() for x in rates]
+    return rates.tolist()
 
 
 try:
@@ -138,12 +122,10 @@ def _raised_in_mmpretrain_hf_modules(err: BaseException) -> bool:
     cause: BaseException | None = err
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
-        tb = cause.__traceback__
-        while tb is not None:
-            filename = tb.tb_frame.f_code.co_filename
+        for frame, _ in traceback.walk_tb(cause.__traceback__):
+            filename = frame.f_code.co_filename
             if any(m in filename for m in _MMPRETRAIN_HF_MODULES):
                 return True
-            tb = tb.tb_next
         cause = cause.__cause__ or cause.__context__
     return False
 

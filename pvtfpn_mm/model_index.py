@@ -2,16 +2,9 @@
 
 The same lookup as mmengine's inferencers and ``mim``: in a checkout (or an editable
 install) the configs sit next to the package (``<repo>/configs``); an installed package
-carries them in OpenMMLab's layout, ``pvtfpn_mm/.mim/{model-index.yml,configs}``.
-
-mmengine's ``DetInferencer('<name>', scope=...)`` looks a name up only in the model index
-of the scope's package, and builds the model in that same scope; ours holds none of
-mmdet's / mmseg's types, so pass the config path instead::
-
-    from mmdet.apis import DetInferencer
-    from pvtfpn_mm.model_index import get_config_path
-    inferencer = DetInferencer(get_config_path('retinanet_r50_topdownfpn_1x_coco'),
-                               weights='checkpoint.pth')
+carries them in OpenMMLab's layout, ``pvtfpn_mm/.mim/{model-index.yml,configs}``. Give
+mmengine's inferencers :func:`get_config_path`'s path, not a bare name (they look names
+up only in their scope's index): docs/install.md, "Configs by name".
 """
 
 import os.path as osp

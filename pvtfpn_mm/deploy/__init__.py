@@ -1,8 +1,6 @@
-"""A deployable model: one ONNX file from the image to detections / label maps.
-
-- :mod:`.graph`: the end-to-end modules (preprocessing, model, box decoding, NMS);
-- :mod:`.export`: :func:`export_onnx` (``tools/export_onnx.py``);
-- :mod:`.infer`: :class:`OnnxModel`, onnxruntime on an image, and drawing.
+"""A deployable model: one ONNX file from the image to detections / label maps
+(docs/deploy.md): :mod:`.graph` the end-to-end modules, :mod:`.export` :func:`export_onnx`
+(``tools/export_onnx.py``), :mod:`.infer` :class:`OnnxModel` (onnxruntime, drawing).
 
 Needs the ``deploy`` extra (onnx, onnxruntime, onnxscript); importing this package does
 not import them.

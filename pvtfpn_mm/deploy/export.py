@@ -121,18 +121,18 @@ def _adaptive_avg_pool(self, x):
 
 @contextlib.contextmanager
 def exportable(model: nn.Module) -> Iterator[None]:
-    """Makes Python-side size handling symbolic while exporting, with the same numbers:
+    """Makes Python-side size handling symbolic while exporting, with the same numbers
+    (each still needed on torch 2.14.1, tried unpatched at untraced sizes):
 
     - input validation (``_check_inputs`` of our necks and heads) is left out of the
       traced graph -- it turns sizes into Python ints, which would fix the image size
       (the eager run on the example input before export still checks it);
     - mmseg's ``Upsample`` modules computing their output size as ``int(size *
-      scale_factor)`` interpolate by the (integer) factor instead;
+      scale_factor)`` interpolate by the (integer) factor instead (unpatched: the
+      Semantic FPN's logits are wrong);
     - adaptive average pooling (UPerNet's pyramid pooling, PVT-v2-li's attention) is
-      computed with averaging matrices built from the symbolic size.
-
-    Each still matters on torch 2.14.1: unpatched, the Semantic FPN's logits are wrong and
-    UPerNet's graph fails in onnxruntime at sizes other than the traced one.
+      computed with averaging matrices built from the symbolic size (unpatched:
+      onnxruntime fails on UPerNet's graph).
     """
     patched = []
     modules: list[Any] = list(model.modules())  # patched below, put back after

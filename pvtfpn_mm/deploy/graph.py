@@ -114,7 +114,7 @@ def _coder_args(coder) -> dict:
 
 
 def _nms_iou(cfg, what: str) -> float:
-    nms = cfg.get('nms') if hasattr(cfg, 'get') else None
+    nms = cfg.get('nms')
     if (
         nms is None
         or nms.get('type', 'nms') != 'nms'
@@ -143,10 +143,8 @@ def batched_nms(
 
 class _DenseDetections:
     """A dense head's test path for one image (mmdet's ``_predict_by_feat_single`` +
-    ``_bbox_post_process``), from its ``test_cfg``: per level the top ``nms_pre``
-    (prior, class) sigmoid scores above ``score_thr`` (the RPN: no threshold), box
-    decoding, rescaling, ``min_bbox_size``, batched NMS by class (the RPN: by level),
-    the first ``max_per_img``."""
+    ``_bbox_post_process``) from its ``test_cfg`` (docs/deploy.md); the RPN
+    (``rpn=True``) has no score threshold and runs NMS by level, not by class."""
 
     def __init__(self, head, cfg, rpn: bool = False):
         self.head, self.rpn = head, rpn
@@ -336,14 +334,14 @@ class TwoStageGraph(nn.Module):
         boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
         keep = batched_nms(boxes, scores, labels, self.iou)[: self.max_per_img]
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        out = (boxes / scale_factor.repeat(2)[None], scores, labels)
         if not self.with_mask:
-            return boxes / scale_factor.repeat(2)[None], scores, labels
+            return out
         mask_logits = roi.mask_head(
             self._roi_features(roi.mask_roi_extractor, feats, boxes)
         )
         index = torch.arange(labels.shape[0], device=labels.device)
-        mask_probs = mask_logits[index, labels].sigmoid()
-        return boxes / scale_factor.repeat(2)[None], scores, labels, mask_probs
+        return (*out, mask_logits[index, labels].sigmoid())
 
 
 class SegmentorGraph(nn.Module):

@@ -1,16 +1,8 @@
 """Runs an exported ONNX file with onnxruntime on an image and draws the result.
 
-    from pvtfpn_mm.deploy import OnnxModel
-    model = OnnxModel('retinanet.onnx')
-    result = model('demo.jpg')            # boxes, scores, labels (+ masks) / label map
-    model.draw('demo.jpg', result, 'demo_pred.jpg')
-
-The image goes through the config's test pipeline stored in the file (mmcv's loading and
-``Resize`` -- the steps that change the image size stay outside the graph), then through
-the graph; detections come back in the original image's coordinates (the graph divides
-by the pipeline's ``scale_factor``), Mask R-CNN masks are pasted into the original image
-as mmdet does (:func:`paste_masks`), segmentation logits are resized to the original
-image and arg-maxed as mmseg does.
+The config's test pipeline stored in the file resizes the image outside the graph;
+results come back for the original image, as mmdet's / mmseg's ``predict`` gives them.
+Usage and what was tested: docs/deploy.md.
 """
 
 import json
@@ -119,9 +111,8 @@ class OnnxModel:
         ``masks`` ``(N, H, W)`` bool) or a segmentation (``labels`` ``(H, W)``,
         ``seg_logits`` at the network's input size), for the original image."""
         data = self.preprocess(image)
-        inputs = data['inputs'][None].float().numpy()
         meta = data['data_samples'].metainfo
-        feed = {'image': inputs}
+        feed = {'image': data['inputs'][None].float().numpy()}
         if self.kind != 'segmentor':
             feed['scale_factor'] = np.asarray(
                 meta['scale_factor'], dtype=np.float32
