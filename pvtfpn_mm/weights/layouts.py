@@ -13,7 +13,6 @@ no rule maps.
 
 import os
 import re
-import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -31,7 +30,7 @@ from .formats import (
     strip_prefix,
 )
 from .io import check_output, read_checkpoint, save_atomic, unwrap_state_dict
-from .loading import load_state_dict_strict
+from .loading import load_state_dict_strict, warn_on_embed_eps
 
 #: Foreign whole-model layouts: name -> (format of the ``backbone.`` part, description).
 WHOLE_LAYOUTS: dict[str, tuple[str, str]] = {
@@ -240,29 +239,10 @@ def convert_to_model_layout(
     layout = detect_layout(state_dict)
     if layout is None or layout == 'ours':
         return OrderedDict(state_dict), None
-    out = whole_to_ours(
-        state_dict, layout, source=f'{WHOLE_LAYOUTS[layout][1]} checkpoint'
-    )
-    _warn_on_eps(model, layout)
+    fmt, description = WHOLE_LAYOUTS[layout]
+    out = whole_to_ours(state_dict, layout, source=f'{description} checkpoint')
+    warn_on_embed_eps(model, fmt, f'{description} checkpoint', 'backbone.')
     return out, layout
-
-
-#: The LayerNorm eps of the patch embeddings / spatial reductions each layout was
-#: trained with.
-_LAYOUT_EMBED_EPS = {'mmdet': 1e-6, 'official': 1e-5}
-
-
-def _warn_on_eps(model: nn.Module, layout: str) -> None:
-    norm = model.get_submodule('backbone.stages.0.patch_embed.norm')
-    wanted = _LAYOUT_EMBED_EPS[layout]
-    if norm.eps != wanted:
-        warnings.warn(
-            f'the checkpoint is a {WHOLE_LAYOUTS[layout][1]}, trained with LayerNorm eps '
-            f'{wanted:g} in the patch embeddings and spatial reductions; the model has '
-            f'{norm.eps:g}, so its outputs differ slightly (set '
-            f'model.backbone.embed_norm_eps={wanted:g} to reproduce them exactly)',
-            stacklevel=3,
-        )
 
 
 def convert_file(

@@ -243,7 +243,7 @@ def load_pretrained(
     )
     state_dict, fmt = extract_state_dict(loaded, prefix=prefix, source=source)
     converted = to_ours(state_dict, fmt)
-    _warn_on_embed_eps(model, fmt, source)
+    warn_on_embed_eps(model, fmt, source)
     if allow_partial:
         print_log(
             load_state_dict_partial(
@@ -262,25 +262,30 @@ def load_pretrained(
     return fmt
 
 
-#: The LayerNorm eps of the patch embeddings and spatial reductions of the backbone
-#: formats whose models differ from ours (1e-5) there: transformers' PvtV2 uses its
-#: ``layer_norm_eps`` (1e-6) for every LayerNorm.
-FORMAT_EMBED_EPS = {'hf': 1e-6}
+#: The LayerNorm eps of the patch embeddings and spatial reductions in the models of the
+#: backbone formats where it is known: mmdet's ``PyramidVisionTransformerV2`` and
+#: transformers' PvtV2 (its ``layer_norm_eps`` for every LayerNorm) use 1e-6, the
+#: official release 1e-5 (our default).
+FORMAT_EMBED_EPS = {'mmdet': 1e-6, 'official': 1e-5, 'hf': 1e-6}
 
 
-def _warn_on_embed_eps(model: nn.Module, fmt: str, source: str) -> None:
+def warn_on_embed_eps(
+    model: nn.Module, fmt: str, source: str, prefix: str = ''
+) -> None:
+    """Warns when the PVTv2 under ``prefix`` in ``model`` has another patch-embedding
+    LayerNorm eps than the models of format ``fmt`` (:data:`FORMAT_EMBED_EPS`)."""
     wanted = FORMAT_EMBED_EPS.get(fmt)
     try:
-        norm = model.get_submodule('stages.0.patch_embed.norm')
+        norm = model.get_submodule(prefix + 'stages.0.patch_embed.norm')
     except AttributeError:
         return
     eps = getattr(norm, 'eps', None)
     if wanted is not None and eps is not None and eps != wanted:
+        option = ('model.' + prefix if prefix else '') + 'embed_norm_eps'
         warnings.warn(
             f'{source} is in format {fmt!r}, whose model has LayerNorm eps {wanted:g} in '
             f'the patch embeddings and spatial reductions; this PVTv2 has {eps:g}, so its '
-            f'features differ slightly (build it with embed_norm_eps={wanted:g} to '
-            'reproduce them)',
+            f'outputs differ slightly (set {option}={wanted:g} to reproduce them exactly)',
             stacklevel=3,
         )
 
