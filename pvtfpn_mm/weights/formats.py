@@ -36,6 +36,15 @@ class CheckpointFormatError(ValueError):
     """The keys of a state dict are not a PVT-v2 checkpoint in any known format."""
 
 
+def check_mapping(obj: object, source: str) -> None:
+    """Raises :class:`CheckpointFormatError` naming ``source`` unless ``obj`` is a
+    mapping (a state dict or a checkpoint holding one)."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointFormatError(
+            f'{source} holds a {type(obj).__name__}, not a state dict'
+        )
+
+
 def strip_prefix(state_dict: Mapping, prefix: str) -> StateDict:
     """The entries of ``state_dict`` whose key starts with ``prefix``, without it."""
     return OrderedDict(
@@ -64,10 +73,7 @@ def extract_state_dict(
     Raises:
         CheckpointFormatError: No (prefixed) part of the checkpoint is a known format.
     """
-    if not isinstance(checkpoint, Mapping):
-        raise CheckpointFormatError(
-            f'{source} holds a {type(checkpoint).__name__}, not a state dict'
-        )
+    check_mapping(checkpoint, source)
     state_dict = unwrap_state_dict(checkpoint)
     if prefix is not None:
         stripped = strip_prefix(state_dict, prefix)

@@ -25,6 +25,7 @@ from mmengine.logging import print_log
 
 from .formats import (
     CheckpointFormatError,
+    check_mapping,
     extract_state_dict,
     strip_prefix,
     to_ours,
@@ -69,6 +70,12 @@ class StateDictMismatchError(RuntimeError):
         )
 
 
+def show_keys(keys: Sequence[str], shown: int) -> str:
+    """The first ``shown`` of ``keys``, and how many more there are."""
+    more = f', ... ({len(keys) - shown} more)' if len(keys) > shown else ''
+    return ', '.join(keys[:shown]) + more
+
+
 def mismatch_summary(
     missing: Sequence[str],
     unexpected: Sequence[str],
@@ -86,14 +93,7 @@ def mismatch_summary(
         ('shape mismatches', mismatched),
     ):
         if keys:
-            more = (
-                f', ... ({len(keys) - shown} more)'
-                if len(keys) > shown
-                else ''
-            )
-            lines.append(
-                f'  {len(keys)} {title}: {", ".join(keys[:shown])}{more}'
-            )
+            lines.append(f'  {len(keys)} {title}: {show_keys(keys, shown)}')
     if hint:
         lines.append(hint)
     return '\n'.join(lines)
@@ -102,10 +102,7 @@ def mismatch_summary(
 def check_tensors(state_dict: Mapping, source: str = 'state dict') -> None:
     """Raises :class:`CheckpointFormatError` naming the first entry of ``state_dict`` that
     is not a tensor (a state dict holds tensors only)."""
-    if not isinstance(state_dict, Mapping):
-        raise CheckpointFormatError(
-            f'{source} holds a {type(state_dict).__name__}, not a state dict'
-        )
+    check_mapping(state_dict, source)
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
             raise CheckpointFormatError(
@@ -231,16 +228,11 @@ def load_pretrained(
         CheckpointFormatError: Not a PVT-v2 checkpoint.
         StateDictMismatchError: A PVT-v2 checkpoint that does not fit ``model``.
     """
-    source = (
-        f'checkpoint {checkpoint!r}'
-        if isinstance(checkpoint, str)
-        else 'checkpoint'
-    )
-    loaded = (
-        read_checkpoint(checkpoint, map_location=map_location)
-        if isinstance(checkpoint, str)
-        else checkpoint
-    )
+    if isinstance(checkpoint, str):
+        source = f'checkpoint {checkpoint!r}'
+        loaded = read_checkpoint(checkpoint, map_location=map_location)
+    else:
+        source, loaded = 'checkpoint', checkpoint
     state_dict, fmt = extract_state_dict(loaded, prefix=prefix, source=source)
     converted = to_ours(state_dict, fmt)
     warn_on_embed_eps(model, fmt, source)
@@ -385,10 +377,7 @@ def load_pretrained_cfg(module: nn.Module, cfg: Mapping) -> None:
         path, map_location=cfg.get('map_location', 'cpu')
     )
     source = f'checkpoint {path!r}'
-    if not isinstance(checkpoint, Mapping):
-        raise CheckpointFormatError(
-            f'{source} holds a {type(checkpoint).__name__}, not a state dict'
-        )
+    check_mapping(checkpoint, source)
     state: Mapping = unwrap_state_dict(checkpoint)
     prefix = cfg.get('prefix')
     if prefix:
