@@ -57,11 +57,9 @@ class StateDictMismatchError(RuntimeError):
         source: str = 'state dict',
         hint: str | None = None,
     ):
-        self.missing, self.unexpected, self.mismatched = (
-            missing,
-            unexpected,
-            mismatched,
-        )
+        self.missing = missing
+        self.unexpected = unexpected
+        self.mismatched = mismatched
         self.source = source
         super().__init__(
             mismatch_summary(
@@ -316,15 +314,10 @@ def parse_pretrained(init_cfg: Any) -> tuple[dict | None, list]:
         TypeError: ``checkpoint`` / ``prefix`` not a string (or path), ``allow_partial``
             not a bool.
     """
-    cfgs: list = (
-        []
-        if init_cfg is None
-        else (
-            list(init_cfg)
-            if isinstance(init_cfg, (list, tuple))
-            else [init_cfg]
-        )
-    )
+    if isinstance(init_cfg, (list, tuple)):
+        cfgs = list(init_cfg)
+    else:
+        cfgs = [] if init_cfg is None else [init_cfg]
     pretrained = [c for c in cfgs if _is_pretrained(c)]
     others = [c for c in cfgs if not _is_pretrained(c)]
     if len(pretrained) > 1:
