@@ -199,6 +199,16 @@ def test_load_mmdet_backbone_and_detector_files(tmp_path, image):
         assert_same_features(features(model, image), expected)
 
 
+@pytest.mark.parametrize(
+    'fmt, model_eps, wanted', [('mmdet', 1e-5, 1e-6), ('official', 1e-6, 1e-5)]
+)
+def test_backbone_format_of_another_eps_warns(ours_b0, fmt, model_eps, wanted):
+    state = from_ours(ours_b0.state_dict(), fmt)
+    with pytest.warns(UserWarning, match=f'embed_norm_eps={wanted:g}') as info:
+        load_pretrained(PVTv2('b0', embed_norm_eps=model_eps), state)
+    assert f'format {fmt!r}' in str(info[0].message)
+
+
 def test_init_cfg_prefix(tmp_path, ours_b0, image):
     state = {
         'state_dict': {

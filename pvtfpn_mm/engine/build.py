@@ -15,6 +15,8 @@ from typing import Any
 import torch.nn as nn
 from mmengine.config import Config
 
+from pvtfpn_mm.weights.loading import _is_pretrained
+
 #: The codebases whose configs we build: their ``default_scope`` values.
 TASKS = ('mmdet', 'mmseg', 'mmpretrain')
 
@@ -104,10 +106,6 @@ def drop_pretrained(node: Any) -> Any:
     if isinstance(node, (list, tuple)):
         return type(node)(drop_pretrained(v) for v in node)
     return node
-
-
-def _is_pretrained(init_cfg: Any) -> bool:
-    return isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'
 
 
 def init_quietly(model: nn.Module) -> None:

@@ -1,13 +1,7 @@
-"""Checkpoint files in and out, in one place.
-
-* :mod:`.io` -- reading (``.pth`` with safe loading, ``.safetensors``, URLs), the
-  safe-load allowlist for mmengine's checkpoints, atomic writing;
-* :mod:`.formats` -- PVT-v2 backbone key formats (ours, timm, official, mmdet, hf) as
-  rule tables, detected and converted;
-* :mod:`.layouts` -- whole detectors / segmentors of other codebases (the official
-  release, mmdet's ``configs/pvt``) converted to our configs' layout, and whole files;
-* :mod:`.loading` -- strict loading (partial only when asked for) and the one parser of
-  ``init_cfg=dict(type='Pretrained', ...)``.
+"""Checkpoint files in and out, in one place: :mod:`.io` (reading, the safe-load
+allowlist, atomic writing), :mod:`.formats` (PVT-v2 backbone key formats),
+:mod:`.layouts` (whole models of other codebases), :mod:`.loading` (strict loading, the
+``Pretrained`` init_cfg parser); DEVELOPERS.md "Layout" says more.
 
 Everything public is importable from here, e.g. ``from pvtfpn_mm.weights import
 read_checkpoint, convert_file``.

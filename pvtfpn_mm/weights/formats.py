@@ -2,54 +2,23 @@
 
 The one backbone converter: :meth:`pvtfpn_mm.models.backbones.PVTv2.init_weights`,
 the whole-model layouts (:mod:`.layouts`) and ``tools/convert_weights.py`` use it.
-Formats (:data:`FORMATS`):
+Formats (:data:`FORMATS`; their keys beside ours: :data:`_KEY_PAIRS`): ``'ours'``
+(:class:`~pvtfpn_mm.models.backbones.PVTv2`), ``'timm'`` (timm's ``pvt_v2_*``),
+``'timm_features'`` (the same with ``features_only=True``), ``'official'``
+(whai362/PVT), ``'mmdet'`` (mmdet's ``PyramidVisionTransformerV2``, which has no linear
+spatial-reduction attention, b2_li) and ``'hf'`` (transformers' ``PvtV2*`` state dicts,
+the hub's ``OpenGVLab/pvt_v2_*`` files; docs/models.md "Weights" gives its keys and its
+LayerNorm eps).
 
-``'ours'``
-    :class:`~pvtfpn_mm.models.backbones.PVTv2`: ``stages.{i}.patch_embed.*``,
-    ``stages.{i}.blocks.{j}.*``, ``stages.{i}.norm.*``.
-``'timm'``
-    timm's ``pvt_v2_*``: ``patch_embed.*`` (stage 0), ``stages.{i}.downsample.*``
-    (stages 1-3), ``stages.{i}.blocks.{j}.*``, ``stages.{i}.norm.*``, ``head.*``.
-``'timm_features'``
-    timm's ``pvt_v2_*(features_only=True)``: as ``'timm'`` with ``stages_{i}`` and no
-    head.
-``'official'``
-    whai362/PVT: ``patch_embed{i+1}.*``, ``block{i+1}.{j}.*`` (``mlp.dwconv.dwconv``),
-    ``norm{i+1}.*``, ``head.*``.
-``'mmdet'``
-    mmdet's ``PyramidVisionTransformerV2``: ``layers.{i}.0`` (patch embedding, conv
-    ``projection``), ``layers.{i}.1.{j}`` (``attn.attn.in_proj_{weight,bias}`` holds
-    q and kv concatenated, ``attn.attn.out_proj``, ``ffn.layers.{0,1,4}`` are 1 x 1,
-    depthwise and 1 x 1 convolutions) and ``layers.{i}.2`` (stage norm). mmdet has no
-    linear spatial-reduction attention (b2_li).
-``'hf'``
-    Hugging Face transformers' ``PvtV2ForImageClassification`` -- the layout of the
-    hub's ``OpenGVLab/pvt_v2_b0`` ... ``b5`` and ``pvt_v2_b2_linear`` files:
-    ``pvt_v2.encoder.layers.{i}.patch_embedding.{proj,layer_norm}``,
-    ``pvt_v2.encoder.layers.{i}.blocks.{j}.{layer_norm_1,layer_norm_2}``,
-    ``....attention.{query,key,value,proj,spatial_reduction,layer_norm}`` (key and value
-    are two linears, ours one ``kv``), ``....mlp.{dense1,dwconv.dwconv,dense2}``,
-    ``pvt_v2.encoder.layers.{i}.layer_norm`` and ``classifier.*``. Read also without the
-    ``pvt_v2.`` prefix (``PvtV2Model`` / ``PvtV2Backbone`` state dicts); written with it
-    (what ``PvtV2Model``, ``PvtV2Backbone`` and ``PvtV2ForImageClassification``'s
-    ``from_pretrained`` read). transformers' LayerNorms all use eps 1e-6: build
-    ``PVTv2(embed_norm_eps=1e-6)`` for its weights (as for mmdet's).
-
-Block internals (``norm1``, ``attn.{q,kv,proj,sr,norm}``, ``norm2``,
-``mlp.{fc1,dwconv,fc2}``) are named alike in ours, timm and the official release.
-Converting *to* ours drops a classification ``head.*`` / ``classifier.*`` (it is not part of the
-backbone); any other key that a format does not know is kept under its own name, so
-strict loading reports it as unexpected.
-
-A checkpoint may hold the state dict bare or under ``'state_dict'`` / ``'model'``, and
-its keys may carry a prefix (``backbone.`` in a trained detector, ``module.`` from
-DataParallel): :func:`extract_state_dict` finds it, or takes the ``prefix`` it is
-given.
+Converting *to* ours drops a classification ``head.*`` / ``classifier.*`` (it is not
+part of the backbone); any other key that a format does not know is kept under its own
+name, so strict loading reports it as unexpected.
 """
 
+import functools
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 
 import torch
 
@@ -65,6 +34,15 @@ AUTO_PREFIXES = ('backbone.', 'module.', 'module.backbone.')
 
 class CheckpointFormatError(ValueError):
     """The keys of a state dict are not a PVT-v2 checkpoint in any known format."""
+
+
+def check_mapping(obj: object, source: str) -> None:
+    """Raises :class:`CheckpointFormatError` naming ``source`` unless ``obj`` is a
+    mapping (a state dict or a checkpoint holding one)."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointFormatError(
+            f'{source} holds a {type(obj).__name__}, not a state dict'
+        )
 
 
 def strip_prefix(state_dict: Mapping, prefix: str) -> StateDict:
@@ -95,10 +73,7 @@ def extract_state_dict(
     Raises:
         CheckpointFormatError: No (prefixed) part of the checkpoint is a known format.
     """
-    if not isinstance(checkpoint, Mapping):
-        raise CheckpointFormatError(
-            f'{source} holds a {type(checkpoint).__name__}, not a state dict'
-        )
+    check_mapping(checkpoint, source)
     state_dict = unwrap_state_dict(checkpoint)
     if prefix is not None:
         stripped = strip_prefix(state_dict, prefix)
@@ -162,261 +137,136 @@ def detect_format(state_dict: Mapping, source: str = 'state dict') -> str:
 
 
 # ------------------------------------------------------------------ key conversions
-# Each format has a key map to ours and one from ours: a list of (pattern, replacement)
-# rules, the first matching rule wins; a replacement of None drops the key. Tensor
-# changes (mmdet's fused in-projection and 1 x 1 convolutions, transformers' separate
-# key and value) are done separately.
+# Each format's keys beside ours, as (ours, theirs) key-prefix pairs: ``{i}`` (a stage)
+# and ``{j}`` (a block) stand for numbers, the rest of the key is kept; the first pair
+# that matches wins, in either direction. ``(None, theirs)`` drops those keys when
+# converting to ours (a classifier). Tensor changes (mmdet's fused in-projection and
+# 1 x 1 convolutions, transformers' separate key and value) are done separately.
 
-Rule = tuple[str, str | Callable[[re.Match], str] | None]
+_MMDET_BLOCK = (
+    ('attn.in_proj.', 'attn.attn.in_proj_'),
+    ('attn.proj.', 'attn.attn.out_proj.'),
+    ('mlp.fc1.', 'ffn.layers.0.'),
+    ('mlp.dwconv.', 'ffn.layers.1.'),
+    ('mlp.fc2.', 'ffn.layers.4.'),
+    ('norm1.', 'norm1.'),
+    ('norm2.', 'norm2.'),
+    ('attn.sr.', 'attn.sr.'),
+    ('attn.norm.', 'attn.norm.'),
+)
+# transformers' key and value become ``attn.k`` / ``attn.v``, then one ``attn.kv``
+# (:func:`_hf_to_ours`)
+_HF_BLOCK = (
+    ('norm1.', 'layer_norm_1.'),
+    ('norm2.', 'layer_norm_2.'),
+    ('attn.q.', 'attention.query.'),
+    ('attn.k.', 'attention.key.'),
+    ('attn.v.', 'attention.value.'),
+    ('attn.proj.', 'attention.proj.'),
+    ('attn.sr.', 'attention.spatial_reduction.'),
+    ('attn.norm.', 'attention.layer_norm.'),
+    ('mlp.fc1.', 'mlp.dense1.'),
+    ('mlp.dwconv.', 'mlp.dwconv.dwconv.'),
+    ('mlp.fc2.', 'mlp.dense2.'),
+)
+_KEY_PAIRS: dict[str, list[tuple[str | None, str]]] = {
+    'ours': [('', '')],
+    'timm': [
+        (None, 'head.'),
+        ('stages.0.patch_embed.', 'patch_embed.'),
+        ('stages.{i}.patch_embed.', 'stages.{i}.downsample.'),
+    ],
+    'timm_features': [
+        ('stages.0.patch_embed.', 'patch_embed.'),
+        ('stages.{i}.patch_embed.', 'stages_{i}.downsample.'),
+        ('stages.{i}.', 'stages_{i}.'),
+    ],
+    'official': [  # stages counted from 1 (_STAGE_OFFSET)
+        (None, 'head.'),
+        ('stages.{i}.patch_embed.', 'patch_embed{i}.'),
+        (
+            'stages.{i}.blocks.{j}.mlp.dwconv.',
+            'block{i}.{j}.mlp.dwconv.dwconv.',
+        ),
+        ('stages.{i}.blocks.', 'block{i}.'),
+        ('stages.{i}.norm.', 'norm{i}.'),
+    ],
+    'mmdet': [
+        ('stages.{i}.patch_embed.proj.', 'layers.{i}.0.projection.'),
+        ('stages.{i}.patch_embed.norm.', 'layers.{i}.0.norm.'),
+        *(
+            ('stages.{i}.blocks.{j}.' + ours, 'layers.{i}.1.{j}.' + theirs)
+            for ours, theirs in _MMDET_BLOCK
+        ),
+        ('stages.{i}.norm.', 'layers.{i}.2.'),
+    ],
+    'hf': [  # written under ``pvt_v2.``, read with or without it (_KEY_PREFIX)
+        (None, 'classifier.'),
+        (
+            'stages.{i}.patch_embed.proj.',
+            'encoder.layers.{i}.patch_embedding.proj.',
+        ),
+        (
+            'stages.{i}.patch_embed.norm.',
+            'encoder.layers.{i}.patch_embedding.layer_norm.',
+        ),
+        *(
+            (
+                'stages.{i}.blocks.{j}.' + ours,
+                'encoder.layers.{i}.blocks.{j}.' + theirs,
+            )
+            for ours, theirs in _HF_BLOCK
+        ),
+        ('stages.{i}.norm.', 'encoder.layers.{i}.layer_norm.'),
+    ],
+}
+_STAGE_OFFSET = {'official': 1}
+_KEY_PREFIX = {'hf': 'pvt_v2.'}
 
 
-def _shift(
-    group: int, offset: int, template: str
-) -> Callable[[re.Match], str]:
-    """A replacement that writes ``int(match[group]) + offset`` into ``template``."""
-
-    def replace(m: re.Match) -> str:
-        return m.expand(
-            template.replace('{n}', str(int(m.group(group)) + offset))
+@functools.cache
+def _rules(fmt: str, to_ours: bool) -> list[tuple[re.Pattern, str | None]]:
+    """The pairs of ``fmt`` as (pattern of the source key, target template)."""
+    head = f'(?:{re.escape(_KEY_PREFIX.get(fmt, ""))})?' if to_ours else ''
+    rules = []
+    for ours, theirs in _KEY_PAIRS[fmt]:
+        src, dst = (theirs, ours) if to_ours else (ours, theirs)
+        if src is None:
+            continue
+        parts = re.split(r'\{([ij])\}', src)  # literal, name, literal, ...
+        body = ''.join(
+            rf'(?P<{p}>\d+)' if n % 2 else re.escape(p)
+            for n, p in enumerate(parts)
         )
-
-    return replace
-
-
-# transformers' module names -> ours; key and value become ``attn.k`` / ``attn.v`` first,
-# then one ``attn.kv`` (:func:`_hf_to_ours`).
-_HF_ATTN_TO_OURS = {
-    'query': 'q',
-    'key': 'k',
-    'value': 'v',
-    'proj': 'proj',
-    'spatial_reduction': 'sr',
-    'layer_norm': 'norm',
-}
-_OURS_ATTN_TO_HF = {v: k for k, v in _HF_ATTN_TO_OURS.items()}
-_HF_MLP_TO_OURS = {'dense1': 'fc1', 'dwconv.dwconv': 'dwconv', 'dense2': 'fc2'}
-_OURS_MLP_TO_HF = {v: k for k, v in _HF_MLP_TO_OURS.items()}
-
-_KEY_RULES: dict[str, tuple[list[Rule], list[Rule]]] = {
-    # format: (rules to ours, rules from ours)
-    'ours': ([(r'^(.*)$', r'\1')], [(r'^(.*)$', r'\1')]),
-    'timm': (
-        [
-            (r'^head\.', None),
-            (r'^patch_embed\.(.*)$', r'stages.0.patch_embed.\1'),
-            (
-                r'^stages\.(\d+)\.downsample\.(.*)$',
-                r'stages.\1.patch_embed.\2',
-            ),
-        ],
-        [
-            (r'^stages\.0\.patch_embed\.(.*)$', r'patch_embed.\1'),
-            (
-                r'^stages\.(\d+)\.patch_embed\.(.*)$',
-                r'stages.\1.downsample.\2',
-            ),
-        ],
-    ),
-    'timm_features': (
-        [
-            (r'^patch_embed\.(.*)$', r'stages.0.patch_embed.\1'),
-            (r'^stages_(\d+)\.downsample\.(.*)$', r'stages.\1.patch_embed.\2'),
-            (r'^stages_(\d+)\.(.*)$', r'stages.\1.\2'),
-        ],
-        [
-            (r'^stages\.0\.patch_embed\.(.*)$', r'patch_embed.\1'),
-            (
-                r'^stages\.(\d+)\.patch_embed\.(.*)$',
-                r'stages_\1.downsample.\2',
-            ),
-            (r'^stages\.(\d+)\.(.*)$', r'stages_\1.\2'),
-        ],
-    ),
-    'official': (
-        [
-            (r'^head\.', None),
-            (
-                r'^patch_embed(\d+)\.(.*)$',
-                _shift(1, -1, r'stages.{n}.patch_embed.\2'),
-            ),
-            (
-                r'^block(\d+)\.(\d+)\.mlp\.dwconv\.dwconv\.(.*)$',
-                _shift(1, -1, r'stages.{n}.blocks.\2.mlp.dwconv.\3'),
-            ),
-            (r'^block(\d+)\.(.*)$', _shift(1, -1, r'stages.{n}.blocks.\2')),
-            (r'^norm(\d+)\.(.*)$', _shift(1, -1, r'stages.{n}.norm.\2')),
-        ],
-        [
-            (
-                r'^stages\.(\d+)\.patch_embed\.(.*)$',
-                _shift(1, 1, r'patch_embed{n}.\2'),
-            ),
-            (
-                r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.dwconv\.(.*)$',
-                _shift(1, 1, r'block{n}.\2.mlp.dwconv.dwconv.\3'),
-            ),
-            (r'^stages\.(\d+)\.blocks\.(.*)$', _shift(1, 1, r'block{n}.\2')),
-            (r'^stages\.(\d+)\.norm\.(.*)$', _shift(1, 1, r'norm{n}.\2')),
-        ],
-    ),
-    'mmdet': (
-        [
-            (
-                r'^layers\.(\d+)\.0\.projection\.(.*)$',
-                r'stages.\1.patch_embed.proj.\2',
-            ),
-            (
-                r'^layers\.(\d+)\.0\.norm\.(.*)$',
-                r'stages.\1.patch_embed.norm.\2',
-            ),
-            (
-                r'^layers\.(\d+)\.1\.(\d+)\.attn\.attn\.in_proj_(weight|bias)$',
-                r'stages.\1.blocks.\2.attn.in_proj.\3',
-            ),
-            (
-                r'^layers\.(\d+)\.1\.(\d+)\.attn\.attn\.out_proj\.(.*)$',
-                r'stages.\1.blocks.\2.attn.proj.\3',
-            ),
-            (
-                r'^layers\.(\d+)\.1\.(\d+)\.ffn\.layers\.0\.(.*)$',
-                r'stages.\1.blocks.\2.mlp.fc1.\3',
-            ),
-            (
-                r'^layers\.(\d+)\.1\.(\d+)\.ffn\.layers\.1\.(.*)$',
-                r'stages.\1.blocks.\2.mlp.dwconv.\3',
-            ),
-            (
-                r'^layers\.(\d+)\.1\.(\d+)\.ffn\.layers\.4\.(.*)$',
-                r'stages.\1.blocks.\2.mlp.fc2.\3',
-            ),
-            (
-                r'^layers\.(\d+)\.1\.(\d+)\.(norm1|norm2|attn\.sr|attn\.norm)\.(.*)$',
-                r'stages.\1.blocks.\2.\3.\4',
-            ),
-            (r'^layers\.(\d+)\.2\.(.*)$', r'stages.\1.norm.\2'),
-        ],
-        [
-            (
-                r'^stages\.(\d+)\.patch_embed\.proj\.(.*)$',
-                r'layers.\1.0.projection.\2',
-            ),
-            (
-                r'^stages\.(\d+)\.patch_embed\.norm\.(.*)$',
-                r'layers.\1.0.norm.\2',
-            ),
-            (
-                r'^stages\.(\d+)\.blocks\.(\d+)\.attn\.in_proj\.(weight|bias)$',
-                r'layers.\1.1.\2.attn.attn.in_proj_\3',
-            ),
-            (
-                r'^stages\.(\d+)\.blocks\.(\d+)\.attn\.proj\.(.*)$',
-                r'layers.\1.1.\2.attn.attn.out_proj.\3',
-            ),
-            (
-                r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc1\.(.*)$',
-                r'layers.\1.1.\2.ffn.layers.0.\3',
-            ),
-            (
-                r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.dwconv\.(.*)$',
-                r'layers.\1.1.\2.ffn.layers.1.\3',
-            ),
-            (
-                r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc2\.(.*)$',
-                r'layers.\1.1.\2.ffn.layers.4.\3',
-            ),
-            (r'^stages\.(\d+)\.blocks\.(\d+)\.(.*)$', r'layers.\1.1.\2.\3'),
-            (r'^stages\.(\d+)\.norm\.(.*)$', r'layers.\1.2.\2'),
-        ],
-    ),
-    'hf': (
-        [
-            (r'^classifier\.', None),
-            (
-                r'^(?:pvt_v2\.)?encoder\.layers\.(\d+)\.patch_embedding\.proj\.(.*)$',
-                r'stages.\1.patch_embed.proj.\2',
-            ),
-            (
-                r'^(?:pvt_v2\.)?encoder\.layers\.(\d+)\.patch_embedding\.layer_norm\.(.*)$',
-                r'stages.\1.patch_embed.norm.\2',
-            ),
-            (
-                r'^(?:pvt_v2\.)?encoder\.layers\.(\d+)\.blocks\.(\d+)\.layer_norm_([12])\.(.*)$',
-                r'stages.\1.blocks.\2.norm\3.\4',
-            ),
-            (
-                r'^(?:pvt_v2\.)?encoder\.layers\.(\d+)\.blocks\.(\d+)\.attention\.'
-                r'(query|key|value|proj|spatial_reduction|layer_norm)\.(.*)$',
-                lambda m: (
-                    f'stages.{m[1]}.blocks.{m[2]}.attn.'
-                    f'{_HF_ATTN_TO_OURS[m[3]]}.{m[4]}'
-                ),
-            ),
-            (
-                r'^(?:pvt_v2\.)?encoder\.layers\.(\d+)\.blocks\.(\d+)\.mlp\.'
-                r'(dense1|dwconv\.dwconv|dense2)\.(.*)$',
-                lambda m: (
-                    f'stages.{m[1]}.blocks.{m[2]}.mlp.'
-                    f'{_HF_MLP_TO_OURS[m[3]]}.{m[4]}'
-                ),
-            ),
-            (
-                r'^(?:pvt_v2\.)?encoder\.layers\.(\d+)\.layer_norm\.(.*)$',
-                r'stages.\1.norm.\2',
-            ),
-        ],
-        [
-            (
-                r'^stages\.(\d+)\.patch_embed\.proj\.(.*)$',
-                r'pvt_v2.encoder.layers.\1.patch_embedding.proj.\2',
-            ),
-            (
-                r'^stages\.(\d+)\.patch_embed\.norm\.(.*)$',
-                r'pvt_v2.encoder.layers.\1.patch_embedding.layer_norm.\2',
-            ),
-            (
-                r'^stages\.(\d+)\.blocks\.(\d+)\.norm([12])\.(.*)$',
-                r'pvt_v2.encoder.layers.\1.blocks.\2.layer_norm_\3.\4',
-            ),
-            (
-                r'^stages\.(\d+)\.blocks\.(\d+)\.attn\.(q|k|v|proj|sr|norm)\.(.*)$',
-                lambda m: (
-                    f'pvt_v2.encoder.layers.{m[1]}.blocks.{m[2]}.attention.'
-                    f'{_OURS_ATTN_TO_HF[m[3]]}.{m[4]}'
-                ),
-            ),
-            (
-                r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.(fc1|dwconv|fc2)\.(.*)$',
-                lambda m: (
-                    f'pvt_v2.encoder.layers.{m[1]}.blocks.{m[2]}.mlp.'
-                    f'{_OURS_MLP_TO_HF[m[3]]}.{m[4]}'
-                ),
-            ),
-            (
-                r'^stages\.(\d+)\.norm\.(.*)$',
-                r'pvt_v2.encoder.layers.\1.layer_norm.\2',
-            ),
-        ],
-    ),
-}
+        rules.append((re.compile(f'^{head}{body}(?P<rest>.*)$'), dst))
+    return rules
 
 
 def _rename(
     state_dict: Mapping,
-    rules: Sequence[Rule],
+    fmt: str,
+    to_ours: bool,
     refused: list[str] | None = None,
 ) -> StateDict:
-    """Renames the keys by ``rules``. A key no rule matches is kept as it is (strict
-    loading then reports it) or, when a ``refused`` list is given, appended to it; so
-    is a key a rule drops."""
+    """Renames the keys by the pairs of ``fmt``. A key no pair matches is kept as it is
+    (strict loading then reports it) or, when a ``refused`` list is given, appended to
+    it; so is a key a pair drops."""
+    offset = _STAGE_OFFSET.get(fmt, 0) * (-1 if to_ours else 1)
+    prefix = '' if to_ours else _KEY_PREFIX.get(fmt, '')
     out = OrderedDict()
     for key, value in state_dict.items():
-        for pattern, replacement in rules:
-            if re.match(pattern, key):
-                if replacement is not None:
-                    out[re.sub(pattern, replacement, key)] = value
-                elif refused is not None:
-                    refused.append(key)
-                break
+        for pattern, template in _rules(fmt, to_ours):
+            m = pattern.match(key)
+            if m is None:
+                continue
+            if template is not None:
+                groups = m.groupdict()
+                if 'i' in groups:
+                    groups['i'] = int(groups['i']) + offset
+                out[prefix + template.format(**groups) + m['rest']] = value
+            elif refused is not None:
+                refused.append(key)
+            break
         else:
             if refused is None:
                 out[key] = value  # unknown: strict loading reports it
@@ -531,7 +381,7 @@ def rename_to_ours(
 ) -> StateDict:
     """:func:`to_ours` for a known ``src``; with a ``refused`` list, keys no rule maps
     (and a dropped classifier head) are appended to it instead of kept."""
-    out = _rename(state_dict, _KEY_RULES[src][0], refused)
+    out = _rename(state_dict, src, True, refused)
     if src == 'mmdet':
         return _mmdet_to_ours(out)
     return _hf_to_ours(out) if src == 'hf' else out
@@ -544,7 +394,7 @@ def from_ours(state_dict: Mapping, dst: str) -> StateDict:
         state_dict = _ours_to_mmdet(OrderedDict(state_dict))
     elif dst == 'hf':
         state_dict = _ours_to_hf(OrderedDict(state_dict))
-    return _rename(state_dict, _KEY_RULES[dst][1])
+    return _rename(state_dict, dst, False)
 
 
 def convert(

@@ -1,34 +1,19 @@
 """Checkpoint files in and out: safe reading, the safe-load allowlist, atomic writing.
 
-Reading (:func:`read_checkpoint`, the one reader of every checkpoint file) always uses
+:func:`read_checkpoint` is the one reader of every checkpoint file: always
 ``torch.load(..., weights_only=True)``, or safetensors for ``.safetensors`` files (by
 name or by content: Hugging Face's ``model.safetensors``); an error names the file and
-says what is wrong with it (empty, truncated, a text file, objects safe loading refuses),
-and never suggests switching safe loading off. :func:`read_state_dict` reads a bare
-state dict as timm does.
+says what is wrong with it, and never suggests switching safe loading off.
 
 mmengine 0.10.7 calls ``torch.load`` without ``weights_only``, which torch >= 2.6 makes
-True, so loading or resuming one of its own checkpoints needs the globals they hold
-(the message hub's ``HistoryBuffer`` with numpy arrays, numpy scalars):
-:func:`allow_mmengine_checkpoints` adds exactly those to torch's allowlist
-(``import pvtfpn_mm`` calls it):
+True: :func:`allow_mmengine_checkpoints` (called by ``import pvtfpn_mm``) adds exactly the
+globals its checkpoints hold to torch's allowlist -- a ``getattr`` only for
+``HistoryBuffer``'s statistics methods -- and does nothing on torch < 2.5
+(DEVELOPERS.md, "Install facts", says why).
 
-* ``mmengine.logging.HistoryBuffer``;
-* numpy's ndarray / dtype / scalar reconstruction functions and the dtype classes of
-  the numeric dtypes (under both the numpy 1 and numpy 2 module paths);
-* ``builtins.getattr`` *restricted* to the four statistics methods a pickled
-  ``HistoryBuffer`` refers to (``getattr(HistoryBuffer, 'mean')`` and friends); any
-  other use raises ``pickle.UnpicklingError``.
-
-On torch < 2.5 (no named allowlist entries, :data:`pvtfpn_mm.compat.HAS_SAFE_GLOBALS`)
-it does nothing: torch loads with ``weights_only=False`` by default there, mmengine's
-own loading works as it is, and our reads (``weights_only=True``) refuse such
-checkpoints.
-
-Writing: :func:`atomic_write` is the one writer -- a temporary file in the target's
-folder, fsync, rename over the target, fsync the folder -- behind :func:`save_atomic`
-(``torch.save``) and :func:`write_text_atomic`; :func:`publish` does its last steps for
-a file something else wrote (mmengine's checkpoint saving).
+:func:`atomic_write` is the one writer (a temporary file in the target's folder, fsync,
+rename, fsync the folder), behind :func:`save_atomic` and :func:`write_text_atomic`;
+:func:`publish` does its last steps for a file mmengine wrote.
 """
 
 import inspect

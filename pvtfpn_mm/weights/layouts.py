@@ -1,21 +1,17 @@
 """Whole detectors and segmentors of other codebases, converted to our configs' layout.
 
-A trained detector or segmentor holds its backbone under ``backbone.`` and its neck and
-heads beside it. Released PVT-v2 models come in two foreign layouts (WHOLE_LAYOUTS);
-they differ from ours in the backbone only: the necks' and heads' names of mmdet 2.x
-(the official detection code is built on mmdet 2.13) and mmseg 0.x (mmseg 0.13) are
-those of mmdet 3.x / mmseg 1.x for the modules these models use (FPN, RetinaHead,
-RPNHead, Shared2FCBBoxHead, FCNMaskHead, FPNHead; the 3x detectors' Cascade RoI heads
-with ConvFCBBoxHead, ATSSHead, GFLHead, EmbeddingRPNHead, DIIHead; see _HEAD_KEYS). Conversion is
-strict: every key is mapped by a rule, or the conversion stops listing the keys that
-no rule maps.
+Released PVT-v2 models come in two foreign layouts (:data:`WHOLE_LAYOUTS`); they differ
+from ours in the ``backbone.`` part only: the neck and head keys of mmdet 2.x (the
+official detection code is built on mmdet 2.13) and mmseg 0.x (0.13) are those of mmdet
+3.x / mmseg 1.x for the modules these models use (:data:`_HEAD_KEYS`). Conversion is
+strict: every key is mapped by a rule, or the conversion stops listing the keys that no
+rule maps.
 """
 
 import os
 import re
-import warnings
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch.nn as nn
@@ -24,6 +20,7 @@ from .formats import (
     CheckpointFormatError,
     StateDict,
     check_format,
+    check_mapping,
     convert,
     detect_known_format,
     extract_state_dict,
@@ -31,7 +28,7 @@ from .formats import (
     strip_prefix,
 )
 from .io import check_output, read_checkpoint, save_atomic, unwrap_state_dict
-from .loading import load_state_dict_strict
+from .loading import load_state_dict_strict, show_keys, warn_on_embed_eps
 
 #: Foreign whole-model layouts: name -> (format of the ``backbone.`` part, description).
 WHOLE_LAYOUTS: dict[str, tuple[str, str]] = {
@@ -57,19 +54,10 @@ WHOLE_PARTS = (
 )
 _BN = r'(weight|bias|running_mean|running_var|num_batches_tracked)'
 #: Neck and head keys, identical in mmdet 2.x / 3.x and mmseg 0.x / 1.x (kept as they
-#: are). From mmdet 2.13: FPN (``lateral_convs`` / ``fpn_convs`` ConvModules),
-#: RetinaHead (``cls_convs`` / ``reg_convs``, ``retina_cls`` / ``retina_reg``), RPNHead
-#: (``rpn_conv`` / ``rpn_cls`` / ``rpn_reg``), Shared2FCBBoxHead (``shared_fcs``,
-#: ``fc_cls``, ``fc_reg``), FCNMaskHead (``convs``, ``upsample``, ``conv_logits``), and
-#: for the release's 3x detectors: CascadeRoIHead (``bbox_head.{stage}`` /
-#: ``mask_head.{stage}``) with ConvFCBBoxHead (``shared_convs`` ConvModules with a
-#: ``bn``), ATSSHead (``atss_cls`` / ``atss_reg`` / ``atss_centerness``) and GFLHead
-#: (``gfl_cls`` / ``gfl_reg``, the ``integral.project`` buffer) with ``gn`` in their
-#: convs and a ``scales`` entry per level, Sparse R-CNN's EmbeddingRPNHead
-#: (``init_proposal_bboxes`` / ``init_proposal_features``) and DIIHead (``attention``,
-#: ``instance_interactive_conv`` DynamicConv, ``ffn``, ``cls_fcs`` / ``reg_fcs``, their
-#: LayerNorms); from mmseg 0.13: FPNHead (``scale_heads.{i}.{j}`` ConvModules with norm,
-#: ``conv_seg``).
+#: are), of the modules the released models use: mmdet 2.13's FPN, RetinaHead, RPNHead,
+#: Shared2FCBBoxHead, FCNMaskHead and, for the 3x detectors, CascadeRoIHead with
+#: ConvFCBBoxHead, ATSSHead, GFLHead, Sparse R-CNN's EmbeddingRPNHead and DIIHead;
+#: mmseg 0.13's FPNHead.
 _HEAD_KEYS = tuple(
     re.compile(p)
     for p in (
@@ -109,15 +97,6 @@ _HEAD_KEYS = tuple(
 _OUR_BACKBONE_KEY = 'backbone.stages.0.patch_embed.proj.weight'
 #: How many refused keys an error shows.
 _SHOW_KEYS = 10
-
-
-def _show(keys: Sequence[str]) -> str:
-    more = (
-        f', ... ({len(keys) - _SHOW_KEYS} more)'
-        if len(keys) > _SHOW_KEYS
-        else ''
-    )
-    return ', '.join(keys[:_SHOW_KEYS]) + more
 
 
 def is_whole_checkpoint(state_dict: Mapping) -> bool:
@@ -197,9 +176,10 @@ def whole_to_ours(
         else:
             refused.append(key)
     if refused:
+        shown = show_keys(refused, _SHOW_KEYS)
         raise CheckpointFormatError(
             f'{source} ({WHOLE_LAYOUTS[layout][1]}): {len(refused)} keys are mapped by no '
-            f'rule of the converter (pvtfpn_mm/weights/layouts.py): {_show(refused)}'
+            f'rule of the converter (pvtfpn_mm/weights/layouts.py): {shown}'
         )
     return out
 
@@ -209,16 +189,12 @@ def convert_to_model_layout(
 ) -> tuple[StateDict, str | None]:
     """A whole detector's / segmentor's state dict in ``model``'s own key layout.
 
-    The loading path of our runner calls this right before its strict load: a
-    checkpoint released in a foreign layout (:data:`WHOLE_LAYOUTS`: mmdet 3.x
-    ``PyramidVisionTransformerV2`` RetinaNets, the official whai362/PVT RetinaNet,
-    Mask R-CNN, Semantic FPN and 3x Cascade Mask R-CNN / ATSS / GFL / Sparse R-CNN
-    checkpoints) is converted on the fly, and the caller
-    logs a line naming the layout it came from. Only models whose backbone is our
-    ``PVTv2`` are converted to; for any other model the state dict is returned as it
-    is. A foreign checkpoint converted into a model whose patch-embedding LayerNorm eps
-    differs from the one the layout was trained with (mmdet: 1e-6) gives a warning
-    naming ``embed_norm_eps``.
+    Our runner's loading path calls this right before its strict load: a checkpoint in a
+    foreign layout (:data:`WHOLE_LAYOUTS`) is converted on the fly (the caller logs the
+    layout it came from), with a warning where the model's patch-embedding LayerNorm eps
+    differs from the layout's (:func:`~.loading.warn_on_embed_eps`). Only models whose
+    backbone is our ``PVTv2`` are converted to; for any other model the state dict is
+    returned as it is.
 
     Args:
         state_dict (Mapping): The checkpoint's state dict (already unwrapped from
@@ -240,29 +216,10 @@ def convert_to_model_layout(
     layout = detect_layout(state_dict)
     if layout is None or layout == 'ours':
         return OrderedDict(state_dict), None
-    out = whole_to_ours(
-        state_dict, layout, source=f'{WHOLE_LAYOUTS[layout][1]} checkpoint'
-    )
-    _warn_on_eps(model, layout)
+    fmt, description = WHOLE_LAYOUTS[layout]
+    out = whole_to_ours(state_dict, layout, source=f'{description} checkpoint')
+    warn_on_embed_eps(model, fmt, f'{description} checkpoint', 'backbone.')
     return out, layout
-
-
-#: The LayerNorm eps of the patch embeddings / spatial reductions each layout was
-#: trained with.
-_LAYOUT_EMBED_EPS = {'mmdet': 1e-6, 'official': 1e-5}
-
-
-def _warn_on_eps(model: nn.Module, layout: str) -> None:
-    norm = model.get_submodule('backbone.stages.0.patch_embed.norm')
-    wanted = _LAYOUT_EMBED_EPS[layout]
-    if norm.eps != wanted:
-        warnings.warn(
-            f'the checkpoint is a {WHOLE_LAYOUTS[layout][1]}, trained with LayerNorm eps '
-            f'{wanted:g} in the patch embeddings and spatial reductions; the model has '
-            f'{norm.eps:g}, so its outputs differ slightly (set '
-            f'model.backbone.embed_norm_eps={wanted:g} to reproduce them exactly)',
-            stacklevel=3,
-        )
 
 
 def convert_file(
@@ -312,10 +269,7 @@ def convert_file(
     # the output is checked before the (slow) reading and converting
     check_output(dst_path, force, src_path)
     checkpoint = read_checkpoint(src_path)
-    if not isinstance(checkpoint, Mapping):
-        raise CheckpointFormatError(
-            f'{source} holds a {type(checkpoint).__name__}, not a state dict'
-        )
+    check_mapping(checkpoint, source)
     if whole is None:
         whole = prefix is None and is_whole_checkpoint(
             unwrap_state_dict(checkpoint)

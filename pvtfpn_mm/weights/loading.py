@@ -25,6 +25,7 @@ from mmengine.logging import print_log
 
 from .formats import (
     CheckpointFormatError,
+    check_mapping,
     extract_state_dict,
     strip_prefix,
     to_ours,
@@ -56,17 +57,21 @@ class StateDictMismatchError(RuntimeError):
         source: str = 'state dict',
         hint: str | None = None,
     ):
-        self.missing, self.unexpected, self.mismatched = (
-            missing,
-            unexpected,
-            mismatched,
-        )
+        self.missing = missing
+        self.unexpected = unexpected
+        self.mismatched = mismatched
         self.source = source
         super().__init__(
             mismatch_summary(
                 missing, unexpected, mismatched, source, self.SHOWN, hint
             )
         )
+
+
+def show_keys(keys: Sequence[str], shown: int) -> str:
+    """The first ``shown`` of ``keys``, and how many more there are."""
+    more = f', ... ({len(keys) - shown} more)' if len(keys) > shown else ''
+    return ', '.join(keys[:shown]) + more
 
 
 def mismatch_summary(
@@ -86,14 +91,7 @@ def mismatch_summary(
         ('shape mismatches', mismatched),
     ):
         if keys:
-            more = (
-                f', ... ({len(keys) - shown} more)'
-                if len(keys) > shown
-                else ''
-            )
-            lines.append(
-                f'  {len(keys)} {title}: {", ".join(keys[:shown])}{more}'
-            )
+            lines.append(f'  {len(keys)} {title}: {show_keys(keys, shown)}')
     if hint:
         lines.append(hint)
     return '\n'.join(lines)
@@ -102,10 +100,7 @@ def mismatch_summary(
 def check_tensors(state_dict: Mapping, source: str = 'state dict') -> None:
     """Raises :class:`CheckpointFormatError` naming the first entry of ``state_dict`` that
     is not a tensor (a state dict holds tensors only)."""
-    if not isinstance(state_dict, Mapping):
-        raise CheckpointFormatError(
-            f'{source} holds a {type(state_dict).__name__}, not a state dict'
-        )
+    check_mapping(state_dict, source)
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
             raise CheckpointFormatError(
@@ -231,19 +226,14 @@ def load_pretrained(
         CheckpointFormatError: Not a PVT-v2 checkpoint.
         StateDictMismatchError: A PVT-v2 checkpoint that does not fit ``model``.
     """
-    source = (
-        f'checkpoint {checkpoint!r}'
-        if isinstance(checkpoint, str)
-        else 'checkpoint'
-    )
-    loaded = (
-        read_checkpoint(checkpoint, map_location=map_location)
-        if isinstance(checkpoint, str)
-        else checkpoint
-    )
+    if isinstance(checkpoint, str):
+        source = f'checkpoint {checkpoint!r}'
+        loaded = read_checkpoint(checkpoint, map_location=map_location)
+    else:
+        source, loaded = 'checkpoint', checkpoint
     state_dict, fmt = extract_state_dict(loaded, prefix=prefix, source=source)
     converted = to_ours(state_dict, fmt)
-    _warn_on_embed_eps(model, fmt, source)
+    warn_on_embed_eps(model, fmt, source)
     if allow_partial:
         print_log(
             load_state_dict_partial(
@@ -262,25 +252,30 @@ def load_pretrained(
     return fmt
 
 
-#: The LayerNorm eps of the patch embeddings and spatial reductions of the backbone
-#: formats whose models differ from ours (1e-5) there: transformers' PvtV2 uses its
-#: ``layer_norm_eps`` (1e-6) for every LayerNorm.
-FORMAT_EMBED_EPS = {'hf': 1e-6}
+#: The LayerNorm eps of the patch embeddings and spatial reductions in the models of the
+#: backbone formats where it is known: mmdet's ``PyramidVisionTransformerV2`` and
+#: transformers' PvtV2 (its ``layer_norm_eps`` for every LayerNorm) use 1e-6, the
+#: official release 1e-5 (our default).
+FORMAT_EMBED_EPS = {'mmdet': 1e-6, 'official': 1e-5, 'hf': 1e-6}
 
 
-def _warn_on_embed_eps(model: nn.Module, fmt: str, source: str) -> None:
+def warn_on_embed_eps(
+    model: nn.Module, fmt: str, source: str, prefix: str = ''
+) -> None:
+    """Warns when the PVTv2 under ``prefix`` in ``model`` has another patch-embedding
+    LayerNorm eps than the models of format ``fmt`` (:data:`FORMAT_EMBED_EPS`)."""
     wanted = FORMAT_EMBED_EPS.get(fmt)
     try:
-        norm = model.get_submodule('stages.0.patch_embed.norm')
+        norm = model.get_submodule(prefix + 'stages.0.patch_embed.norm')
     except AttributeError:
         return
     eps = getattr(norm, 'eps', None)
     if wanted is not None and eps is not None and eps != wanted:
+        option = ('model.' + prefix if prefix else '') + 'embed_norm_eps'
         warnings.warn(
             f'{source} is in format {fmt!r}, whose model has LayerNorm eps {wanted:g} in '
             f'the patch embeddings and spatial reductions; this PVTv2 has {eps:g}, so its '
-            f'features differ slightly (build it with embed_norm_eps={wanted:g} to '
-            'reproduce them)',
+            f'outputs differ slightly (set {option}={wanted:g} to reproduce them exactly)',
             stacklevel=3,
         )
 
@@ -319,15 +314,10 @@ def parse_pretrained(init_cfg: Any) -> tuple[dict | None, list]:
         TypeError: ``checkpoint`` / ``prefix`` not a string (or path), ``allow_partial``
             not a bool.
     """
-    cfgs: list = (
-        []
-        if init_cfg is None
-        else (
-            list(init_cfg)
-            if isinstance(init_cfg, (list, tuple))
-            else [init_cfg]
-        )
-    )
+    if isinstance(init_cfg, (list, tuple)):
+        cfgs = list(init_cfg)
+    else:
+        cfgs = [] if init_cfg is None else [init_cfg]
     pretrained = [c for c in cfgs if _is_pretrained(c)]
     others = [c for c in cfgs if not _is_pretrained(c)]
     if len(pretrained) > 1:
@@ -380,10 +370,7 @@ def load_pretrained_cfg(module: nn.Module, cfg: Mapping) -> None:
         path, map_location=cfg.get('map_location', 'cpu')
     )
     source = f'checkpoint {path!r}'
-    if not isinstance(checkpoint, Mapping):
-        raise CheckpointFormatError(
-            f'{source} holds a {type(checkpoint).__name__}, not a state dict'
-        )
+    check_mapping(checkpoint, source)
     state: Mapping = unwrap_state_dict(checkpoint)
     prefix = cfg.get('prefix')
     if prefix:
