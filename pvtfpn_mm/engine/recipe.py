@@ -1,36 +1,9 @@
-"""The GPU training recipe: speed levers a config switches on with one key, ``gpu_recipe``.
-
-``configs/_base_/gpu_recipe.py`` sets ``gpu_recipe = dict(...)``; a config lists it in
-its ``_base_`` (the ``*_amp-1x_coco.py`` configs do). One key of its own, so the
-fragment can sit in a ``_base_`` list beside any config (mmengine refuses a key that two
-files of one list define). :class:`~pvtfpn_mm.engine.SafeRunner` applies it; every lever
-leaves a CPU run working:
-
-``amp`` (``False`` | ``'auto'`` | ``'bfloat16'`` | ``'float16'``)
-    Mixed precision through ``AmpOptimWrapper`` (:func:`apply_gpu_recipe` sets
-    ``optim_wrapper.type`` and ``dtype``). ``'auto'``: bfloat16 on a GPU that computes
-    in it, else float16 with dynamic loss scaling; on the CPU bfloat16 autocast
-    (:func:`~pvtfpn_mm.engine.amp.resolve_amp_config`, when the wrapper is built).
-``fused_optimizer`` (bool)
-    ``Adam`` / ``AdamW`` with ``fused=True`` where torch has a fused kernel for the
-    parameters' device (CUDA on every supported torch, the CPU from torch 2.4), else
-    torch's default (:func:`fused_optimizer_config`, when the wrapper is built).
-``channels_last`` (bool)
-    Under AMP on CUDA: the neck's and heads' weights (and their optimizer state) in
-    channels-last memory format (:class:`ChannelsLastHook`); elsewhere nothing.
-``cudnn_benchmark`` (bool)
-    ``env_cfg.cudnn_benchmark`` (cuDNN's algorithm search per input shape; a no-op on
-    the CPU).
-``compile`` (``False`` | ``True`` | dict of ``torch.compile`` arguments)
-    On CUDA: ``torch.compile(model.train_step, dynamic=True, ...)`` as mmengine's
-    ``compile`` does; on the CPU skipped with a log line
-    (:meth:`SafeRunner._maybe_compile <pvtfpn_mm.engine.SafeRunner._maybe_compile>`).
-``with_cp`` (bool)
-    ``model.backbone.with_cp``: gradient checkpointing of the backbone blocks, less
-    activation memory for a larger batch at the cost of recomputation (works anywhere;
-    a backbone without ``with_cp`` is refused up front).
-
-A lever the ``gpu_recipe`` dict leaves out is off; the fragment names them all.
+"""The GPU training recipe: speed levers a config switches on with one key, ``gpu_recipe``
+(``configs/_base_/gpu_recipe.py``; the levers, their defaults, where each applies and what
+was measured: docs/training_recipe.md). :class:`~pvtfpn_mm.engine.SafeRunner` applies it:
+the config-level levers in :func:`apply_gpu_recipe`, ``fused_optimizer`` and AMP's dtype
+when it builds the optimizer wrapper (:func:`optim_wrapper_for_device`), ``compile`` in
+``SafeRunner._maybe_compile``. A lever the ``gpu_recipe`` dict leaves out is off.
 """
 
 import copy

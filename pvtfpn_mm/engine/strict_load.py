@@ -1,14 +1,7 @@
-"""Strict loading of whole checkpoints by any mmengine ``Runner``.
-
-mmengine 0.10.7's ``Runner.load_checkpoint`` (used by ``load_from``, ``--resume`` and
-mmdet's / mmseg's ``tools/test.py``) loads with ``strict=False``: a checkpoint of another
-model only gives a warning and the run goes on with random weights. Every runner calls
-its hooks' ``after_load_checkpoint`` with the loaded checkpoint *before* it copies the
-weights into the model; :class:`StrictLoadHook` checks there that the state dict fits
-the model exactly (after converting a released checkpoint of a foreign layout with
-:func:`pvtfpn_mm.weights.convert_to_model_layout`) and otherwise raises
-:class:`~pvtfpn_mm.weights.StateDictMismatchError` with a short summary. As a hook it
-works with mmseg's ``tools/test.py`` too, which ignores ``runner_type``.
+"""Strict loading of whole checkpoints by any mmengine ``Runner`` (docs/tools.md, "Strict
+loading"): :class:`StrictLoadHook` checks, in ``after_load_checkpoint`` (before the runner
+copies the weights), that the state dict fits the model, after converting a released
+checkpoint of a foreign layout (:func:`pvtfpn_mm.weights.convert_to_model_layout`).
 """
 
 import re
