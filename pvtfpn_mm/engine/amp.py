@@ -248,14 +248,11 @@ def _run_in_fp32(method, cast_back: bool):
 
 
 def keep_fp32_islands(model: nn.Module) -> list[str]:
-    """Under autocast, runs the parts of an mmdet detector that mmdet 2.x's fp16 training
-    kept in float32 (its ``@force_fp32``, active in the PVT v2 release's apex runs) in
-    float32: the RoI extractors (mmcv's ``RoIAlign`` has no bfloat16 kernels; the output
-    goes back to the features' dtype) and the dense heads' ``predict_by_feat`` (anchors,
-    box decoding and NMS: mmcv's NMS takes float32 boxes only, and bfloat16 anchors are
-    8 px apart beyond 1024). Wraps the methods of these module instances (nothing
-    global); a no-op for models without them and outside autocast. Returns the names of
-    the modules wrapped.
+    """Under autocast, runs an mmdet detector's RoI extractors (their output back in the
+    features' dtype) and dense heads' ``predict_by_feat`` in float32, as mmdet 2.x's
+    ``@force_fp32`` did (why: docs/training_recipe.md, "Mixed precision and the release").
+    Wraps the methods of these module instances (nothing global); a no-op for models
+    without them and outside autocast. Returns the names of the modules wrapped.
     """
     try:
         from mmdet.models.dense_heads.base_dense_head import BaseDenseHead

@@ -215,12 +215,8 @@ def compile_arguments(recipe: Mapping) -> dict | None:
 def fused_supported_devices() -> tuple[str, ...]:
     """The device types torch's fused Adam / AdamW kernels run on here (torch 2.1:
     CUDA; torch >= 2.4 also the CPU)."""
-    try:
-        from torch.utils._foreach_utils import (
-            _get_fused_kernels_supported_devices,
-        )
-    except ImportError:  # pragma: no cover - every supported torch has it
-        return ('cuda',)
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
     return tuple(_get_fused_kernels_supported_devices())
 
 
@@ -364,10 +360,8 @@ class ChannelsLastHook(Hook):
     """Puts the neck and heads in channels-last memory format before training, on CUDA
     only (added by the ``gpu_recipe`` lever ``channels_last`` under AMP).
 
-    Tensor cores read NHWC; convolutions whose weights are channels-last run in NHWC
-    under autocast. The backbone keeps its own layout. The optimizer state of the
-    converted parameters (when resuming) is given their layout too. On another device
-    it logs that it did nothing.
+    The backbone keeps its own layout; the optimizer state of the converted parameters
+    (when resuming) gets their layout too; on another device it logs that it did nothing.
 
     Args:
         parts (Sequence[str]): Submodules of the model to convert. Defaults to

@@ -317,9 +317,7 @@ class SafeRunner(Runner):
         Raises:
             ResumeError: There are checkpoints, and none loads (each named, with why).
         """
-        result: list[str | None] = [None]
-        if is_main_process():
-            result = [self._find_resumable()]
+        result = [self._find_resumable() if is_main_process() else None]
         if get_world_size() > 1:
             broadcast_object_list(result)
         return result[0]

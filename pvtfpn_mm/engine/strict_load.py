@@ -65,7 +65,11 @@ class StrictLoadHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         model = unwrap_model(runner.model)
-        source = describe_source(runner)
+        # the file SafeRunner.load_checkpoint is reading, else the config's load_from
+        filename = getattr(runner, '_pvtfpn_loading', None) or getattr(
+            runner, '_load_from', None
+        )
+        source = f'checkpoint {filename!r}' if filename else 'checkpoint'
         holder = checkpoint if 'state_dict' in checkpoint else None
         state_dict = (
             checkpoint['state_dict'] if holder is not None else checkpoint
@@ -128,11 +132,3 @@ class StrictLoadHook(Hook):
         else:
             checkpoint.clear()
             checkpoint.update(converted)
-
-
-def describe_source(runner) -> str:
-    """``checkpoint '<file>'`` for the file the runner is loading."""
-    filename: str | None = getattr(runner, '_pvtfpn_loading', None) or getattr(
-        runner, '_load_from', None
-    )
-    return f'checkpoint {filename!r}' if filename else 'checkpoint'
