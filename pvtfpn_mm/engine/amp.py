@@ -134,9 +134,8 @@ def amp_optim_wrapper_type() -> str:
 @OPTIM_WRAPPERS.register_module()
 class CPUAmpOptimWrapper(OptimWrapper):
     """``OptimWrapper`` whose forward passes run under ``torch.autocast('cpu',
-    dtype=torch.bfloat16)`` (on torch < 2.14 with ``scaled_dot_product_attention``'s math
-    backend: torch 2.1's CPU flash attention corrupts memory in its bfloat16 backward,
-    :data:`pvtfpn_mm.compat.CPU_BF16_FLASH_SDPA_SAFE`).
+    dtype=torch.bfloat16)``; attention through the math backend where the CPU flash one
+    is not known safe (:data:`pvtfpn_mm.compat.CPU_BF16_FLASH_SDPA_SAFE`).
 
     Args:
         loss_scale (str | float | dict, optional): Accepted so that an

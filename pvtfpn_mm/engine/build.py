@@ -1,10 +1,8 @@
 """Building the model of one of our configs (mmdet, mmseg, mmpretrain) outside a Runner.
 
-The converter's ``--config`` check, the benchmark, the ONNX exporter and the tests build
-models this way: the config's ``custom_imports`` are honoured, its ``default_scope``
-(checked by :func:`task_of`, the one place that does) picks the registry, and nothing
-is downloaded (building does not run ``init_weights``; :func:`drop_pretrained` removes
-what ``init_weights`` would load).
+The config's ``custom_imports`` are honoured, its ``default_scope`` (checked by
+:func:`task_of`, the one place that does) picks the registry, and nothing is downloaded
+(building does not run ``init_weights``; :func:`drop_pretrained` removes what it would load).
 """
 
 import copy

@@ -119,11 +119,9 @@ def apply_gpu_recipe(cfg):
     """``cfg`` (a ``Config`` or dict) with the config-level part of its ``gpu_recipe``
     applied, and the lines to log; ``(cfg, [])`` unchanged when it has none.
 
-    Sets ``optim_wrapper.type='AmpOptimWrapper'`` and its ``dtype`` (``amp``),
-    ``env_cfg.cudnn_benchmark`` (``cudnn_benchmark=True``), ``model.backbone.with_cp``
-    (``with_cp=True``) and adds a :class:`ChannelsLastHook` to ``custom_hooks``
-    (``channels_last`` with ``amp``). Applying it twice changes nothing more (a config
-    dumped by a recipe run can be trained again).
+    The levers ``amp``, ``cudnn_benchmark``, ``with_cp`` and ``channels_last`` (its hook,
+    under ``amp``). Applying it twice changes nothing more (a config dumped by a recipe
+    run can be trained again).
 
     Raises:
         ValueError: A bad lever (:func:`recipe_of`); ``amp`` where ``optim_wrapper`` is

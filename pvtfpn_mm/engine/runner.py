@@ -63,14 +63,12 @@ from .strict_load import StrictLoadHook, unwrap_model
 def load_checkpoint_file(
     filename: str, map_location: str | Callable | None = 'cpu'
 ) -> dict:
-    """A checkpoint as a runner loads it: a local file through
-    :func:`pvtfpn_mm.weights.read_checkpoint` (safe loading with the globals mmengine's
-    checkpoints need; errors name the file and say what is wrong with it), URLs and
-    ``open-mmlab://``-style names through mmengine's loaders. On torch < 2.5, where
-    safe loading cannot allow those globals (:data:`pvtfpn_mm.compat.HAS_SAFE_GLOBALS`),
-    local files too go through mmengine's loader, as they always did there -- except
-    ``.safetensors`` files and ``http(s)`` URLs of them (a bare state dict, which
-    mmengine cannot read), read by :func:`read_checkpoint` on every torch."""
+    """A checkpoint as a runner loads it: local files (safe loading, errors naming the
+    file) and ``http(s)`` URLs of ``.safetensors`` files (mmengine cannot read them) by
+    :func:`pvtfpn_mm.weights.read_checkpoint`, other URLs and ``open-mmlab://`` names by
+    mmengine's loaders. On torch < 2.5, where safe loading cannot allow mmengine's globals
+    (:data:`pvtfpn_mm.compat.HAS_SAFE_GLOBALS`), all but ``.safetensors`` go to
+    mmengine's loaders, as they always did there."""
     name = str(filename)
     is_url = re.match(r'^[\w+.-]+://', name) is not None
     is_http = name.startswith(('http://', 'https://'))
@@ -84,13 +82,6 @@ def load_checkpoint_file(
 #: Checkpoint file names ``CheckpointHook`` writes by default (``iter_N.pth`` /
 #: ``epoch_N.pth``); group 1 is N.
 CHECKPOINT_NAME = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
-
-
-def name_pattern(filename_tmpl: str) -> 're.Pattern':
-    """A regex for the file names of a ``CheckpointHook`` ``filename_tmpl`` (``'{}'``
-    becomes group 1, the step)."""
-    head, _, tail = filename_tmpl.partition('{}')
-    return re.compile('^' + re.escape(head) + r'(\d+)' + re.escape(tail) + '$')
 
 
 #: Checkpoint hook types a ``SafeRunner`` replaces with ``AtomicCheckpointHook``.
@@ -114,7 +105,7 @@ class ResumeError(RuntimeError):
 @RUNNERS.register_module()
 class SafeRunner(Runner):
     """mmengine's ``Runner`` with a work-dir lock, crash-safe checkpoints, real
-    resuming and strict loading (see the module doc).
+    resuming and strict loading (docs/tools.md).
 
     Args:
         *args, **kwargs: ``Runner``'s arguments.
@@ -227,11 +218,13 @@ class SafeRunner(Runner):
         """The checkpoint files in :meth:`checkpoint_dirs` (``iter_N.pth`` /
         ``epoch_N.pth``, or named by a hook's ``filename_tmpl``), newest first (by N, then
         by modification time). Partial files (``*.partial``) never match."""
-        patterns = [CHECKPOINT_NAME] + [
-            name_pattern(tmpl)
-            for tmpl in self._checkpoint_hook_values('filename_tmpl')
-            if '{}' in tmpl
-        ]
+        patterns = [CHECKPOINT_NAME]
+        for tmpl in self._checkpoint_hook_values('filename_tmpl'):
+            head, braces, tail = tmpl.partition('{}')  # '{}': the step
+            if braces:
+                patterns.append(
+                    re.compile(rf'^{re.escape(head)}(\d+){re.escape(tail)}$')
+                )
         found: dict[str, tuple] = {}
         for folder in self.checkpoint_dirs():
             if not osp.isdir(folder):

@@ -92,11 +92,7 @@ class StrictLoadHook(Hook):
             model, converted
         )
         if missing or unexpected or mismatched:
-            allow = (
-                runner.cfg.get(PARTIAL_KEY, False)
-                if runner.cfg is not None
-                else False
-            )
+            allow = (runner.cfg or {}).get(PARTIAL_KEY, False)
             if not isinstance(allow, bool):
                 raise TypeError(
                     f'{PARTIAL_KEY} must be True or False, got {allow!r}'
