@@ -1,18 +1,10 @@
 """Mixed precision: the autocast dtype chosen by the machine, and bfloat16 on the CPU.
 
-mmengine 0.10.7's ``AmpOptimWrapper`` (what ``--amp`` selects in mmdet's / mmseg's
-``tools/train.py``) asserts that CUDA, NPU, MLU or MUSA is available, and takes one fixed
-``dtype``. PyTorch's CPU autocast runs matmuls and convolutions in bfloat16 while the
-parameters, their gradients and the optimizer state stay float32; bfloat16 has float32's
-exponent range, so no loss scaling is needed. :class:`CPUAmpOptimWrapper` is that, as an
-optimizer wrapper; :func:`amp_optim_wrapper_type` picks it when no accelerator is present.
-
-:func:`resolve_amp_config` (used by :class:`~pvtfpn_mm.engine.SafeRunner` when it builds
-the optimizer wrapper) turns an ``AmpOptimWrapper`` config into what this machine runs:
-``CPUAmpOptimWrapper`` without an accelerator, and ``dtype='auto'`` into bfloat16 on a
-CUDA GPU that computes in it (compute capability >= 8.0: A100, H100, RTX 30xx ...,
-:func:`cuda_bf16_supported`), without loss scaling, else float16 with mmengine's dynamic
-loss scaling (what the PVT v2 release's apex O1 runs used).
+mmengine 0.10.7's ``AmpOptimWrapper`` (what ``--amp`` selects) asserts that CUDA, NPU, MLU
+or MUSA is available, and takes one fixed ``dtype``. :class:`CPUAmpOptimWrapper` is CPU
+autocast in bfloat16 (float32's exponent range: no loss scaling; parameters, gradients and
+optimizer state stay float32); :func:`resolve_amp_config` picks it, or the dtype of
+``dtype='auto'``. The choices and the float32 islands: docs/training_recipe.md.
 """
 
 import copy
@@ -28,7 +20,7 @@ from mmengine.device import (
     is_musa_available,
     is_npu_available,
 )
-from mmengine.optim import OptimWrapper
+from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
 from mmengine.registry import OPTIM_WRAPPERS
 
 from pvtfpn_mm.compat import (
@@ -65,16 +57,6 @@ def cuda_bf16_supported() -> bool:
         return bool(torch.cuda.is_bf16_supported())
 
 
-def auto_amp_dtype() -> str:
-    """What ``dtype='auto'`` means here: ``'bfloat16'`` on a CUDA GPU that computes in
-    it and on the CPU, ``'float16'`` on other GPUs and accelerators."""
-    if not accelerator_available():
-        return 'bfloat16'
-    if get_device() == 'cuda' and cuda_bf16_supported():
-        return 'bfloat16'
-    return 'float16'
-
-
 def _dtype_name(dtype) -> str | None:
     if dtype is None or isinstance(dtype, str):
         return dtype
@@ -91,9 +73,9 @@ def resolve_amp_config(optim_wrapper) -> tuple[dict, str] | None:
 
     * no accelerator: ``CPUAmpOptimWrapper`` (bfloat16 autocast on the CPU; ``dtype``
       ``'auto'`` or ``'bfloat16'``, float16 is refused by the wrapper);
-    * ``dtype='auto'``: :func:`auto_amp_dtype`; bfloat16 without loss scaling
-      (``loss_scale=dict(enabled=False)`` unless a float or dict is given), float16 with
-      the config's ``loss_scale`` (mmengine's default: dynamic);
+    * ``dtype='auto'``: bfloat16 on a CUDA GPU that computes in it, without loss scaling
+      (``loss_scale=dict(enabled=False)`` unless a float or dict is given), else float16
+      with the config's ``loss_scale`` (mmengine's default: dynamic);
     * ``dtype='bfloat16'`` on a CUDA GPU without native bfloat16: ``ValueError``.
     """
     if (
@@ -112,8 +94,8 @@ def resolve_amp_config(optim_wrapper) -> tuple[dict, str] | None:
             'autocast on the CPU) instead of AmpOptimWrapper'
         )
     if dtype == 'auto':
-        dtype = auto_amp_dtype()
-        out['dtype'] = dtype
+        bf16 = get_device() == 'cuda' and cuda_bf16_supported()
+        dtype = out['dtype'] = 'bfloat16' if bf16 else 'float16'
         why = (
             'the GPU computes in bfloat16'
             if dtype == 'bfloat16'
@@ -152,9 +134,8 @@ def amp_optim_wrapper_type() -> str:
 @OPTIM_WRAPPERS.register_module()
 class CPUAmpOptimWrapper(OptimWrapper):
     """``OptimWrapper`` whose forward passes run under ``torch.autocast('cpu',
-    dtype=torch.bfloat16)`` (on torch < 2.14 with ``scaled_dot_product_attention``'s math
-    backend: torch 2.1's CPU flash attention corrupts memory in its bfloat16 backward,
-    :data:`pvtfpn_mm.compat.CPU_BF16_FLASH_SDPA_SAFE`).
+    dtype=torch.bfloat16)``; attention through the math backend where the CPU flash one
+    is not known safe (:data:`pvtfpn_mm.compat.CPU_BF16_FLASH_SDPA_SAFE`).
 
     Args:
         loss_scale (str | float | dict, optional): Accepted so that an
@@ -181,7 +162,6 @@ class CPUAmpOptimWrapper(OptimWrapper):
                 f'dtype={dtype!r}'
             )
         super().__init__(**kwargs)
-        self.loss_scale = loss_scale
         self.cast_dtype = torch.bfloat16
 
     @contextmanager
@@ -189,8 +169,6 @@ class CPUAmpOptimWrapper(OptimWrapper):
         with (
             super().optim_context(model),
             torch.autocast('cpu', dtype=self.cast_dtype),
-            # torch < 2.14: attention through the math backend (its CPU flash
-            # attention's bfloat16 backward corrupts memory on torch 2.1)
             nullcontext() if CPU_BF16_FLASH_SDPA_SAFE else math_sdpa(),
         ):
             yield
@@ -202,11 +180,6 @@ class CPUAmpOptimWrapper(OptimWrapper):
         state_dict.pop('loss_scaler', None)
         super().load_state_dict(state_dict)
 
-    def __repr__(self) -> str:  # pragma: no cover - for logs
-        return (
-            f'CPUAmpOptimWrapper(dtype=bfloat16, optimizer={self.optimizer!r})'
-        )
-
 
 # ------------------------------------------------------------ fp32 under AMP
 
@@ -214,8 +187,6 @@ class CPUAmpOptimWrapper(OptimWrapper):
 def uses_amp(optim_wrapper) -> bool:
     """Whether a built optimizer wrapper (or any of an ``OptimWrapperDict``'s) trains
     under autocast."""
-    from mmengine.optim import AmpOptimWrapper, OptimWrapperDict
-
     if isinstance(optim_wrapper, OptimWrapperDict):
         return any(uses_amp(w) for w in optim_wrapper.values())
     return isinstance(optim_wrapper, AmpOptimWrapper | CPUAmpOptimWrapper)
@@ -276,14 +247,11 @@ def _run_in_fp32(method, cast_back: bool):
 
 
 def keep_fp32_islands(model: nn.Module) -> list[str]:
-    """Under autocast, runs the parts of an mmdet detector that mmdet 2.x's fp16 training
-    kept in float32 (its ``@force_fp32``, active in the PVT v2 release's apex runs) in
-    float32: the RoI extractors (mmcv's ``RoIAlign`` has no bfloat16 kernels; the output
-    goes back to the features' dtype) and the dense heads' ``predict_by_feat`` (anchors,
-    box decoding and NMS: mmcv's NMS takes float32 boxes only, and bfloat16 anchors are
-    8 px apart beyond 1024). Wraps the methods of these module instances (nothing
-    global); a no-op for models without them and outside autocast. Returns the names of
-    the modules wrapped.
+    """Under autocast, runs an mmdet detector's RoI extractors (their output back in the
+    features' dtype) and dense heads' ``predict_by_feat`` in float32, as mmdet 2.x's
+    ``@force_fp32`` did (why: docs/training_recipe.md, "Mixed precision and the release").
+    Wraps the methods of these module instances (nothing global); a no-op for models
+    without them and outside autocast. Returns the names of the modules wrapped.
     """
     try:
         from mmdet.models.dense_heads.base_dense_head import BaseDenseHead

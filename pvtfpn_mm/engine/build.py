@@ -1,10 +1,8 @@
 """Building the model of one of our configs (mmdet, mmseg, mmpretrain) outside a Runner.
 
-The converter's ``--config`` check, the benchmark, the ONNX exporter and the tests build
-models this way: the config's ``custom_imports`` are honoured, its ``default_scope``
-(checked by :func:`task_of`, the one place that does) picks the registry, and nothing
-is downloaded (building does not run ``init_weights``; :func:`drop_pretrained` removes
-what ``init_weights`` would load).
+The config's ``custom_imports`` are honoured, its ``default_scope`` (checked by
+:func:`task_of`, the one place that does) picks the registry, and nothing is downloaded
+(building does not run ``init_weights``; :func:`drop_pretrained` removes what it would load).
 """
 
 import copy
@@ -39,10 +37,13 @@ def task_of(cfg: Config, tasks: Sequence[str] = TASKS) -> str:
 
 
 def load_model_config(
-    config: str | Config, cfg_options: dict | None = None
+    config: str | Config,
+    cfg_options: dict | None = None,
+    tasks: Sequence[str] = TASKS,
 ) -> Config:
     """Loads ``config`` (a path or a :class:`Config`), merges ``cfg_options`` and imports
-    its ``custom_imports``; checks that it is an mmdet, mmseg or mmpretrain config."""
+    its ``custom_imports``; checks that it is a config of one of ``tasks`` (by default an
+    mmdet, mmseg or mmpretrain config; :func:`task_of`)."""
     cfg = (
         config.copy()
         if isinstance(config, Config)
@@ -50,7 +51,7 @@ def load_model_config(
     )
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    task_of(cfg)
+    task_of(cfg, tasks)
     if cfg.get('custom_imports'):
         from mmengine.utils import import_modules_from_strings
 
@@ -63,20 +64,15 @@ def build_model_from_config(
 ) -> nn.Module:
     """The (uninitialized) model of ``config``, in train mode, on the CPU.
 
-    As mmengine's ``Runner`` builds it: a top-level ``data_preprocessor`` (mmpretrain's
-    dataset configs put ``num_classes`` for Mixup / CutMix there) fills in the model's
-    when the model names none.
+    As mmengine's ``Runner`` builds it: in the registry of the config's
+    ``default_scope``, and a top-level ``data_preprocessor`` (mmpretrain's dataset configs
+    put ``num_classes`` for Mixup / CutMix there) fills in the model's when the model
+    names none.
     """
-    from mmengine.registry import init_default_scope
+    from mmengine.registry import MODELS, init_default_scope
 
     cfg = load_model_config(config, cfg_options)
     init_default_scope(cfg.default_scope)
-    if cfg.default_scope == 'mmdet':
-        from mmdet.registry import MODELS
-    elif cfg.default_scope == 'mmseg':
-        from mmseg.registry import MODELS
-    else:
-        from mmpretrain.registry import MODELS
     model_cfg = copy.deepcopy(cfg.model)
     data_preprocessor = cfg.get('data_preprocessor')
     if isinstance(model_cfg, dict) and data_preprocessor is not None:

@@ -1,25 +1,10 @@
 """A ``CheckpointHook`` that never leaves a work dir without a complete checkpoint.
 
-mmengine 0.10.7's ``CheckpointHook`` removes the oldest kept checkpoint *before* it writes
-the new one, writes the new one in place (a crash leaves a truncated ``iter_N.pth``) and
-then points ``last_checkpoint`` at it. Killed at the wrong moment with
-``max_keep_ckpts=1``, a run is left with no checkpoint at all. :class:`AtomicCheckpointHook`
-saves in this order instead:
-
-1. the checkpoint is written to ``<out_dir>/iter_N.pth.partial``;
-2. that file is fsynced and renamed to ``iter_N.pth`` (atomic), the folder fsynced;
-3. ``<work_dir>/last_checkpoint`` is replaced the same way (temporary file, fsync,
-   rename) to name it;
-4. only then are the checkpoints beyond ``max_keep_ckpts`` removed.
-
-Killed anywhere in between, the work dir holds the previous checkpoints, or the new
-one complete, never less; a ``*.partial`` file is never mistaken for a checkpoint
-(:class:`~pvtfpn_mm.engine.SafeRunner` resumes from the newest complete one and removes
-stale partial files). The checkpoint records the kept checkpoints *including* the
-one about to be removed, so a resumed run removes it if the crash came before step 4.
-
-Everything else (arguments, ``save_best``, ``published_keys``, remote ``out_dir``) is
-mmengine's; a non-local ``out_dir`` is saved the mmengine way (with a warning).
+It writes ``<out_dir>/iter_N.pth.partial``, fsyncs it and renames it into place, then
+replaces ``last_checkpoint`` the same way, and only then removes the checkpoints beyond
+``max_keep_ckpts`` (mmengine 0.10.7's hook removes first and writes in place). Killed
+anywhere in between, the work dir holds the previous checkpoints or the new one complete;
+why and what else holds: docs/tools.md ("Checkpoints are never lost").
 """
 
 import os
@@ -33,7 +18,10 @@ from mmengine.registry import HOOKS
 
 from pvtfpn_mm.weights import publish, write_text_atomic
 
-from .files import LAST_CHECKPOINT, PARTIAL_SUFFIX
+#: Suffix of the temporary file a checkpoint is written to before it is renamed into place.
+PARTIAL_SUFFIX = '.partial'
+#: The file mmengine's ``CheckpointHook`` writes the path of the latest checkpoint to.
+LAST_CHECKPOINT = 'last_checkpoint'
 
 
 @HOOKS.register_module()

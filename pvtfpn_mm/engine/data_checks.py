@@ -38,15 +38,7 @@ def _describe(cfg: Mapping) -> str:
     return f'{parts[0]}({", ".join(parts[1:])})'
 
 
-def _classes(cfg: Mapping) -> list[str] | None:
-    metainfo = cfg.get('metainfo') or {}
-    classes = (
-        metainfo.get('classes') if isinstance(metainfo, Mapping) else None
-    )
-    return list(classes) if classes is not None else None
-
-
-def _coco_summary(path: str) -> dict | None:
+def _coco_summary(path: str | None) -> dict | None:
     if not (path and path.endswith('.json') and osp.isfile(path)):
         return None
     try:
@@ -83,13 +75,18 @@ def explain_empty(dataset_cfg: Mapping) -> str:
     source = _describe(cfg)
     root = cfg.get('data_root')
     ann = _join(root, cfg.get('ann_file'))
-    coco = _coco_summary(ann) if ann else None
-    classes = _classes(cfg)
+    coco = _coco_summary(ann)
+    metainfo = cfg.get('metainfo') or {}
+    classes = (
+        metainfo.get('classes') if isinstance(metainfo, Mapping) else None
+    )
     if coco is not None:
         if coco['images'] == 0:
             return f'{source} is empty: the annotation file {ann!r} lists no image'
         if classes is not None and not set(classes) & set(coco['categories']):
-            return class_mismatch_message(classes, coco['categories'], source)
+            return class_mismatch_message(
+                list(classes), coco['categories'], source
+            )
         return (
             f'{source} is empty: none of the {coco["images"]} images of {ann!r} is '
             'left after filtering (filter_cfg, e.g. filter_empty_gt=True drops images '
@@ -133,7 +130,7 @@ def check_built_dataset(dataset) -> None:
         if cat_ids is None or classes is None or len(cat_ids) >= len(classes):
             continue
         ann = getattr(leaf, 'ann_file', None)
-        coco = _coco_summary(ann) if ann else None
+        coco = _coco_summary(ann)
         categories = coco['categories'] if coco else ['(could not read them)']
         raise DatasetError(
             class_mismatch_message(

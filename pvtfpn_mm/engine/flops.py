@@ -1,15 +1,12 @@
 """FLOPs of ``scaled_dot_product_attention`` for mmengine's complexity analysis.
 
-mmengine's :class:`~mmengine.analysis.FlopAnalyzer` (behind ``get_model_complexity_info``
-and mmdet's / mmseg's ``get_flops`` tools) counts matrix products op by op and has no
-handle for ``aten::scaled_dot_product_attention``, so a model whose attention runs
-through it (ours) was counted without its attention products. Importing ``pvtfpn_mm``
-adds the handle to mmengine's default flop and activation tables
-(:func:`register_flop_counters`). Like mmengine's ``bmm`` / ``matmul`` handles it counts
-one multiply-add as one flop: ``Q K^T`` and ``softmax(.) V`` are ``B H N M (d + d_v)``
-for queries ``(B, H, N, d)``, keys ``(B, H, M, d)`` and values ``(B, H, M, d_v)`` -- what
-the same attention written as two ``bmm`` calls (mmdet's ``nn.MultiheadAttention`` path)
-is counted. Softmax, scaling and masking are not counted, as for that path.
+mmengine's ``FlopAnalyzer`` (behind ``get_flops``) has no handle for
+``aten::scaled_dot_product_attention``, so our attention went uncounted (docs/model_zoo.md);
+importing ``pvtfpn_mm`` adds one (:func:`register_flop_counters`). As mmengine's ``bmm``
+handle, one multiply-add is one flop: ``Q K^T`` and ``softmax(.) V`` are
+``B H N M (d + d_v)`` for queries ``(B, H, N, d)``, keys ``(B, H, M, d)``, values
+``(B, H, M, d_v)``, as the same attention written as two ``bmm`` calls (mmdet's
+``nn.MultiheadAttention``) is counted; softmax, scaling and masking are not counted.
 """
 
 from math import prod

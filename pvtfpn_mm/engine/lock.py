@@ -69,26 +69,23 @@ class WorkDirLock:
         if self.held:
             return self
         os.makedirs(self.work_dir, exist_ok=True)
-        deadline = time.monotonic() + ORPHAN_WAIT_S
-        while True:
-            try:
-                self._lock.acquire(timeout=0)
-                break
-            except Timeout:
-                pass
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
             info = self.holder_info()
-            if (
-                info.get('host') == socket.gethostname()
-                and not _alive(info.get('pid'))
-                and time.monotonic() < deadline
-            ):
-                time.sleep(0.5)
-                continue
-            raise WorkDirBusyError(
-                f'the work dir {self.work_dir} is in use by another training: '
-                f'{self.holder_text()} (lock file {self.path}). Wait for it to finish, '
-                'or train into another --work-dir'
+            orphaned = info.get('host') == socket.gethostname() and not _alive(
+                info.get('pid')
             )
+            try:
+                self._lock.acquire(
+                    timeout=ORPHAN_WAIT_S if orphaned else 0, poll_interval=0.5
+                )
+            except Timeout:
+                raise WorkDirBusyError(
+                    f'the work dir {self.work_dir} is in use by another training: '
+                    f'{self.holder_text()} (lock file {self.path}). Wait for it to '
+                    'finish, or train into another --work-dir'
+                ) from None
         info = dict(
             pid=os.getpid(),
             host=socket.gethostname(),

@@ -1,36 +1,9 @@
-"""The GPU training recipe: speed levers a config switches on with one key, ``gpu_recipe``.
-
-``configs/_base_/gpu_recipe.py`` sets ``gpu_recipe = dict(...)``; a config lists it in
-its ``_base_`` (the ``*_amp-1x_coco.py`` configs do). One key of its own, so the
-fragment can sit in a ``_base_`` list beside any config (mmengine refuses a key that two
-files of one list define). :class:`~pvtfpn_mm.engine.SafeRunner` applies it; every lever
-leaves a CPU run working:
-
-``amp`` (``False`` | ``'auto'`` | ``'bfloat16'`` | ``'float16'``)
-    Mixed precision through ``AmpOptimWrapper`` (:func:`apply_gpu_recipe` sets
-    ``optim_wrapper.type`` and ``dtype``). ``'auto'``: bfloat16 on a GPU that computes
-    in it, else float16 with dynamic loss scaling; on the CPU bfloat16 autocast
-    (:func:`~pvtfpn_mm.engine.amp.resolve_amp_config`, when the wrapper is built).
-``fused_optimizer`` (bool)
-    ``Adam`` / ``AdamW`` with ``fused=True`` where torch has a fused kernel for the
-    parameters' device (CUDA on every supported torch, the CPU from torch 2.4), else
-    torch's default (:func:`fused_optimizer_config`, when the wrapper is built).
-``channels_last`` (bool)
-    Under AMP on CUDA: the neck's and heads' weights (and their optimizer state) in
-    channels-last memory format (:class:`ChannelsLastHook`); elsewhere nothing.
-``cudnn_benchmark`` (bool)
-    ``env_cfg.cudnn_benchmark`` (cuDNN's algorithm search per input shape; a no-op on
-    the CPU).
-``compile`` (``False`` | ``True`` | dict of ``torch.compile`` arguments)
-    On CUDA: ``torch.compile(model.train_step, dynamic=True, ...)`` as mmengine's
-    ``compile`` does; on the CPU skipped with a log line
-    (:meth:`SafeRunner._maybe_compile <pvtfpn_mm.engine.SafeRunner._maybe_compile>`).
-``with_cp`` (bool)
-    ``model.backbone.with_cp``: gradient checkpointing of the backbone blocks, less
-    activation memory for a larger batch at the cost of recomputation (works anywhere;
-    a backbone without ``with_cp`` is refused up front).
-
-A lever the ``gpu_recipe`` dict leaves out is off; the fragment names them all.
+"""The GPU training recipe: speed levers a config switches on with one key, ``gpu_recipe``
+(``configs/_base_/gpu_recipe.py``; the levers, their defaults, where each applies and what
+was measured: docs/training_recipe.md). :class:`~pvtfpn_mm.engine.SafeRunner` applies it:
+the config-level levers in :func:`apply_gpu_recipe`, ``fused_optimizer`` and AMP's dtype
+when it builds the optimizer wrapper (:func:`optim_wrapper_for_device`), ``compile`` in
+``SafeRunner._maybe_compile``. A lever the ``gpu_recipe`` dict leaves out is off.
 """
 
 import copy
@@ -146,11 +119,9 @@ def apply_gpu_recipe(cfg):
     """``cfg`` (a ``Config`` or dict) with the config-level part of its ``gpu_recipe``
     applied, and the lines to log; ``(cfg, [])`` unchanged when it has none.
 
-    Sets ``optim_wrapper.type='AmpOptimWrapper'`` and its ``dtype`` (``amp``),
-    ``env_cfg.cudnn_benchmark`` (``cudnn_benchmark=True``), ``model.backbone.with_cp``
-    (``with_cp=True``) and adds a :class:`ChannelsLastHook` to ``custom_hooks``
-    (``channels_last`` with ``amp``). Applying it twice changes nothing more (a config
-    dumped by a recipe run can be trained again).
+    The levers ``amp``, ``cudnn_benchmark``, ``with_cp`` and ``channels_last`` (its hook,
+    under ``amp``). Applying it twice changes nothing more (a config dumped by a recipe
+    run can be trained again).
 
     Raises:
         ValueError: A bad lever (:func:`recipe_of`); ``amp`` where ``optim_wrapper`` is
@@ -242,12 +213,8 @@ def compile_arguments(recipe: Mapping) -> dict | None:
 def fused_supported_devices() -> tuple[str, ...]:
     """The device types torch's fused Adam / AdamW kernels run on here (torch 2.1:
     CUDA; torch >= 2.4 also the CPU)."""
-    try:
-        from torch.utils._foreach_utils import (
-            _get_fused_kernels_supported_devices,
-        )
-    except ImportError:  # pragma: no cover - every supported torch has it
-        return ('cuda',)
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
     return tuple(_get_fused_kernels_supported_devices())
 
 
@@ -391,10 +358,8 @@ class ChannelsLastHook(Hook):
     """Puts the neck and heads in channels-last memory format before training, on CUDA
     only (added by the ``gpu_recipe`` lever ``channels_last`` under AMP).
 
-    Tensor cores read NHWC; convolutions whose weights are channels-last run in NHWC
-    under autocast. The backbone keeps its own layout. The optimizer state of the
-    converted parameters (when resuming) is given their layout too. On another device
-    it logs that it did nothing.
+    The backbone keeps its own layout; the optimizer state of the converted parameters
+    (when resuming) gets their layout too; on another device it logs that it did nothing.
 
     Args:
         parts (Sequence[str]): Submodules of the model to convert. Defaults to

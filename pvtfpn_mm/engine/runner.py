@@ -1,34 +1,11 @@
 """``SafeRunner``: mmengine's ``Runner`` with the guarantees long trainings need.
 
 Selected by ``runner_type = 'SafeRunner'`` in our configs, which mmdet's and mmseg's
-``tools/train.py`` (and so ``mim train``) honour, as do ours. On top of mmengine
-0.10.7's ``Runner`` it
-
-* takes an exclusive lock on the work dir for the whole training
-  (:class:`~pvtfpn_mm.engine.lock.WorkDirLock`): a second training into the same work
-  dir stops at once, naming the first one's pid, host and command;
-* refuses to start a training (without ``resume``) in a work dir that already holds
-  checkpoints, which mmengine would overwrite and then delete: continue with
-  ``--resume``, train into a fresh ``--work-dir``, or opt in with
-  ``allow_existing_checkpoints=True`` (config key, e.g. ``--cfg-options``);
-* resumes (``resume=True`` without ``load_from``, i.e. ``--resume`` without a path)
-  from the newest checkpoint in the work dir that loads, whatever ``last_checkpoint``
-  says (missing, stale, or naming a deleted file); when checkpoints exist but none
-  loads, it stops naming each with the reason; ``*.partial`` files of interrupted saves
-  are never candidates and are removed;
-* saves with :class:`~pvtfpn_mm.engine.AtomicCheckpointHook` (a plain
-  ``CheckpointHook`` config is upgraded) and loads strictly through
-  :class:`~pvtfpn_mm.engine.StrictLoadHook` (added when the config has none);
-* trains ``AmpOptimWrapper`` configs (``--amp``) with
-  :class:`~pvtfpn_mm.engine.CPUAmpOptimWrapper` (bfloat16 autocast) where no GPU is
-  present, instead of failing, and resolves ``dtype='auto'`` (bfloat16 on a GPU that
-  computes in it, else float16; :func:`~pvtfpn_mm.engine.amp.resolve_amp_config`);
-* applies the config's ``gpu_recipe`` (:mod:`pvtfpn_mm.engine.recipe`: AMP, fused
-  AdamW, channels-last neck and heads, ``cudnn.benchmark``, ``torch.compile``,
-  ``with_cp``), each lever on CUDA only or refused up front where it cannot run;
-* raises a :class:`~pvtfpn_mm.engine.data_checks.DatasetError` naming the dataset when
-  a dataset comes out empty or its class names are not categories of its annotation
-  file, when the dataloader is built.
+``tools/train.py`` (and so ``mim train``) honour, as do ours. What it adds to mmengine
+0.10.7's ``Runner`` (work-dir lock, no training over existing checkpoints without
+``--resume``, resuming from the newest complete checkpoint, atomic saving, strict
+loading, CPU AMP, the ``gpu_recipe``, dataset checks): see docs/tools.md ("What our
+configs add") and docs/training_recipe.md.
 """
 
 import copy
@@ -50,6 +27,7 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import (
     _load_checkpoint,
     _load_checkpoint_to_model,
+    find_latest_checkpoint,
 )
 
 from pvtfpn_mm.compat import HAS_SAFE_GLOBALS
@@ -61,19 +39,12 @@ from pvtfpn_mm.weights import (
 )
 
 from .amp import keep_fp32_islands, uses_amp
+from .checkpoint_hook import LAST_CHECKPOINT, PARTIAL_SUFFIX
 from .data_checks import (
     EMPTY_DATASET_MESSAGE,
     DatasetError,
     check_built_dataset,
     explain_empty,
-)
-from .files import (
-    CHECKPOINT_NAME,
-    LAST_CHECKPOINT,
-    list_checkpoints,
-    list_partial_files,
-    name_pattern,
-    read_last_checkpoint,
 )
 from .lock import WorkDirLock
 from .recipe import (
@@ -92,14 +63,12 @@ from .strict_load import StrictLoadHook, unwrap_model
 def load_checkpoint_file(
     filename: str, map_location: str | Callable | None = 'cpu'
 ) -> dict:
-    """A checkpoint as a runner loads it: a local file through
-    :func:`pvtfpn_mm.weights.read_checkpoint` (safe loading with the globals mmengine's
-    checkpoints need; errors name the file and say what is wrong with it), URLs and
-    ``open-mmlab://``-style names through mmengine's loaders. On torch < 2.5, where
-    safe loading cannot allow those globals (:data:`pvtfpn_mm.compat.HAS_SAFE_GLOBALS`),
-    local files too go through mmengine's loader, as they always did there -- except
-    ``.safetensors`` files and ``http(s)`` URLs of them (a bare state dict, which
-    mmengine cannot read), read by :func:`read_checkpoint` on every torch."""
+    """A checkpoint as a runner loads it: local files (safe loading, errors naming the
+    file) and ``http(s)`` URLs of ``.safetensors`` files (mmengine cannot read them) by
+    :func:`pvtfpn_mm.weights.read_checkpoint`, other URLs and ``open-mmlab://`` names by
+    mmengine's loaders. On torch < 2.5, where safe loading cannot allow mmengine's globals
+    (:data:`pvtfpn_mm.compat.HAS_SAFE_GLOBALS`), all but ``.safetensors`` go to
+    mmengine's loaders, as they always did there."""
     name = str(filename)
     is_url = re.match(r'^[\w+.-]+://', name) is not None
     is_http = name.startswith(('http://', 'https://'))
@@ -108,6 +77,11 @@ def load_checkpoint_file(
     if not HAS_SAFE_GLOBALS or is_url:
         return _load_checkpoint(filename, map_location=map_location)
     return read_checkpoint(filename, map_location=map_location)
+
+
+#: Checkpoint file names ``CheckpointHook`` writes by default (``iter_N.pth`` /
+#: ``epoch_N.pth``); group 1 is N.
+CHECKPOINT_NAME = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
 
 
 #: Checkpoint hook types a ``SafeRunner`` replaces with ``AtomicCheckpointHook``.
@@ -131,7 +105,7 @@ class ResumeError(RuntimeError):
 @RUNNERS.register_module()
 class SafeRunner(Runner):
     """mmengine's ``Runner`` with a work-dir lock, crash-safe checkpoints, real
-    resuming and strict loading (see the module doc).
+    resuming and strict loading (docs/tools.md).
 
     Args:
         *args, **kwargs: ``Runner``'s arguments.
@@ -197,27 +171,40 @@ class SafeRunner(Runner):
             if not self._resume:
                 self._refuse_existing_checkpoints()
             if is_main_process():
-                for path in list_partial_files(self.checkpoint_dirs()):
+                self._remove_partial_files()
+            return super().train()
+        finally:
+            self._work_dir_lock.release()
+
+    def _remove_partial_files(self) -> None:
+        """Removes the temporary files of checkpoint saves that did not finish."""
+        for folder in self.checkpoint_dirs():
+            if not osp.isdir(folder):
+                continue
+            for name in sorted(os.listdir(folder)):
+                if name.endswith('.pth' + PARTIAL_SUFFIX):
+                    path = osp.join(folder, name)
                     self.logger.info(
                         f'removing {path}: an interrupted checkpoint save'
                     )
                     os.remove(path)
-            return super().train()
-        finally:
-            self._work_dir_lock.release()
+
+    def _checkpoint_hook_values(self, attr: str) -> list:
+        """The ``attr`` of each ``CheckpointHook`` of this run, where set."""
+        return [
+            value
+            for hook in self._hooks
+            if isinstance(hook, CheckpointHook)
+            and (value := getattr(hook, attr, None))
+        ]
 
     def checkpoint_dirs(self) -> list[str]:
         """The local folders checkpoints of this run go to: the work dir and the
         ``out_dir`` of its checkpoint hooks (``<out_dir>/<work dir name>``)."""
         dirs = [self.work_dir]
         name = osp.basename(self.work_dir.rstrip(os.sep))
-        for hook in self._hooks:
-            out_dir = (
-                getattr(hook, 'out_dir', None)
-                if isinstance(hook, CheckpointHook)
-                else None
-            )
-            if not out_dir or '://' in str(out_dir):
+        for out_dir in self._checkpoint_hook_values('out_dir'):
+            if '://' in str(out_dir):
                 continue
             out_dir = osp.abspath(str(out_dir))
             if out_dir != self.work_dir and osp.basename(out_dir) != name:
@@ -227,21 +214,36 @@ class SafeRunner(Runner):
                 dirs.append(out_dir)
         return dirs
 
-    def _name_patterns(self):
+    def _list_checkpoints(self) -> list[str]:
+        """The checkpoint files in :meth:`checkpoint_dirs` (``iter_N.pth`` /
+        ``epoch_N.pth``, or named by a hook's ``filename_tmpl``), newest first (by N, then
+        by modification time). Partial files (``*.partial``) never match."""
         patterns = [CHECKPOINT_NAME]
-        for hook in self._hooks:
-            tmpl = (
-                getattr(hook, 'filename_tmpl', None)
-                if isinstance(hook, CheckpointHook)
-                else None
-            )
-            if tmpl and '{}' in tmpl:
-                patterns.append(name_pattern(tmpl))
-        return patterns
+        for tmpl in self._checkpoint_hook_values('filename_tmpl'):
+            head, braces, tail = tmpl.partition('{}')  # '{}': the step
+            if braces:
+                patterns.append(
+                    re.compile(rf'^{re.escape(head)}(\d+){re.escape(tail)}$')
+                )
+        found: dict[str, tuple] = {}
+        for folder in self.checkpoint_dirs():
+            if not osp.isdir(folder):
+                continue
+            for name in os.listdir(folder):
+                path = osp.join(folder, name)
+                for pattern in patterns:
+                    m = pattern.match(name)
+                    if m and osp.isfile(path):
+                        found[osp.abspath(path)] = (
+                            int(m.group(1)),
+                            osp.getmtime(path),
+                        )
+                        break
+        return sorted(found, key=lambda p: found[p], reverse=True)
 
     def existing_checkpoints(self) -> list[str]:
         """Checkpoint files (and ``last_checkpoint``) already in the checkpoint folders."""
-        found = list_checkpoints(self.checkpoint_dirs(), self._name_patterns())
+        found = self._list_checkpoints()
         for folder in self.checkpoint_dirs():
             if osp.isdir(folder):
                 found += sorted(
@@ -308,18 +310,14 @@ class SafeRunner(Runner):
         Raises:
             ResumeError: There are checkpoints, and none loads (each named, with why).
         """
-        result: list[str | None] = [None]
-        if is_main_process():
-            result = [self._find_resumable()]
+        result = [self._find_resumable() if is_main_process() else None]
         if get_world_size() > 1:
             broadcast_object_list(result)
         return result[0]
 
     def _find_resumable(self) -> str | None:
-        candidates = list_checkpoints(
-            self.checkpoint_dirs(), self._name_patterns()
-        )
-        last = read_last_checkpoint(self.work_dir)
+        candidates = self._list_checkpoints()
+        last = find_latest_checkpoint(self.work_dir) or None
         if last is not None:
             last = osp.abspath(osp.expanduser(last))
             if not osp.isfile(last):
@@ -399,15 +397,11 @@ class SafeRunner(Runner):
     # ----------------------------------------------------- optim wrapper, data
 
     def build_optim_wrapper(self, optim_wrapper):
-        """As ``Runner.build_optim_wrapper``; an ``AmpOptimWrapper`` config becomes a
-        ``CPUAmpOptimWrapper`` where no GPU (or NPU/MLU/MUSA) is present and its
-        ``dtype='auto'`` the dtype this GPU computes in
-        (:func:`~pvtfpn_mm.engine.amp.resolve_amp_config`), and a detector trained
-        under AMP keeps RoI extraction and box decoding in float32
-        (:func:`~pvtfpn_mm.engine.amp.keep_fp32_islands`); with the ``gpu_recipe``
-        lever ``fused_optimizer``, Adam / AdamW get ``fused=True`` where torch has
-        fused kernels for the model's device
-        (:func:`~pvtfpn_mm.engine.recipe.fused_optimizer_config`)."""
+        """As ``Runner.build_optim_wrapper``, from the config made what this machine
+        runs (:func:`~pvtfpn_mm.engine.recipe.optim_wrapper_for_device`: CPU AMP,
+        ``dtype='auto'``, ``fused_optimizer``); under AMP a detector keeps RoI
+        extraction and box decoding in float32
+        (:func:`~pvtfpn_mm.engine.amp.keep_fp32_islands`)."""
         optim_wrapper, notes = optim_wrapper_for_device(
             optim_wrapper, recipe_of(self.cfg), model_device(self.model)
         )
@@ -459,14 +453,11 @@ class SafeRunner(Runner):
         """As ``Runner.build_dataloader``; an empty dataset, or a COCO-style dataset
         whose class names are not categories of its annotation file, raises
         :class:`DatasetError` saying so."""
-        dataset_cfg = (
-            dataloader.get('dataset') if isinstance(dataloader, dict) else None
-        )
-        dataset_cfg = (
-            copy.deepcopy(dataset_cfg)
-            if isinstance(dataset_cfg, dict)
-            else None
-        )
+        dataset_cfg = None
+        if isinstance(dataloader, dict) and isinstance(
+            dataloader.get('dataset'), dict
+        ):
+            dataset_cfg = copy.deepcopy(dataloader['dataset'])
         try:
             loader = Runner.build_dataloader(
                 dataloader, seed=seed, diff_rank_seed=diff_rank_seed

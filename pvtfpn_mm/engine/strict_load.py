@@ -1,14 +1,7 @@
-"""Strict loading of whole checkpoints by any mmengine ``Runner``.
-
-mmengine 0.10.7's ``Runner.load_checkpoint`` (used by ``load_from``, ``--resume`` and
-mmdet's / mmseg's ``tools/test.py``) loads with ``strict=False``: a checkpoint of another
-model only gives a warning and the run goes on with random weights. Every runner calls
-its hooks' ``after_load_checkpoint`` with the loaded checkpoint *before* it copies the
-weights into the model; :class:`StrictLoadHook` checks there that the state dict fits
-the model exactly (after converting a released checkpoint of a foreign layout with
-:func:`pvtfpn_mm.weights.convert_to_model_layout`) and otherwise raises
-:class:`~pvtfpn_mm.weights.StateDictMismatchError` with a short summary. As a hook it
-works with mmseg's ``tools/test.py`` too, which ignores ``runner_type``.
+"""Strict loading of whole checkpoints by any mmengine ``Runner`` (docs/tools.md, "Strict
+loading"): :class:`StrictLoadHook` checks, in ``after_load_checkpoint`` (before the runner
+copies the weights), that the state dict fits the model, after converting a released
+checkpoint of a foreign layout (:func:`pvtfpn_mm.weights.convert_to_model_layout`).
 """
 
 import re
@@ -72,7 +65,11 @@ class StrictLoadHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         model = unwrap_model(runner.model)
-        source = describe_source(runner)
+        # the file SafeRunner.load_checkpoint is reading, else the config's load_from
+        filename = getattr(runner, '_pvtfpn_loading', None) or getattr(
+            runner, '_load_from', None
+        )
+        source = f'checkpoint {filename!r}' if filename else 'checkpoint'
         holder = checkpoint if 'state_dict' in checkpoint else None
         state_dict = (
             checkpoint['state_dict'] if holder is not None else checkpoint
@@ -95,11 +92,7 @@ class StrictLoadHook(Hook):
             model, converted
         )
         if missing or unexpected or mismatched:
-            allow = (
-                runner.cfg.get(PARTIAL_KEY, False)
-                if runner.cfg is not None
-                else False
-            )
+            allow = (runner.cfg or {}).get(PARTIAL_KEY, False)
             if not isinstance(allow, bool):
                 raise TypeError(
                     f'{PARTIAL_KEY} must be True or False, got {allow!r}'
@@ -135,11 +128,3 @@ class StrictLoadHook(Hook):
         else:
             checkpoint.clear()
             checkpoint.update(converted)
-
-
-def describe_source(runner) -> str:
-    """``checkpoint '<file>'`` for the file the runner is loading."""
-    filename: str | None = getattr(runner, '_pvtfpn_loading', None) or getattr(
-        runner, '_load_from', None
-    )
-    return f'checkpoint {filename!r}' if filename else 'checkpoint'

@@ -30,19 +30,13 @@ def load_config(
     work_dir: str | None = None,
     launcher: str = 'none',
 ) -> Config:
-    """Loads ``config``, merges ``cfg_options`` and sets ``work_dir`` and ``launcher``.
+    """Loads ``config``, sets ``launcher``, merges ``cfg_options`` (which may set it too)
+    and sets ``work_dir``.
 
     ``work_dir`` defaults to the config's own, else ``./work_dirs/<config name>``.
     """
-    cfg = (
-        config.copy()
-        if isinstance(config, Config)
-        else Config.fromfile(config)
-    )
-    task_of(cfg)
-    cfg.launcher = launcher
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    options = {'launcher': launcher, **(cfg_options or {})}
+    cfg = build.load_model_config(config, options, TRAIN_TASKS)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
@@ -57,7 +51,6 @@ def _build_runner(cfg: Config):
 
     from .cpu_dist import prepare_cpu_distributed
 
-    # gloo etc. for --launcher pytorch without CUDA
     prepare_cpu_distributed(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
@@ -91,7 +84,6 @@ def prepare_train_config(
     if amp:
         from .amp import amp_optim_wrapper_type
 
-        # CPUAmpOptimWrapper where there is no GPU
         wrapper = amp_optim_wrapper_type()
         if cfg.optim_wrapper.get('type', 'OptimWrapper') in (
             'AmpOptimWrapper',
@@ -216,20 +208,8 @@ def _enable_tta(cfg: Config, task: str) -> None:
                         dict(type='RandomFlip', prob=1.0),
                         dict(type='RandomFlip', prob=0.0),
                     ],
-                    [
-                        dict(
-                            type='PackDetInputs',
-                            meta_keys=(
-                                'img_id',
-                                'img_path',
-                                'ori_shape',
-                                'img_shape',
-                                'scale_factor',
-                                'flip',
-                                'flip_direction',
-                            ),
-                        )
-                    ],
+                    # mmdet's tools/test.py names PackDetInputs' default meta_keys
+                    [dict(type='PackDetInputs')],
                 ],
             )
     elif 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
