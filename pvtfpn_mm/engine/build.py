@@ -13,7 +13,7 @@ from typing import Any
 import torch.nn as nn
 from mmengine.config import Config
 
-from pvtfpn_mm.weights.loading import _is_pretrained
+from pvtfpn_mm.weights.loading import is_pretrained_cfg
 
 #: The codebases whose configs we build: their ``default_scope`` values.
 TASKS = ('mmdet', 'mmseg', 'mmpretrain')
@@ -92,11 +92,11 @@ def drop_pretrained(node: Any) -> Any:
         for key, value in node.items():
             if key in ('pretrained', 'checkpoint'):
                 continue
-            if key == 'init_cfg' and _is_pretrained(value):
+            if key == 'init_cfg' and is_pretrained_cfg(value):
                 out[key] = None
                 continue
             if key == 'init_cfg' and isinstance(value, (list, tuple)):
-                value = [c for c in value if not _is_pretrained(c)] or None
+                value = [c for c in value if not is_pretrained_cfg(c)] or None
             out[key] = drop_pretrained(value)
         return out
     if isinstance(node, (list, tuple)):

@@ -318,8 +318,8 @@ def parse_pretrained(init_cfg: Any) -> tuple[dict | None, list]:
         cfgs = list(init_cfg)
     else:
         cfgs = [] if init_cfg is None else [init_cfg]
-    pretrained = [c for c in cfgs if _is_pretrained(c)]
-    others = [c for c in cfgs if not _is_pretrained(c)]
+    pretrained = [c for c in cfgs if is_pretrained_cfg(c)]
+    others = [c for c in cfgs if not is_pretrained_cfg(c)]
     if len(pretrained) > 1:
         raise ValueError(
             f'init_cfg={init_cfg!r} has {len(pretrained)} Pretrained entries; '
@@ -353,7 +353,8 @@ def parse_pretrained(init_cfg: Any) -> tuple[dict | None, list]:
     return cfg, others
 
 
-def _is_pretrained(cfg: Any) -> bool:
+def is_pretrained_cfg(cfg: Any) -> bool:
+    """Whether ``cfg`` is an ``init_cfg`` entry of type ``'Pretrained'``."""
     return isinstance(cfg, Mapping) and cfg.get('type') == 'Pretrained'
 
 
