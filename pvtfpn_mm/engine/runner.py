@@ -8,6 +8,7 @@ loading, CPU AMP, the ``gpu_recipe``, dataset checks): see docs/tools.md ("What 
 configs add") and docs/training_recipe.md.
 """
 
+import atexit
 import copy
 import os
 import os.path as osp
@@ -79,6 +80,16 @@ def load_checkpoint_file(
     return read_checkpoint(filename, map_location=map_location)
 
 
+def destroy_process_group() -> None:
+    """Destroys the default process group, if any: registered at exit by a distributed
+    :class:`SafeRunner` (``Runner`` initialises the group, nothing ends it). Left to the
+    interpreter's shutdown, gloo's worker threads can abort the process after its work is
+    done (SIGABRT, "terminate called without an active exception"; pytorch PR 179291),
+    seen with ``tools/dist_test.py`` on two loaded CPU cores."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 #: Checkpoint file names ``CheckpointHook`` writes by default (``iter_N.pth`` /
 #: ``epoch_N.pth``); group 1 is N.
 CHECKPOINT_NAME = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
@@ -135,6 +146,8 @@ class SafeRunner(Runner):
         if not any(isinstance(h, StrictLoadHook) for h in self._hooks):
             self.register_hook(StrictLoadHook())
         self._work_dir_lock = WorkDirLock(self.work_dir)
+        if self.distributed:
+            atexit.register(destroy_process_group)
 
     @classmethod
     def from_cfg(cls, cfg) -> 'SafeRunner':
