@@ -9,6 +9,8 @@
 #   PVTFPN_STACKS=newest ./test.sh ...    one stack only: newest, oldest, "newest oldest"
 #                                         (the checks run with the newest stack)
 #   PVTFPN_LINT=0 ./test.sh ...           skip the checks (local use; CI runs them)
+#   PVTFPN_TEST_WORKERS=N ./test.sh ...   pytest-xdist processes, whole test files each
+#                                         (default 2, the cores of CI's machine; 0: none)
 # Exit status: the first failing pytest run's, else 1 if a check failed, else 0.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,6 +27,8 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 [[ ${#args[@]} -gt 0 ]] || args=(-q)
+# A test file runs in one worker (--dist loadfile): its module fixtures are built once.
+workers=(-n "${PVTFPN_TEST_WORKERS:-2}" --dist loadfile)
 rc=0
 lint_rc=0
 for stack in ${PVTFPN_STACKS:-newest oldest}; do
@@ -45,7 +49,7 @@ for stack in ${PVTFPN_STACKS:-newest oldest}; do
     fi
     start=$SECONDS
     status=0
-    "$venv/bin/python" -m pytest "${select[@]}" "${args[@]}" || status=$?
+    "$venv/bin/python" -m pytest "${select[@]}" "${workers[@]}" "${args[@]}" || status=$?
     echo "[test.sh] $stack stack: pytest exit $status in $((SECONDS - start)) s" >&2
     if [[ $status -ne 0 && ( $rc -eq 0 || $rc -eq 5 ) ]]; then
         rc=$status

@@ -9,6 +9,7 @@ here installs anything or depends on the state of the checkout.
 
 import os
 import os.path as osp
+import re
 import shutil
 import subprocess
 import sys
@@ -150,8 +151,8 @@ def test_user_selection_is_combined_with_the_oldest_marker(tmp_path):
     )
     assert rc == 0, out
     # newest: test_fast + test_newest_only; oldest: "oldest and (not slow)" = test_fast
-    assert '2 passed, 1 deselected' in out, out
-    assert '1 passed, 2 deselected' in out, out
+    # (of 3; under pytest-xdist the workers deselect, so the summary counts no deselected)
+    assert re.findall(r'\b(\d+) passed', out) == ['2', '1'], out
     assert '[lint]' not in out, out
 
 
