@@ -209,6 +209,8 @@ def test_segmentor_helper_resizes_like_mmseg(segmentor, tmp_path):
     from mmseg.apis import inference_model
 
     model, onnx_model, _ = segmentor
+    # the head's sigmoid threshold travels in the file (used by one-channel heads)
+    assert onnx_model.threshold == (model.decode_head.threshold or 0.3)
     image = np.random.default_rng(0).integers(
         0, 256, (90, 120, 3), dtype=np.uint8
     )

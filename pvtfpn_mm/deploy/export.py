@@ -272,6 +272,8 @@ def export_onnx(
         config=os.path.basename(config),
         exporter=f'torch {torch.__version__} dynamo, opset {OPSET}',
     )
+    if kind == 'segmentor':  # a one-channel head's labels: sigmoid > threshold
+        meta['threshold'] = graph.threshold
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=str(value))
     if check:

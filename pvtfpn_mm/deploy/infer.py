@@ -89,6 +89,8 @@ class OnnxModel:
         self.task, self.kind = meta['task'], meta['kind']
         self.classes = json.loads(meta['classes'])
         self.align_corners = meta.get('align_corners', 'False') == 'True'
+        # a one-channel segmentor's (files exported before it was recorded: mmseg's 0.3)
+        self.threshold = float(meta.get('threshold', 0.3))
         self.mask_thr = mask_thr
         self.outputs = [o.name for o in self.session.get_outputs()]
         # the task's TRANSFORMS registry imports its transforms when asked
@@ -134,7 +136,7 @@ class OnnxModel:
                 labels = (
                     logits.argmax(1)
                     if logits.shape[1] > 1
-                    else (logits.sigmoid() > 0.3).long()[:, 0]
+                    else (logits.sigmoid() > self.threshold).long()[:, 0]
                 )
                 outs['labels'] = labels.numpy()
             outs['labels'] = outs['labels'][0]
